@@ -1,0 +1,56 @@
+/**
+ * Entry point: config → adapters → core; signals. Exit codes: 0 clean stop, 1 runtime
+ * failure (e.g. discovery lost), 2 invalid configuration.
+ */
+import { startGlobalPlanner } from "./src/app.ts";
+import { loadConfig, USAGE } from "./src/config/mod.ts";
+import { ConfigError, errorText } from "./src/errors.ts";
+import { processLogger } from "./src/ops/log.ts";
+
+async function main(argv: string[]): Promise<number> {
+  let loaded;
+  try {
+    loaded = loadConfig(argv, (name) => Deno.env.get(name));
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`global-planner: ${error.message}`);
+      return 2;
+    }
+    throw error;
+  }
+  if (loaded.kind === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  const { config } = loaded;
+  const logger = processLogger(config.logFilter);
+
+  let planner;
+  try {
+    planner = await startGlobalPlanner(config, logger);
+  } catch (error) {
+    logger.error("Global Planner failed to start", { error: errorText(error) });
+    return 1;
+  }
+
+  const stopSignal = new Promise<string>((resolve) => {
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      Deno.addSignalListener(signal, () => resolve(signal));
+    }
+  });
+  const outcome = await Promise.race([
+    stopSignal.then((signal) => ({ signal, error: undefined })),
+    planner.host.discovery.lost.catch((error) => ({ signal: undefined, error })),
+  ]);
+  if (outcome.error) {
+    logger.error("stopping: discovery registration lost", { error: errorText(outcome.error) });
+    await planner.stop(0);
+    return 1;
+  }
+  logger.info("stopping", { signal: outcome.signal });
+  await planner.stop();
+  logger.info("stopped");
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

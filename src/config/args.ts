@@ -1,0 +1,86 @@
+/**
+ * Command-line flags, parsed with `node:util` `parseArgs` (JSR's `@std/cli` is unreachable
+ * here). `--managed-namespaces` takes several values after one flag, as upstream's argparse
+ * `nargs="+"` does; the values end at the next `--flag`.
+ */
+import { parseArgs } from "node:util";
+import { ConfigError } from "../errors.ts";
+
+export interface CliFlags {
+  help: boolean;
+  managedNamespaces?: string[];
+  environment?: string;
+  noOperation: boolean;
+}
+
+export const USAGE = `Usage: global-planner [options]
+
+Serves <DYN_NAMESPACE>.GlobalPlanner.scale_request and .health on the Dynamo runtime.
+
+Options:
+  --managed-namespaces NS [NS ...]  Dynamo namespaces allowed to call (default: all)
+  --environment kubernetes          Only supported environment (default: kubernetes)
+  --no-operation                    Log scale requests and answer success without scaling
+  -h, --help                        Show this help and exit
+
+Environment: DYN_NAMESPACE (required), POD_NAMESPACE (default "default"), and the Dynamo
+runtime variables (DYN_DISCOVERY_BACKEND, ETCD_ENDPOINTS, DYN_FILE_KV, DYN_REQUEST_PLANE,
+DYN_TCP_RPC_HOST, DYN_TCP_RPC_PORT, DYN_LOG, ...). See README.md.`;
+
+export function parseCliFlags(argv: string[]): CliFlags {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: true,
+      tokens: true,
+      options: {
+        "help": { type: "boolean", short: "h" },
+        "managed-namespaces": { type: "string", multiple: true },
+        "environment": { type: "string" },
+        "no-operation": { type: "boolean" },
+      },
+    });
+  } catch (error) {
+    throw new ConfigError(`${(error as Error).message}\n\n${USAGE}`, { cause: error });
+  }
+
+  const flags: CliFlags = { help: false, noOperation: false };
+  let collecting: string[] | undefined;
+  for (const token of parsed.tokens ?? []) {
+    if (token.kind === "option") {
+      collecting = undefined;
+      switch (token.name) {
+        case "help":
+          flags.help = true;
+          break;
+        case "no-operation":
+          flags.noOperation = true;
+          break;
+        case "environment":
+          flags.environment = token.value;
+          break;
+        case "managed-namespaces":
+          flags.managedNamespaces ??= [];
+          if (token.value !== undefined) flags.managedNamespaces.push(token.value);
+          // `--managed-namespaces=a b`: `b` still belongs to the flag, as with argparse.
+          collecting = flags.managedNamespaces;
+          break;
+      }
+    } else if (token.kind === "positional") {
+      if (!collecting) {
+        throw new ConfigError(`unrecognized argument: ${token.value}\n\n${USAGE}`);
+      }
+      collecting.push(token.value);
+    } else {
+      collecting = undefined;
+    }
+  }
+  if (flags.managedNamespaces) {
+    if (flags.managedNamespaces.length === 0 || flags.managedNamespaces.some((ns) => !ns)) {
+      throw new ConfigError("--managed-namespaces expects one or more non-empty namespaces");
+    }
+  }
+  return flags;
+}

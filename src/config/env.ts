@@ -1,0 +1,178 @@
+/**
+ * Environment variables, validated with zod. The runtime variables mean what they mean to the
+ * Dynamo runtime (`ai-dynamo-runtime`), so a Global Planner pod can be configured exactly like
+ * any other Dynamo component.
+ */
+import { z } from "zod";
+import { ConfigError } from "../errors.ts";
+
+export type EnvGetter = (name: string) => string | undefined;
+
+/** Every variable the service reads; also the `env` list of the Deno permission set. */
+export const ENV_VARS = [
+  "DYN_NAMESPACE",
+  "POD_NAMESPACE",
+  "DYN_DISCOVERY_BACKEND",
+  "ETCD_ENDPOINTS",
+  "ETCD_AUTH_USERNAME",
+  "ETCD_AUTH_PASSWORD",
+  "ETCD_AUTH_CA",
+  "ETCD_AUTH_CLIENT_CERT",
+  "ETCD_AUTH_CLIENT_KEY",
+  "ETCD_LEASE_TTL",
+  "DYN_FILE_KV",
+  "DYN_FILE_KV_TTL_SECS",
+  "TMPDIR",
+  "DYN_REQUEST_PLANE",
+  "DYN_TCP_RPC_HOST",
+  "DYN_TCP_RPC_PORT",
+  "DYN_TCP_RPC_ADVERTISE_HOST",
+  "DYN_TCP_MAX_MESSAGE_SIZE",
+  "DYN_LOG",
+] as const;
+
+export type DiscoveryBackend = "etcd" | "file";
+
+export interface EtcdSettings {
+  endpoints: string[];
+  username?: string;
+  password?: string;
+  caFile?: string;
+  clientCertFile?: string;
+  clientKeyFile?: string;
+  leaseTtlSeconds: number;
+}
+
+export interface FileKvSettings {
+  root: string;
+  ttlSeconds: number;
+}
+
+export interface TcpSettings {
+  host?: string;
+  port: number;
+  advertiseHost?: string;
+  maxMessageSize: number;
+}
+
+export interface RuntimeSettings {
+  discovery: DiscoveryBackend;
+  etcd: EtcdSettings;
+  fileKv: FileKvSettings;
+  requestPlane: "tcp";
+  tcp: TcpSettings;
+}
+
+export interface EnvSettings {
+  dynNamespace: string;
+  podNamespace: string;
+  logFilter?: string;
+  runtime: RuntimeSettings;
+}
+
+export const DYN_NAMESPACE_MISSING =
+  "DYN_NAMESPACE environment variable is required but not set. Please set DYN_NAMESPACE to " +
+  "specify the Dynamo namespace for GlobalPlanner.";
+
+const nonEmpty = (name: string) =>
+  z.string().trim().min(1, `${name} must not be empty`).refine(
+    (s) => !/[./\s]/.test(s),
+    `${name} must not contain '.', '/' or white space (it is one part of a Dynamo endpoint path)`,
+  );
+
+const intIn = (name: string, min: number, max: number) =>
+  z.string().trim().regex(/^\d+$/, `${name} must be an integer between ${min} and ${max}`)
+    .transform(Number).refine(
+      (n) => n >= min && n <= max,
+      `${name} must be an integer between ${min} and ${max}`,
+    );
+
+const schema = z.object({
+  DYN_NAMESPACE: nonEmpty("DYN_NAMESPACE"),
+  POD_NAMESPACE: z.string().trim().min(1, "POD_NAMESPACE must not be empty").default("default"),
+  DYN_DISCOVERY_BACKEND: z.string().trim().toLowerCase().default("etcd").pipe(
+    z.enum(["etcd", "file"], {
+      error: (issue) =>
+        issue.input === "kubernetes" || issue.input === "mem"
+          ? `DYN_DISCOVERY_BACKEND=${issue.input} is not supported yet; use "etcd" or "file"`
+          : `DYN_DISCOVERY_BACKEND must be "etcd" or "file", got "${issue.input}"`,
+    }),
+  ),
+  ETCD_ENDPOINTS: z.string().default("http://localhost:2379").transform((s) =>
+    s.split(",").map((e) => e.trim()).filter(Boolean)
+  ).pipe(
+    z.array(z.url({ error: "ETCD_ENDPOINTS must be a comma list of http(s):// URLs" }))
+      .min(1, "ETCD_ENDPOINTS must name at least one endpoint"),
+  ),
+  ETCD_AUTH_USERNAME: z.string().optional(),
+  ETCD_AUTH_PASSWORD: z.string().optional(),
+  ETCD_AUTH_CA: z.string().optional(),
+  ETCD_AUTH_CLIENT_CERT: z.string().optional(),
+  ETCD_AUTH_CLIENT_KEY: z.string().optional(),
+  ETCD_LEASE_TTL: intIn("ETCD_LEASE_TTL", 1, 3600).default(10),
+  DYN_FILE_KV: z.string().optional(),
+  DYN_FILE_KV_TTL_SECS: intIn("DYN_FILE_KV_TTL_SECS", 1, 3600).default(10),
+  TMPDIR: z.string().optional(),
+  DYN_REQUEST_PLANE: z.string().trim().toLowerCase().default("tcp").pipe(
+    z.enum(["tcp"], {
+      error: (issue) =>
+        issue.input === "nats"
+          ? `DYN_REQUEST_PLANE=nats is not supported yet; use "tcp"`
+          : `DYN_REQUEST_PLANE must be "tcp", got "${issue.input}"`,
+    }),
+  ),
+  DYN_TCP_RPC_HOST: z.string().trim().optional(),
+  DYN_TCP_RPC_PORT: intIn("DYN_TCP_RPC_PORT", 0, 65535).default(0),
+  DYN_TCP_RPC_ADVERTISE_HOST: z.string().trim().optional(),
+  DYN_TCP_MAX_MESSAGE_SIZE: intIn("DYN_TCP_MAX_MESSAGE_SIZE", 1024, 2 ** 31).default(
+    32 * 1024 * 1024,
+  ),
+  DYN_LOG: z.string().optional(),
+});
+
+export function readEnv(getEnv: EnvGetter): EnvSettings {
+  const raw: Record<string, string> = {};
+  for (const name of ENV_VARS) {
+    const value = getEnv(name);
+    // An empty variable counts as unset, as it does for the Rust runtime's config loader.
+    if (value !== undefined && value !== "") raw[name] = value;
+  }
+  if (raw.DYN_NAMESPACE === undefined) throw new ConfigError(DYN_NAMESPACE_MISSING);
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => `${String(i.path[0] ?? "")}: ${i.message}`).join("; "),
+      { cause: parsed.error },
+    );
+  }
+  const env = parsed.data;
+  const tmp = (env.TMPDIR ?? "/tmp").replace(/\/+$/, "") || "/";
+  return {
+    dynNamespace: env.DYN_NAMESPACE,
+    podNamespace: env.POD_NAMESPACE,
+    logFilter: env.DYN_LOG,
+    runtime: {
+      discovery: env.DYN_DISCOVERY_BACKEND,
+      etcd: {
+        endpoints: env.ETCD_ENDPOINTS,
+        username: env.ETCD_AUTH_USERNAME,
+        password: env.ETCD_AUTH_PASSWORD,
+        caFile: env.ETCD_AUTH_CA,
+        clientCertFile: env.ETCD_AUTH_CLIENT_CERT,
+        clientKeyFile: env.ETCD_AUTH_CLIENT_KEY,
+        leaseTtlSeconds: env.ETCD_LEASE_TTL,
+      },
+      fileKv: {
+        root: env.DYN_FILE_KV ?? `${tmp}/dynamo_store_kv`,
+        ttlSeconds: env.DYN_FILE_KV_TTL_SECS,
+      },
+      requestPlane: env.DYN_REQUEST_PLANE,
+      tcp: {
+        host: env.DYN_TCP_RPC_HOST,
+        port: env.DYN_TCP_RPC_PORT,
+        advertiseHost: env.DYN_TCP_RPC_ADVERTISE_HOST,
+        maxMessageSize: env.DYN_TCP_MAX_MESSAGE_SIZE,
+      },
+    },
+  };
+}

@@ -1,0 +1,3 @@
+export { type Config, loadConfig, type LoadResult } from "./config.ts";
+export { USAGE } from "./args.ts";
+export * from "./env.ts";

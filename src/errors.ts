@@ -1,0 +1,78 @@
+/**
+ * One small family of named errors. Each carries an optional `cause` (as nats.js does) and
+ * maps to a response status and a metric reason in one table (`outcomeOf`), not in scattered
+ * `catch` blocks.
+ */
+
+export type ScaleStatus = "success" | "error" | "rejected" | "scaling";
+
+/** Base class: every error the service raises on purpose is a `GlobalPlannerError`. */
+export class GlobalPlannerError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Invalid configuration at start-up; the process exits with code 2. */
+export class ConfigError extends GlobalPlannerError {}
+
+/** The request body does not match the wire contract; answered as a runtime error item. */
+export class InvalidRequest extends GlobalPlannerError {}
+
+/** The caller's namespace is not among the managed namespaces. */
+export class NotAuthorized extends GlobalPlannerError {}
+
+/** The DGD exists but is not Ready: a soft denial (`rejected`). */
+export class NotReady extends GlobalPlannerError {}
+
+/** The GPU budget forbids the request: a soft denial (`rejected`). */
+export class BudgetBreach extends GlobalPlannerError {}
+
+/** The request cannot be served in the current mode (e.g. no Kubernetes connector yet). */
+export class Unavailable extends GlobalPlannerError {}
+
+/** A Kubernetes API call failed; carries what was attempted and the HTTP status. */
+export class KubeError extends GlobalPlannerError {
+  constructor(
+    message: string,
+    readonly detail: {
+      verb: string;
+      resource: string;
+      name?: string;
+      namespace?: string;
+      status?: number;
+    },
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** A peer broke the Dynamo wire protocol (bad frame, bad header, unknown transport). */
+export class ProtocolError extends GlobalPlannerError {}
+
+/** Discovery registration failed or was lost. */
+export class DiscoveryError extends GlobalPlannerError {}
+
+export interface Outcome {
+  status: ScaleStatus;
+  /** Metric/log reason label. */
+  reason: string;
+}
+
+/** The single table from error class to response status and metric reason. */
+export function outcomeOf(error: unknown): Outcome {
+  if (error instanceof NotAuthorized) return { status: "error", reason: "not_authorized" };
+  if (error instanceof NotReady) return { status: "rejected", reason: "rejected_not_ready" };
+  if (error instanceof BudgetBreach) return { status: "rejected", reason: "rejected_budget" };
+  if (error instanceof InvalidRequest) return { status: "error", reason: "invalid_request" };
+  if (error instanceof KubeError) return { status: "error", reason: "kubernetes_error" };
+  if (error instanceof Unavailable) return { status: "error", reason: "unavailable" };
+  return { status: "error", reason: "internal_error" };
+}
+
+/** Text of any thrown value, for messages and logs. */
+export function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,54 @@
+/**
+ * The runtime's TwoPart message: `u64be header_len | u64be data_len | u64be checksum |
+ * header | data`. Upstream release builds send checksum 0 and only debug builds verify it, so
+ * we send 0 and ignore it on receipt. A zero-length part is "absent".
+ */
+import { ProtocolError } from "../../errors.ts";
+
+export const TWO_PART_PREFIX = 24;
+
+export interface TwoPart {
+  header?: Uint8Array;
+  data?: Uint8Array;
+}
+
+export function encodeTwoPart(header?: Uint8Array, data?: Uint8Array): Uint8Array {
+  const headerLength = header?.length ?? 0;
+  const dataLength = data?.length ?? 0;
+  const out = new Uint8Array(TWO_PART_PREFIX + headerLength + dataLength);
+  const view = new DataView(out.buffer);
+  view.setBigUint64(0, BigInt(headerLength));
+  view.setBigUint64(8, BigInt(dataLength));
+  // bytes 16..24: checksum 0
+  if (header) out.set(header, TWO_PART_PREFIX);
+  if (data) out.set(data, TWO_PART_PREFIX + headerLength);
+  return out;
+}
+
+/** Decodes one complete TwoPart message (e.g. a request body). */
+export function decodeTwoPart(bytes: Uint8Array): TwoPart {
+  if (bytes.length < TWO_PART_PREFIX) {
+    throw new ProtocolError(`TwoPart message too short: ${bytes.length} bytes`);
+  }
+  const { headerLength, dataLength } = readTwoPartPrefix(bytes);
+  if (TWO_PART_PREFIX + headerLength + dataLength !== bytes.length) {
+    throw new ProtocolError(
+      `TwoPart lengths ${headerLength}+${dataLength} do not match a ${bytes.length}-byte body`,
+    );
+  }
+  const headerEnd = TWO_PART_PREFIX + headerLength;
+  return {
+    header: headerLength ? bytes.subarray(TWO_PART_PREFIX, headerEnd) : undefined,
+    data: dataLength ? bytes.subarray(headerEnd, headerEnd + dataLength) : undefined,
+  };
+}
+
+export function readTwoPartPrefix(bytes: Uint8Array): { headerLength: number; dataLength: number } {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, TWO_PART_PREFIX);
+  const headerLength = view.getBigUint64(0);
+  const dataLength = view.getBigUint64(8);
+  if (headerLength > BigInt(Number.MAX_SAFE_INTEGER) || dataLength > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new ProtocolError("TwoPart part length out of range");
+  }
+  return { headerLength: Number(headerLength), dataLength: Number(dataLength) };
+}

@@ -1,0 +1,134 @@
+/**
+ * Runs one accepted request: decode the TwoPart body and control header, open the response
+ * stream named in `connection_info` first (as the Rust runtime does), then feed the handler's
+ * items into it. Every parseable request gets an answer: a malformed body becomes an error
+ * item, never silence.
+ */
+import { errorText, ProtocolError } from "../errors.ts";
+import type { Logger } from "../ops/log.ts";
+import { JSON_CODEC, type PayloadCodec, payloadCodec } from "./codec/payload_codec.ts";
+import { decodeTwoPart } from "./codec/two_part.ts";
+import { type ControlHeader, parseControlHeader } from "./control_header.ts";
+import type { Endpoint, ResponseSink } from "./endpoint.ts";
+
+/** Opens the response stream for a request; one implementation per response transport. */
+export type ResponseOpener = (
+  header: ControlHeader,
+  codec: PayloadCodec,
+  logger: Logger,
+) => Promise<ResponseSink>;
+
+export class Dispatcher {
+  #endpoints = new Map<string, Endpoint>();
+  #routes = new Map<string, Endpoint>();
+  #openResponse: ResponseOpener;
+  #logger: Logger;
+  #inFlight = new Set<Promise<void>>();
+  #shutdown = new AbortController();
+
+  constructor(endpoints: Endpoint[], openResponse: ResponseOpener, logger: Logger) {
+    for (const endpoint of endpoints) this.#endpoints.set(endpoint.name, endpoint);
+    this.#openResponse = openResponse;
+    this.#logger = logger;
+  }
+
+  get endpoints(): Endpoint[] {
+    return [...this.#endpoints.values()];
+  }
+
+  /** Number of requests currently being answered. */
+  get inFlight(): number {
+    return this.#inFlight.size;
+  }
+
+  /** Makes `path` (exactly as sent in request frames) lead to the endpoint named `endpoint`. */
+  addRoute(path: string, endpoint: string): void {
+    const target = this.#endpoints.get(endpoint);
+    if (!target) throw new Error(`no endpoint named ${endpoint}`);
+    this.#routes.set(path, target);
+  }
+
+  /** The endpoint for a request path; only paths added with `addRoute` match. */
+  route(path: string): Endpoint | undefined {
+    return this.#routes.get(path);
+  }
+
+  /** Starts answering a request in the background. */
+  dispatch(endpoint: Endpoint, headers: Record<string, string>, body: Uint8Array): void {
+    const task = this.#run(endpoint, headers, body).catch((error) =>
+      this.#logger.error("request failed unexpectedly", { endpoint: endpoint.name, error })
+    );
+    this.#inFlight.add(task);
+    task.finally(() => this.#inFlight.delete(task));
+  }
+
+  /** Waits for in-flight requests up to `graceMs`, then aborts those still running. */
+  async drain(graceMs: number): Promise<void> {
+    const all = Promise.allSettled([...this.#inFlight]);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = await Promise.race([
+      all.then(() => false),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs))),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) {
+      this.#shutdown.abort(new Error("service is shutting down"));
+      await all;
+    }
+  }
+
+  async #run(endpoint: Endpoint, headers: Record<string, string>, body: Uint8Array) {
+    let control: ControlHeader;
+    let data: Uint8Array | undefined;
+    try {
+      const parts = decodeTwoPart(body);
+      control = parseControlHeader(parts.header);
+      data = parts.data;
+    } catch (error) {
+      // Without a control header there is no response address: nothing can be answered.
+      this.#logger.warn("dropping request without a usable control header", {
+        endpoint: endpoint.name,
+        error: errorText(error),
+      });
+      return;
+    }
+    const logger = this.#logger.child({ endpoint: endpoint.name, request_id: control.id });
+    // An unknown codec is answered in JSON so the caller still learns what went wrong.
+    const codec = payloadCodec(control.payload_codec);
+    let sink: ResponseSink;
+    try {
+      sink = await this.#openResponse(control, codec ?? JSON_CODEC, logger);
+    } catch (error) {
+      logger.error("cannot open the response stream; the caller will time out", {
+        transport: control.connection_info.transport,
+        error: errorText(error),
+      });
+      return;
+    }
+
+    const signal = AbortSignal.any([sink.stopped, this.#shutdown.signal]);
+    try {
+      const request = decodeBody(control.payload_codec, codec, data);
+      for await (const item of endpoint.handler(request, { id: control.id, headers, signal })) {
+        if (sink.stopped.aborted) return sink.abort();
+        await sink.send(item);
+      }
+    } catch (error) {
+      if (sink.stopped.aborted) return sink.abort();
+      await sink.sendError(errorText(error));
+    }
+    await sink.end();
+  }
+}
+
+function decodeBody(name: string | undefined, codec: PayloadCodec | undefined, data?: Uint8Array): unknown {
+  if (!codec) throw new ProtocolError(`Invalid request: unsupported payload_codec "${name}"`);
+  if (!data) return null;
+  try {
+    return codec.decode(data);
+  } catch (error) {
+    throw new ProtocolError(`Invalid request: body is not valid ${codec.name}: ${errorText(error)}`, {
+      cause: error,
+    });
+  }
+}

@@ -1,0 +1,101 @@
+/**
+ * Hosts a Dynamo component's endpoints: one discovery backend, one request plane, one
+ * dispatcher. All endpoints are registered concurrently, and `start` resolves only when every
+ * record is visible to callers and the request plane listens.
+ */
+import type { RuntimeSettings } from "../config/env.ts";
+import { ProtocolError } from "../errors.ts";
+import type { Logger } from "../ops/log.ts";
+import { instanceHex } from "./codec/json.ts";
+import type { PayloadCodec } from "./codec/payload_codec.ts";
+import type { ControlHeader } from "./control_header.ts";
+import type { Discovery, EndpointRecord } from "./discovery/discovery.ts";
+import { EtcdDiscovery } from "./discovery/etcd.ts";
+import { FileDiscovery } from "./discovery/file.ts";
+import { Dispatcher } from "./dispatcher.ts";
+import type { Endpoint, ResponseSink } from "./endpoint.ts";
+import { TcpRequestPlane } from "./request_plane/tcp.ts";
+import { CALL_HOME_TRANSPORT, openCallHome, parseCallHomeInfo } from "./response_plane/call_home.ts";
+
+export interface HostOptions {
+  namespace: string;
+  component: string;
+  endpoints: Endpoint[];
+  runtime: RuntimeSettings;
+  logger: Logger;
+}
+
+export interface EndpointHost {
+  readonly instanceId: bigint;
+  readonly address: string;
+  readonly discovery: Discovery;
+  readonly dispatcher: Dispatcher;
+  readonly records: EndpointRecord[];
+  /** Deregisters first (callers stop routing here), drains, then closes everything. */
+  stop(graceMs: number): Promise<void>;
+}
+
+export async function openDiscovery(runtime: RuntimeSettings, logger: Logger): Promise<Discovery> {
+  switch (runtime.discovery) {
+    case "etcd":
+      return await EtcdDiscovery.connect(runtime.etcd, logger);
+    case "file":
+      return new FileDiscovery(runtime.fileKv, logger);
+  }
+}
+
+export function openResponse(
+  header: ControlHeader,
+  codec: PayloadCodec,
+  logger: Logger,
+): Promise<ResponseSink> {
+  const { transport, info } = header.connection_info;
+  if (transport === CALL_HOME_TRANSPORT) {
+    return openCallHome(parseCallHomeInfo(info, header.id), codec, logger);
+  }
+  return Promise.reject(new ProtocolError(`unsupported response transport "${transport}"`));
+}
+
+export async function startEndpointHost(options: HostOptions): Promise<EndpointHost> {
+  const { logger } = options;
+  const discovery = await openDiscovery(options.runtime, logger);
+  const hex = instanceHex(discovery.instanceId);
+  let plane: TcpRequestPlane;
+  try {
+    plane = TcpRequestPlane.listen(options.runtime.tcp, logger);
+  } catch (error) {
+    await discovery.close();
+    throw error;
+  }
+  const dispatcher = new Dispatcher(options.endpoints, openResponse, logger);
+  const records: EndpointRecord[] = options.endpoints.map((endpoint) => {
+    const path = { namespace: options.namespace, component: options.component, endpoint: endpoint.name };
+    return { ...path, instanceId: discovery.instanceId, transport: plane.route(dispatcher, path, hex) };
+  });
+  plane.serve(dispatcher);
+  try {
+    await discovery.register(records);
+  } catch (error) {
+    await plane.close();
+    await discovery.close();
+    throw error;
+  }
+
+  let stopped: Promise<void> | undefined;
+  return {
+    instanceId: discovery.instanceId,
+    address: plane.address,
+    discovery,
+    dispatcher,
+    records,
+    stop(graceMs: number) {
+      stopped ??= (async () => {
+        await discovery.deregister();
+        await plane.close();
+        await dispatcher.drain(graceMs);
+        await discovery.close();
+      })();
+      return stopped;
+    },
+  };
+}

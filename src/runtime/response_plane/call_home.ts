@@ -1,0 +1,163 @@
+/**
+ * The `tcp_server` response transport ("call home"): per request the server opens a new TCP
+ * connection to the caller's listener, introduces the stream by subject, sends a prologue,
+ * the items, the final frame and a sentinel. While streaming the caller may send `"stop"` or
+ * `"kill"`; then nothing more may follow.
+ */
+import { ProtocolError } from "../../errors.ts";
+import type { Logger } from "../../ops/log.ts";
+import { dataItem, errorItem, FINAL_ITEM } from "../codec/annotated.ts";
+import { ByteReader } from "../codec/byte_reader.ts";
+import { fromUtf8, utf8 } from "../codec/json.ts";
+import type { PayloadCodec } from "../codec/payload_codec.ts";
+import { encodeTwoPart, readTwoPartPrefix, TWO_PART_PREFIX } from "../codec/two_part.ts";
+import type { ResponseSink } from "../endpoint.ts";
+import { concat, parseSocketAddress, writeAll } from "../net.ts";
+
+export const CALL_HOME_TRANSPORT = "tcp_server";
+
+const PROLOGUE_OK = encodeTwoPart(utf8(`{"error":null}`));
+const SENTINEL = encodeTwoPart(utf8(`"sentinel"`));
+/** How long to wait for the caller to close after the sentinel. */
+const LINGER_MS = 10_000;
+
+interface CallHomeInfo {
+  address: string;
+  subject: string;
+  context?: string;
+  stream_type?: string;
+}
+
+export function parseCallHomeInfo(info: string, requestId: string): CallHomeInfo {
+  let parsed: Partial<CallHomeInfo>;
+  try {
+    parsed = JSON.parse(info);
+  } catch (error) {
+    throw new ProtocolError("connection_info.info is not JSON", { cause: error });
+  }
+  if (typeof parsed.address !== "string" || typeof parsed.subject !== "string") {
+    throw new ProtocolError("connection_info.info lacks address or subject");
+  }
+  if (parsed.stream_type !== undefined && parsed.stream_type !== "response") {
+    throw new ProtocolError(`unexpected stream_type ${parsed.stream_type}`);
+  }
+  if (parsed.context !== undefined && parsed.context !== requestId) {
+    throw new ProtocolError(`connection_info context ${parsed.context} != request id ${requestId}`);
+  }
+  return parsed as CallHomeInfo;
+}
+
+/** Opens the call-home stream; resolves once handshake and prologue are written. */
+export async function openCallHome(
+  info: CallHomeInfo,
+  codec: PayloadCodec,
+  logger: Logger,
+): Promise<ResponseSink> {
+  const address = parseSocketAddress(info.address);
+  if (!address) throw new ProtocolError(`call-home address is not an IP socket address: ${info.address}`);
+  const conn = await Deno.connect({ hostname: address.hostname, port: address.port });
+  conn.setNoDelay(true);
+  const handshake = encodeTwoPart(
+    utf8(JSON.stringify({ subject: info.subject, stream_type: "response" })),
+  );
+  const sink = new CallHomeSink(conn, codec, logger);
+  await sink.write([handshake, PROLOGUE_OK]);
+  return sink;
+}
+
+class CallHomeSink implements ResponseSink {
+  #conn: Deno.TcpConn;
+  #logger: Logger;
+  #codec: PayloadCodec;
+  #stop = new AbortController();
+  #closed = false;
+  #pending: Uint8Array[] = [];
+  #flushing: Promise<void> | null = null;
+  #linger?: ReturnType<typeof setTimeout>;
+
+  constructor(conn: Deno.TcpConn, codec: PayloadCodec, logger: Logger) {
+    this.#conn = conn;
+    this.#codec = codec;
+    this.#logger = logger;
+    this.#watchCaller();
+  }
+
+  get stopped(): AbortSignal {
+    return this.#stop.signal;
+  }
+
+  send(item: unknown): Promise<void> {
+    return this.write([encodeTwoPart(undefined, this.#codec.encode(dataItem(item)))]);
+  }
+
+  sendError(message: string): Promise<void> {
+    return this.write([encodeTwoPart(undefined, this.#codec.encode(errorItem(message)))]);
+  }
+
+  async end(): Promise<void> {
+    await this.write([encodeTwoPart(undefined, this.#codec.encode(FINAL_ITEM)), SENTINEL]);
+    if (this.#closed) return;
+    try {
+      await this.#conn.closeWrite();
+    } catch { /* the caller may already be gone */ }
+    // The read side (#watchCaller) closes the socket on EOF; give up waiting after LINGER_MS.
+    this.#linger = setTimeout(() => this.#close(), LINGER_MS);
+  }
+
+  abort(): void {
+    this.#close();
+  }
+
+  /** Queues frames; frames queued while a write is in flight go out in the next single write. */
+  write(frames: Uint8Array[]): Promise<void> {
+    if (this.#closed || this.#stop.signal.aborted) return Promise.resolve();
+    this.#pending.push(...frames);
+    this.#flushing ??= this.#flush().finally(() => (this.#flushing = null));
+    return this.#flushing;
+  }
+
+  async #flush(): Promise<void> {
+    while (this.#pending.length > 0 && !this.#closed) {
+      const chunk = concat(this.#pending);
+      this.#pending = [];
+      try {
+        await writeAll(this.#conn, chunk);
+      } catch (error) {
+        this.#logger.debug("call-home write failed", { error });
+        this.#stop.abort(new ProtocolError("response connection lost", { cause: error }));
+        this.#close();
+      }
+    }
+  }
+
+  async #watchCaller(): Promise<void> {
+    const reader = new ByteReader(this.#conn);
+    try {
+      while (true) {
+        const prefix = await reader.readExact(TWO_PART_PREFIX);
+        if (prefix === null) break;
+        const { headerLength, dataLength } = readTwoPartPrefix(prefix);
+        if (headerLength + dataLength > 4096) throw new ProtocolError("oversized control frame");
+        const body = await reader.readExactOrThrow(headerLength + dataLength);
+        const text = headerLength ? fromUtf8(body.subarray(0, headerLength)) : "";
+        if (text === `"stop"` || text === `"kill"`) {
+          this.#stop.abort(new ProtocolError(`caller sent ${text}`));
+        }
+      }
+    } catch (error) {
+      if (!this.#closed) this.#logger.debug("call-home read ended", { error });
+    } finally {
+      if (!this.#stop.signal.aborted) this.#stop.abort(new ProtocolError("caller closed"));
+      this.#close();
+    }
+  }
+
+  #close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#linger);
+    try {
+      this.#conn.close();
+    } catch { /* already closed */ }
+  }
+}
