@@ -49,6 +49,19 @@ export class KubeError extends GlobalPlannerError {
   }
 }
 
+/**
+ * A DynamoGraphDeployment object does not have the shape the CRD promises (no `spec`, unknown
+ * `apiVersion`, a component without a name, ...). Raised by the pure DGD view, never retried.
+ */
+export class DgdShapeError extends GlobalPlannerError {}
+
+/**
+ * A request's targets cannot be mapped onto the DGD's services/components (none or several
+ * match a role, two targets hit one component, no targets). It extends `InvalidRequest` so that
+ * `outcomeOf` reports it as `invalid_request`: the caller asked for something this DGD lacks.
+ */
+export class TargetResolutionError extends InvalidRequest {}
+
 /** A peer broke the Dynamo wire protocol (bad frame, bad header, unknown transport). */
 export class ProtocolError extends GlobalPlannerError {}
 

@@ -101,7 +101,7 @@ const schema = z.object({
   ETCD_ENDPOINTS: z.string().default("http://localhost:2379").transform((s) =>
     s.split(",").map((e) => e.trim()).filter(Boolean)
   ).pipe(
-    z.array(z.url({ error: "ETCD_ENDPOINTS must be a comma list of http(s):// URLs" }))
+    z.array(z.url({ protocol: /^https?$/, error: "ETCD_ENDPOINTS must be a comma list of http(s):// URLs" }))
       .min(1, "ETCD_ENDPOINTS must name at least one endpoint"),
   ),
   ETCD_AUTH_USERNAME: z.string().optional(),

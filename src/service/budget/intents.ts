@@ -1,0 +1,75 @@
+/**
+ * The intent cache (spec §10.3): the last replica count each pool's planner asked for, and
+ * when. Arbitration pairs a request with other pools' fresh, unsatisfied intents.
+ *
+ * In memory only (spec §13.10: lost on restart, not shared between replicas). Times are in
+ * SECONDS, the unit of `intent_cache_ttl_seconds`; the caller supplies the clock.
+ *
+ * Memory stays bounded: `pruneIfDue` drops expired entries once the number of writes since the
+ * last sweep reaches the cache size, so a sweep costs O(size) but happens at most once per
+ * O(size) writes (amortised O(1) per write). Live entries are bounded by the number of pools,
+ * because intents are only recorded for pools present in a snapshot.
+ */
+import type { PoolKey } from "./pool.ts";
+
+export interface Intent {
+  readonly lastDesired: number;
+  /** Seconds, on the caller's clock. */
+  readonly lastSeenAt: number;
+}
+
+/** Fresh = `now − lastSeenAt ≤ ttl` (inclusive, as the spec writes it). */
+export function isFresh(intent: Intent, now: number, ttlSeconds: number): boolean {
+  return now - intent.lastSeenAt <= ttlSeconds;
+}
+
+/** Keeps tiny caches from sweeping on every write. */
+const _MIN_WRITES_BETWEEN_SWEEPS = 64;
+
+export class IntentCache {
+  readonly #entries = new Map<PoolKey, Intent>();
+  #writesSinceSweep = 0;
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** Remembers (or replaces) the pool's latest desired count. */
+  record(key: PoolKey, lastDesired: number, now: number): void {
+    this.#entries.set(key, { lastDesired, lastSeenAt: now });
+    this.#writesSinceSweep++;
+  }
+
+  get(key: PoolKey): Intent | undefined {
+    return this.#entries.get(key);
+  }
+
+  /** The intent, only while fresh. */
+  fresh(key: PoolKey, now: number, ttlSeconds: number): Intent | undefined {
+    const intent = this.#entries.get(key);
+    return intent !== undefined && isFresh(intent, now, ttlSeconds) ? intent : undefined;
+  }
+
+  /** Removes every expired intent; returns how many were removed. */
+  pruneExpired(now: number, ttlSeconds: number): number {
+    let removed = 0;
+    for (const [key, intent] of this.#entries) {
+      if (!isFresh(intent, now, ttlSeconds)) {
+        this.#entries.delete(key);
+        removed++;
+      }
+    }
+    this.#writesSinceSweep = 0;
+    return removed;
+  }
+
+  /** Sweeps only when enough writes accumulated since the last sweep (amortised O(1)). */
+  pruneIfDue(now: number, ttlSeconds: number): number {
+    if (this.#writesSinceSweep < Math.max(_MIN_WRITES_BETWEEN_SWEEPS, this.#entries.size)) return 0;
+    return this.pruneExpired(now, ttlSeconds);
+  }
+
+  entries(): IterableIterator<[PoolKey, Intent]> {
+    return this.#entries.entries();
+  }
+}

@@ -1,0 +1,99 @@
+import assert from "node:assert/strict";
+import { loadConfig } from "../../src/config/mod.ts";
+import { DYN_NAMESPACE_MISSING } from "../../src/config/env.ts";
+import { ConfigError } from "../../src/errors.ts";
+
+const env = (vars: Record<string, string>) => (name: string) => vars[name];
+const BASE = { DYN_NAMESPACE: "prod-gp" };
+
+function config(argv: string[], vars: Record<string, string> = BASE) {
+  const result = loadConfig(argv, env(vars));
+  assert.equal(result.kind, "config");
+  return (result as { kind: "config"; config: ReturnType<typeof Object> }).config as import("../../src/config/mod.ts").Config;
+}
+
+function refused(argv: string[], vars: Record<string, string> = BASE): string {
+  try {
+    loadConfig(argv, env(vars));
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, String(error));
+    return error.message;
+  }
+  assert.fail("configuration was accepted");
+}
+
+Deno.test("defaults match the upstream service and the Dynamo runtime", () => {
+  const c = config([]);
+  assert.equal(c.dynNamespace, "prod-gp");
+  assert.equal(c.podNamespace, "default");
+  assert.equal(c.managedNamespaces, null);
+  assert.equal(c.environment, "kubernetes");
+  assert.equal(c.noOperation, false);
+  assert.equal(c.runtime.discovery, "etcd");
+  assert.deepEqual(c.runtime.etcd.endpoints, ["http://localhost:2379"]);
+  assert.equal(c.runtime.etcd.leaseTtlSeconds, 10);
+  assert.equal(c.runtime.fileKv.root, "/tmp/dynamo_store_kv");
+  assert.equal(c.runtime.requestPlane, "tcp");
+  assert.equal(c.runtime.tcp.port, 0);
+  assert.equal(c.runtime.tcp.maxMessageSize, 32 * 1024 * 1024);
+});
+
+Deno.test("DYN_NAMESPACE is required, with upstream's message", () => {
+  assert.equal(refused([], {}), DYN_NAMESPACE_MISSING);
+  assert.equal(refused([], { DYN_NAMESPACE: "" }), DYN_NAMESPACE_MISSING);
+});
+
+Deno.test("--managed-namespaces takes several values after one flag, as argparse nargs='+'", () => {
+  assert.deepEqual(config(["--managed-namespaces", "a", "b", "c", "--no-operation"]).managedNamespaces, ["a", "b", "c"]);
+  assert.deepEqual(config(["--no-operation", "--managed-namespaces", "x"]).managedNamespaces, ["x"]);
+  assert.deepEqual(config(["--managed-namespaces=a", "b"]).managedNamespaces, ["a", "b"]);
+  assert.deepEqual(config(["--managed-namespaces", "a", "--managed-namespaces", "b"]).managedNamespaces, ["a", "b"]);
+  assert.match(refused(["--managed-namespaces"]), /managed-namespaces/);
+});
+
+Deno.test("stray positional arguments are refused", () => {
+  assert.match(refused(["extra"]), /unrecognized argument: extra/);
+});
+
+Deno.test("--environment accepts only kubernetes", () => {
+  assert.equal(config(["--environment", "kubernetes"]).environment, "kubernetes");
+  assert.match(refused(["--environment", "virtual"]), /--environment: invalid choice "virtual"/);
+});
+
+Deno.test("unknown flags are refused with the usage text", () => {
+  assert.match(refused(["--max-gpus", "3"]), /Unknown option '--max-gpus'/);
+});
+
+Deno.test("--help is a result, not an error", () => {
+  assert.deepEqual(loadConfig(["--help"], env({})), { kind: "help" });
+});
+
+Deno.test("runtime variables mean what they mean to the Dynamo runtime", () => {
+  const c = config([], {
+    ...BASE,
+    POD_NAMESPACE: "prod",
+    DYN_DISCOVERY_BACKEND: "file",
+    DYN_FILE_KV: "/tmp/kv",
+    ETCD_ENDPOINTS: "http://10.0.0.1:2379, http://10.0.0.2:2379",
+    ETCD_LEASE_TTL: "5",
+    DYN_TCP_RPC_HOST: "127.0.0.1",
+    DYN_TCP_RPC_PORT: "45000",
+    DYN_TCP_RPC_ADVERTISE_HOST: "10.1.2.3",
+  });
+  assert.equal(c.podNamespace, "prod");
+  assert.equal(c.runtime.discovery, "file");
+  assert.equal(c.runtime.fileKv.root, "/tmp/kv");
+  assert.deepEqual(c.runtime.etcd.endpoints, ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]);
+  assert.equal(c.runtime.etcd.leaseTtlSeconds, 5);
+  assert.deepEqual(c.runtime.tcp, { host: "127.0.0.1", port: 45000, advertiseHost: "10.1.2.3", maxMessageSize: 32 << 20 });
+  assert.equal(config([], { ...BASE, TMPDIR: "/var/tmp/" }).runtime.fileKv.root, "/var/tmp/dynamo_store_kv");
+});
+
+Deno.test("an invalid value names the variable and what was expected", () => {
+  assert.match(refused([], { ...BASE, DYN_TCP_RPC_PORT: "70000" }), /DYN_TCP_RPC_PORT: DYN_TCP_RPC_PORT must be an integer between 0 and 65535/);
+  assert.match(refused([], { ...BASE, DYN_DISCOVERY_BACKEND: "zookeeper" }), /DYN_DISCOVERY_BACKEND must be "etcd" or "file", got "zookeeper"/);
+  assert.match(refused([], { ...BASE, DYN_DISCOVERY_BACKEND: "kubernetes" }), /kubernetes is not supported yet/);
+  assert.match(refused([], { ...BASE, DYN_REQUEST_PLANE: "nats" }), /DYN_REQUEST_PLANE=nats is not supported yet/);
+  assert.match(refused([], { ...BASE, ETCD_ENDPOINTS: "localhost:2379" }), /ETCD_ENDPOINTS must be a comma list/);
+  assert.match(refused([], { DYN_NAMESPACE: "a.b" }), /DYN_NAMESPACE must not contain '\.'/);
+});

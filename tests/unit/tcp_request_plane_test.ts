@@ -1,0 +1,161 @@
+import assert from "node:assert/strict";
+import { createLogger } from "../../src/ops/log.ts";
+import { ByteReader } from "../../src/runtime/codec/byte_reader.ts";
+import { Dispatcher } from "../../src/runtime/dispatcher.ts";
+import type { Endpoint } from "../../src/runtime/endpoint.ts";
+import { openResponse } from "../../src/runtime/host.ts";
+import { TcpRequestPlane } from "../../src/runtime/request_plane/tcp.ts";
+import { acceptCallHome, readAcks, requestBody, requestFrame, writeAll } from "../support/fake_caller.ts";
+
+const logger = createLogger({ level: "error", sink: () => {} });
+const HEX = "1f2e";
+
+async function withPlane(
+  endpoints: Endpoint[],
+  fn: (ctx: { port: number; callHome: Deno.TcpListener; callHomeAddress: string }) => Promise<void>,
+  maxMessageSize = 1 << 20,
+) {
+  const plane = TcpRequestPlane.listen({ host: "127.0.0.1", port: 0, maxMessageSize }, logger);
+  const dispatcher = new Dispatcher(endpoints, openResponse, logger);
+  for (const e of endpoints) plane.route(dispatcher, { namespace: "ns", component: "Comp", endpoint: e.name }, HEX);
+  plane.serve(dispatcher);
+  const callHome = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    await fn({ port: Number(plane.address.split(":")[1]), callHome, callHomeAddress: `127.0.0.1:${callHome.addr.port}` });
+  } finally {
+    callHome.close();
+    await plane.close();
+    await dispatcher.drain(1000);
+  }
+}
+
+const echo: Endpoint = {
+  name: "echo",
+  async *handler(request) {
+    yield { echo: request };
+  },
+};
+const failing: Endpoint = {
+  name: "fail",
+  // deno-lint-ignore require-yield
+  async *handler() {
+    throw new Error("Invalid request: nope");
+  },
+};
+
+Deno.test("advertises the 1.6.1 long path and routes it, the short form and the bare name", async () => {
+  const plane = TcpRequestPlane.listen({ host: "127.0.0.1", port: 0, maxMessageSize: 1024 }, logger);
+  const dispatcher = new Dispatcher([echo], openResponse, logger);
+  const transport = plane.route(dispatcher, { namespace: "ns", component: "Comp", endpoint: "echo" }, HEX);
+  assert.equal(transport.tcp, `${plane.address}/1f2e/ns/Comp/echo`);
+  for (const path of ["1f2e/ns/Comp/echo", "1f2e/echo", "echo"]) assert.equal(dispatcher.route(path), echo);
+  for (const path of ["ffff/ns/Comp/echo", "1f2e/ns/Comp/other", "1f2e/ns/Comp"]) assert.equal(dispatcher.route(path), undefined);
+  await plane.close();
+});
+
+Deno.test("one ACK per frame, in order, for pipelined frames; unknown paths keep the stream in sync", async () => {
+  await withPlane([echo], async ({ port, callHome, callHomeAddress }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const frames = [
+      requestFrame("1f2e/ns/Comp/echo", requestBody("r1", callHomeAddress, '"one"')),
+      requestFrame("1f2e/ns/Comp/nope", requestBody("r2", callHomeAddress, '"two"')),
+      requestFrame("echo", requestBody("r3", callHomeAddress, '{"three":3}')),
+    ];
+    await writeAll(conn, new Uint8Array(frames.flatMap((f) => [...f])));
+    const acks = await readAcks(new ByteReader(conn), 3);
+    assert.deepEqual(acks, ["", "Unknown endpoint: 1f2e/ns/Comp/nope", ""]);
+    const answers = await Promise.all([acceptCallHome(callHome), acceptCallHome(callHome)]);
+    const data = answers.map((frames) => frames.find((f) => f.data && f.data.includes("echo"))?.data).sort();
+    assert.deepEqual(data, [
+      `{"data":{"data":{"echo":"one"}},"complete_final":false}`,
+      `{"data":{"data":{"echo":{"three":3}}},"complete_final":false}`,
+    ]);
+    conn.close();
+  });
+});
+
+Deno.test("call-home sequence: handshake, prologue, item, final, sentinel", async () => {
+  await withPlane([echo], async ({ port, callHome, callHomeAddress }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeAll(conn, requestFrame("1f2e/ns/Comp/echo", requestBody("rid", callHomeAddress, '"hi"')));
+    assert.deepEqual(await readAcks(new ByteReader(conn), 1), [""]);
+    assert.deepEqual(await acceptCallHome(callHome), [
+      { header: `{"subject":"subject-rid","stream_type":"response"}` },
+      { header: `{"error":null}` },
+      { data: `{"data":{"data":{"echo":"hi"}},"complete_final":false}` },
+      { data: `{"complete_final":true}` },
+      { header: `"sentinel"` },
+    ]);
+    conn.close();
+  });
+});
+
+Deno.test("a handler failure becomes one error item followed by the final frame", async () => {
+  await withPlane([failing], async ({ port, callHome, callHomeAddress }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeAll(conn, requestFrame("fail", requestBody("r", callHomeAddress, "{}")));
+    await readAcks(new ByteReader(conn), 1);
+    const frames = await acceptCallHome(callHome);
+    const error = JSON.parse(frames[2].data!);
+    assert.equal(error.data.event, "error");
+    assert.equal(error.data.error.message, "ValueError: Invalid request: nope");
+    assert.deepEqual(frames.slice(3), [{ data: `{"complete_final":true}` }, { header: `"sentinel"` }]);
+    conn.close();
+  });
+});
+
+Deno.test("a body the codec cannot decode is answered with an error item, never silence", async () => {
+  await withPlane([echo], async ({ port, callHome, callHomeAddress }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeAll(conn, requestFrame("echo", requestBody("r", callHomeAddress, "{not json")));
+    await writeAll(conn, requestFrame("echo", requestBody("s", callHomeAddress, "{}", { payload_codec: "cbor" })));
+    await readAcks(new ByteReader(conn), 2);
+    for (const frames of await Promise.all([acceptCallHome(callHome), acceptCallHome(callHome)])) {
+      const item = JSON.parse(frames[2].data!);
+      assert.match(item.data.comment[0], /^Invalid request: (body is not valid json|unsupported payload_codec "cbor")/);
+    }
+    conn.close();
+  });
+});
+
+Deno.test("msgpack requests are answered in msgpack", async () => {
+  const { MSGPACK_CODEC } = await import("../../src/runtime/codec/payload_codec.ts");
+  const { encodeTwoPart } = await import("../../src/runtime/codec/two_part.ts");
+  await withPlane([echo], async ({ port, callHome, callHomeAddress }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const json = new TextDecoder().decode(requestBody("m", callHomeAddress, "").subarray(24));
+    const control = JSON.parse(json);
+    control.payload_codec = "msgpack";
+    const body = encodeTwoPart(new TextEncoder().encode(JSON.stringify(control)), MSGPACK_CODEC.encode({ a: 1 }));
+    await writeAll(conn, requestFrame("echo", body));
+    await readAcks(new ByteReader(conn), 1);
+    const frames = await acceptCallHome(callHome);
+    conn.close();
+    const data = frames.filter((f) => f.dataBytes).map((f) => MSGPACK_CODEC.decode(f.dataBytes!));
+    assert.deepEqual(data, [{ data: { data: { echo: { a: 1 } } }, complete_final: false }, { complete_final: true }]);
+  });
+});
+
+Deno.test("a zero path length is refused and the connection closed (cannot resynchronise)", async () => {
+  await withPlane([echo], async ({ port }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeAll(conn, new Uint8Array([0, 0, 0, 2, 0x7b, 0x7d, 0, 0, 0, 0]));
+    const reader = new ByteReader(conn);
+    assert.deepEqual(await readAcks(reader, 1), ["Invalid endpoint path"]);
+    assert.equal(await reader.readExact(1), null);
+    conn.close();
+  });
+});
+
+Deno.test("a frame over DYN_TCP_MAX_MESSAGE_SIZE is refused before its body is read", async () => {
+  await withPlane([echo], async ({ port, callHomeAddress }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const big = requestFrame("echo", requestBody("r", callHomeAddress, JSON.stringify("x".repeat(5000))));
+    await writeAll(conn, big.subarray(0, 200)); // the header says 5000+ bytes; send only a part
+    const reader = new ByteReader(conn);
+    const [ack] = await readAcks(reader, 1);
+    assert.match(ack, /^Read error: message of \d+ bytes exceeds the 4096-byte limit$/);
+    assert.equal(await reader.readExact(1), null);
+    conn.close();
+  }, 4096);
+});
