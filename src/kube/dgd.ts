@@ -255,6 +255,7 @@ function _services(label: string, services: unknown, status: unknown): Component
 }
 
 function _components(label: string, components: unknown, status: unknown): ComponentView[] {
+  if (components === undefined || components === null) return [];
   if (!Array.isArray(components)) {
     throw new DgdShapeError(`DynamoGraphDeployment '${label}' spec.components must be a list`);
   }

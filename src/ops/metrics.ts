@@ -83,7 +83,9 @@ abstract class _Family<L extends string, S> {
   protected abstract initialState(): S;
   protected abstract renderSeries(labelPairs: string[][], state: S): string[];
 
-  protected stateFor(labels: Labels<L> | undefined): S {
+  // Takes any label object: the public methods' `LabelArg<L>` types the call site, and
+  // `_values` checks the names at run time.
+  protected stateFor(labels: Labels<string> | undefined): S {
     const values = this._values(labels);
     const key = JSON.stringify(values);
     let entry = this.series.get(key);
@@ -106,7 +108,7 @@ abstract class _Family<L extends string, S> {
     return lines;
   }
 
-  private _values(labels: Labels<L> | undefined): string[] {
+  private _values(labels: Labels<string> | undefined): string[] {
     const given = (labels ?? {}) as Record<string, string>;
     const keys = Object.keys(given);
     const missing = this.labelNames.filter((n) => !(n in given));

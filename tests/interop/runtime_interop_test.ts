@@ -28,7 +28,11 @@ type Backend = { name: string; env: Record<string, string>; cleanup: () => Promi
 
 async function etcdBackend(): Promise<Backend> {
   const etcd = await startEtcd();
-  return { name: "etcd", env: { DYN_DISCOVERY_BACKEND: "etcd", ETCD_ENDPOINTS: etcd.endpoint }, cleanup: etcd.stop };
+  return {
+    name: "etcd",
+    env: { DYN_DISCOVERY_BACKEND: "etcd", ETCD_ENDPOINTS: etcd.endpoint },
+    cleanup: etcd.stop,
+  };
 }
 
 async function fileBackend(): Promise<Backend> {
@@ -41,7 +45,11 @@ async function fileBackend(): Promise<Backend> {
 }
 
 async function call(backend: Backend, endpoint: string, args: string[]) {
-  const result = await runDriver("call_endpoint.py", ["--endpoint", endpoint, "--timeout", "20", ...args], backend.env);
+  const result = await runDriver(
+    "call_endpoint.py",
+    ["--endpoint", endpoint, "--timeout", "20", ...args],
+    backend.env,
+  );
   assert.deepEqual(result.code, 0, `driver failed: ${result.stderr.slice(-2000)}`);
   return result.lines;
 }
@@ -54,7 +62,9 @@ function item(lines: Record<string, unknown>[]): Record<string, unknown> {
 
 for (const makeBackend of [etcdBackend, fileBackend]) {
   Deno.test({
-    name: `real ai-dynamo-runtime 1.6.1 caller ↔ Global Planner (${makeBackend.name.replace("Backend", "")} discovery)`,
+    name: `real ai-dynamo-runtime 1.6.1 caller ↔ Global Planner (${
+      makeBackend.name.replace("Backend", "")
+    } discovery)`,
     sanitizeOps: false,
     sanitizeResources: false,
     async fn(t) {
@@ -68,7 +78,11 @@ for (const makeBackend of [etcdBackend, fileBackend]) {
         const instanceHex = service.ready.instance_id as string;
 
         await t.step("discovers our single instance under its exact 64-bit id", async () => {
-          const result = await runDriver("call_endpoint.py", ["--endpoint", HEALTH, "--payload", "{}"], backend.env);
+          const result = await runDriver(
+            "call_endpoint.py",
+            ["--endpoint", HEALTH, "--payload", "{}"],
+            backend.env,
+          );
           const instances = result.lines.find((l) => "instances" in l)?.instances as number[];
           assert.equal(instances.length, 1);
           // Checked on the text: Python prints the exact id, JSON.parse would round it.
@@ -76,33 +90,53 @@ for (const makeBackend of [etcdBackend, fileBackend]) {
           assert.ok(result.stdout.includes(`{"instances": [${exact}]}`), result.stdout);
         });
 
-        await t.step("authorized request sent as model_dump_json() text → success (no-operation)", async () => {
-          const lines = await call(backend, SCALE, ["--as-string", "--payload", JSON.stringify(REQUEST)]);
-          assert.deepEqual(item(lines), {
-            status: "success",
-            message: "[no-operation] Scale request received and logged (not executed)",
-            current_replicas: {},
-          });
-          const log = await service!.waitForLog((l) => l.message === "scale request" && l.reason === "no_operation");
-          assert.deepEqual(log.caller, "ns-a");
-          assert.deepEqual(log.dgd, "llama");
-          assert.deepEqual(log.k8s_namespace, "prod");
-          assert.deepEqual(log.targets, { prefill: 2, decode: 3 });
-        });
+        await t.step(
+          "authorized request sent as model_dump_json() text → success (no-operation)",
+          async () => {
+            const lines = await call(backend, SCALE, ["--as-string", "--payload", JSON.stringify(REQUEST)]);
+            assert.deepEqual(item(lines), {
+              status: "success",
+              message: "[no-operation] Scale request received and logged (not executed)",
+              current_replicas: {},
+            });
+            const log = await service!.waitForLog((l) =>
+              l.message === "scale request" && l.reason === "no_operation"
+            );
+            assert.deepEqual(log.caller, "ns-a");
+            assert.deepEqual(log.dgd, "llama");
+            assert.deepEqual(log.k8s_namespace, "prod");
+            assert.deepEqual(log.targets, { prefill: 2, decode: 3 });
+          },
+        );
 
         await t.step("authorized request sent as an object → success", async () => {
-          const lines = await call(backend, SCALE, ["--payload", JSON.stringify({ ...REQUEST, caller_namespace: "ns-b", extra: 1 })]);
+          const lines = await call(backend, SCALE, [
+            "--payload",
+            JSON.stringify({ ...REQUEST, caller_namespace: "ns-b", extra: 1 }),
+          ]);
           assert.deepEqual(item(lines).status, "success");
         });
 
         await t.step("unauthorized caller → error, not authorized, {}", async () => {
-          const lines = await call(backend, SCALE, ["--as-string", "--payload", JSON.stringify({ ...REQUEST, caller_namespace: "ns-x" })]);
-          assert.deepEqual(item(lines), { status: "error", message: "Namespace ns-x not authorized", current_replicas: {} });
+          const lines = await call(backend, SCALE, [
+            "--as-string",
+            "--payload",
+            JSON.stringify({ ...REQUEST, caller_namespace: "ns-x" }),
+          ]);
+          assert.deepEqual(item(lines), {
+            status: "error",
+            message: "Namespace ns-x not authorized",
+            current_replicas: {},
+          });
         });
 
         await t.step("malformed request → Python exception, no hang", async () => {
           const started = Date.now();
-          const lines = await call(backend, SCALE, ["--as-string", "--payload", '{"caller_namespace":"ns-a","target_replicas":[{"sub_component_type":"middle","desired_replicas":1}]}']);
+          const lines = await call(backend, SCALE, [
+            "--as-string",
+            "--payload",
+            '{"caller_namespace":"ns-a","target_replicas":[{"sub_component_type":"middle","desired_replicas":1}]}',
+          ]);
           const failure = lines.find((l) => "exception" in l);
           assert.ok(failure, `expected an exception: ${JSON.stringify(lines)}`);
           assert.deepEqual(failure.exception, "ValueError");
@@ -134,8 +168,19 @@ for (const makeBackend of [etcdBackend, fileBackend]) {
         await t.step("SIGTERM → exit 0 and the registration is gone", async () => {
           assert.deepEqual(await service!.stop("SIGTERM"), 0);
           service = undefined;
-          const lines = await runDriver("call_endpoint.py", ["--endpoint", HEALTH, "--wait-timeout", "2", "--timeout", "10"], backend.env);
-          assert.deepEqual(lines.code, 2, `expected no instance after stop (instance ${instanceHex}): ${JSON.stringify(lines.lines)}`);
+          const lines = await runDriver("call_endpoint.py", [
+            "--endpoint",
+            HEALTH,
+            "--wait-timeout",
+            "2",
+            "--timeout",
+            "10",
+          ], backend.env);
+          assert.deepEqual(
+            lines.code,
+            2,
+            `expected no instance after stop (instance ${instanceHex}): ${JSON.stringify(lines.lines)}`,
+          );
         });
       } finally {
         await service?.stop("SIGKILL");

@@ -3,7 +3,7 @@
  * tests of framing only; interoperability is proven with the real Python runtime.
  */
 import { ByteReader } from "../../src/runtime/codec/byte_reader.ts";
-import { readTwoPartPrefix, TWO_PART_PREFIX, encodeTwoPart } from "../../src/runtime/codec/two_part.ts";
+import { encodeTwoPart, readTwoPartPrefix, TWO_PART_PREFIX } from "../../src/runtime/codec/two_part.ts";
 import { writeAll } from "../../src/runtime/net.ts";
 
 const utf8 = (s: string) => new TextEncoder().encode(s);
@@ -22,14 +22,24 @@ export function requestFrame(path: string, body: Uint8Array, headers = "{}"): Ui
   return out;
 }
 
-export function requestBody(id: string, callHome: string, payload: string, extra: Record<string, unknown> = {}): Uint8Array {
+export function requestBody(
+  id: string,
+  callHome: string,
+  payload: string,
+  extra: Record<string, unknown> = {},
+): Uint8Array {
   const control = JSON.stringify({
     id,
     request_type: "single_in",
     response_type: "many_out",
     connection_info: {
       transport: "tcp_server",
-      info: JSON.stringify({ address: callHome, subject: `subject-${id}`, context: id, stream_type: "response" }),
+      info: JSON.stringify({
+        address: callHome,
+        subject: `subject-${id}`,
+        context: id,
+        stream_type: "response",
+      }),
     },
     ...extra,
   });
@@ -54,7 +64,10 @@ export async function readAcks(reader: ByteReader, n: number): Promise<string[]>
 }
 
 /** Accepts one call-home connection and reads TwoPart frames until EOF. */
-export async function acceptCallHome(listener: Deno.Listener, onFrame?: (f: Frame, conn: Deno.Conn) => Promise<void>): Promise<Frame[]> {
+export async function acceptCallHome(
+  listener: Deno.Listener,
+  onFrame?: (f: Frame, conn: Deno.Conn) => Promise<void>,
+): Promise<Frame[]> {
   const conn = await listener.accept();
   const reader = new ByteReader(conn);
   const frames: Frame[] = [];

@@ -12,7 +12,10 @@
  *
  * Permissions: --allow-run (kube-apiserver, etcd, bash for the build script and the watchdog),
  * --allow-net=127.0.0.1, --allow-read, --allow-write (temp dirs, files written for tests),
- * --allow-env (KUBE_APISERVER_BIN, ETCD_BIN, DYNAMO_SHARED_DIR, PATH, TMPDIR).
+ * --allow-env (KUBE_APISERVER_BIN, ETCD_BIN, DYNAMO_SHARED_DIR, PATH, TMPDIR, and LOG_TOKENS,
+ * LOG_STREAM which npm:yaml reads). Narrowest set that passes:
+ *   --allow-run=bash,etcd,.cache/bin/kube-apiserver --allow-net=127.0.0.1 --allow-read --allow-write
+ *   --allow-env=KUBE_APISERVER_BIN,ETCD_BIN,DYNAMO_SHARED_DIR,PATH,TMPDIR,LOG_TOKENS,LOG_STREAM
  *
  * Not running: kube-controller-manager / scheduler. So no namespace finalization (deleted
  * namespaces stay Terminating), no garbage collection of owner-referenced objects, no default

@@ -15,7 +15,10 @@ Deno.test("TwoPart: the spec's worked call-home frames, byte for byte", () => {
   assert.equal(handshake.length, 24 + 41);
   assert.equal(hex(handshake.subarray(0, 24)), "00 00 00 00 00 00 00 29 " + "00 ".repeat(16).trim());
   const final = encodeTwoPart(undefined, utf8(`{"complete_final":true}`));
-  assert.equal(hex(final.subarray(0, 24)), "00 ".repeat(8) + "00 00 00 00 00 00 00 17 " + "00 ".repeat(8).trim());
+  assert.equal(
+    hex(final.subarray(0, 24)),
+    "00 ".repeat(8) + "00 00 00 00 00 00 00 17 " + "00 ".repeat(8).trim(),
+  );
 });
 
 Deno.test("TwoPart: round trip keeps absent parts absent", () => {
@@ -88,7 +91,10 @@ Deno.test("payload codecs: absent = JSON, msgpack named maps round trip, unknown
   const value = { data: { data: { status: "success" } }, complete_final: false };
   assert.deepEqual(MSGPACK_CODEC.decode(MSGPACK_CODEC.encode(value)), value);
   // {"a":1,"b":"x"} as captured from a 1.6.1 caller
-  assert.deepEqual(MSGPACK_CODEC.decode(new Uint8Array([0x82, 0xa1, 0x61, 0x01, 0xa1, 0x62, 0xa1, 0x78])), { a: 1, b: "x" });
+  assert.deepEqual(MSGPACK_CODEC.decode(new Uint8Array([0x82, 0xa1, 0x61, 0x01, 0xa1, 0x62, 0xa1, 0x78])), {
+    a: 1,
+    b: "x",
+  });
 });
 
 Deno.test("error items copy the 1.6.1 Python ValueError shape and keep a comment", () => {

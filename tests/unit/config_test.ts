@@ -9,7 +9,8 @@ const BASE = { DYN_NAMESPACE: "prod-gp" };
 function config(argv: string[], vars: Record<string, string> = BASE) {
   const result = loadConfig(argv, env(vars));
   assert.equal(result.kind, "config");
-  return (result as { kind: "config"; config: ReturnType<typeof Object> }).config as import("../../src/config/mod.ts").Config;
+  return (result as { kind: "config"; config: ReturnType<typeof Object> })
+    .config as import("../../src/config/mod.ts").Config;
 }
 
 function refused(argv: string[], vars: Record<string, string> = BASE): string {
@@ -44,10 +45,17 @@ Deno.test("DYN_NAMESPACE is required, with upstream's message", () => {
 });
 
 Deno.test("--managed-namespaces takes several values after one flag, as argparse nargs='+'", () => {
-  assert.deepEqual(config(["--managed-namespaces", "a", "b", "c", "--no-operation"]).managedNamespaces, ["a", "b", "c"]);
+  assert.deepEqual(config(["--managed-namespaces", "a", "b", "c", "--no-operation"]).managedNamespaces, [
+    "a",
+    "b",
+    "c",
+  ]);
   assert.deepEqual(config(["--no-operation", "--managed-namespaces", "x"]).managedNamespaces, ["x"]);
   assert.deepEqual(config(["--managed-namespaces=a", "b"]).managedNamespaces, ["a", "b"]);
-  assert.deepEqual(config(["--managed-namespaces", "a", "--managed-namespaces", "b"]).managedNamespaces, ["a", "b"]);
+  assert.deepEqual(config(["--managed-namespaces", "a", "--managed-namespaces", "b"]).managedNamespaces, [
+    "a",
+    "b",
+  ]);
   assert.match(refused(["--managed-namespaces"]), /managed-namespaces/);
 });
 
@@ -85,15 +93,35 @@ Deno.test("runtime variables mean what they mean to the Dynamo runtime", () => {
   assert.equal(c.runtime.fileKv.root, "/tmp/kv");
   assert.deepEqual(c.runtime.etcd.endpoints, ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]);
   assert.equal(c.runtime.etcd.leaseTtlSeconds, 5);
-  assert.deepEqual(c.runtime.tcp, { host: "127.0.0.1", port: 45000, advertiseHost: "10.1.2.3", maxMessageSize: 32 << 20 });
+  assert.deepEqual(c.runtime.tcp, {
+    host: "127.0.0.1",
+    port: 45000,
+    advertiseHost: "10.1.2.3",
+    maxMessageSize: 32 << 20,
+  });
   assert.equal(config([], { ...BASE, TMPDIR: "/var/tmp/" }).runtime.fileKv.root, "/var/tmp/dynamo_store_kv");
 });
 
 Deno.test("an invalid value names the variable and what was expected", () => {
-  assert.match(refused([], { ...BASE, DYN_TCP_RPC_PORT: "70000" }), /DYN_TCP_RPC_PORT: DYN_TCP_RPC_PORT must be an integer between 0 and 65535/);
-  assert.match(refused([], { ...BASE, DYN_DISCOVERY_BACKEND: "zookeeper" }), /DYN_DISCOVERY_BACKEND must be "etcd" or "file", got "zookeeper"/);
-  assert.match(refused([], { ...BASE, DYN_DISCOVERY_BACKEND: "kubernetes" }), /kubernetes is not supported yet/);
-  assert.match(refused([], { ...BASE, DYN_REQUEST_PLANE: "nats" }), /DYN_REQUEST_PLANE=nats is not supported yet/);
-  assert.match(refused([], { ...BASE, ETCD_ENDPOINTS: "localhost:2379" }), /ETCD_ENDPOINTS must be a comma list/);
+  assert.match(
+    refused([], { ...BASE, DYN_TCP_RPC_PORT: "70000" }),
+    /DYN_TCP_RPC_PORT: DYN_TCP_RPC_PORT must be an integer between 0 and 65535/,
+  );
+  assert.match(
+    refused([], { ...BASE, DYN_DISCOVERY_BACKEND: "zookeeper" }),
+    /DYN_DISCOVERY_BACKEND must be "etcd" or "file", got "zookeeper"/,
+  );
+  assert.match(
+    refused([], { ...BASE, DYN_DISCOVERY_BACKEND: "kubernetes" }),
+    /kubernetes is not supported yet/,
+  );
+  assert.match(
+    refused([], { ...BASE, DYN_REQUEST_PLANE: "nats" }),
+    /DYN_REQUEST_PLANE=nats is not supported yet/,
+  );
+  assert.match(
+    refused([], { ...BASE, ETCD_ENDPOINTS: "localhost:2379" }),
+    /ETCD_ENDPOINTS must be a comma list/,
+  );
   assert.match(refused([], { DYN_NAMESPACE: "a.b" }), /DYN_NAMESPACE must not contain '\.'/);
 });

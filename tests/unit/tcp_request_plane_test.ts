@@ -17,11 +17,17 @@ async function withPlane(
 ) {
   const plane = TcpRequestPlane.listen({ host: "127.0.0.1", port: 0, maxMessageSize }, logger);
   const dispatcher = new Dispatcher(endpoints, openResponse, logger);
-  for (const e of endpoints) plane.route(dispatcher, { namespace: "ns", component: "Comp", endpoint: e.name }, HEX);
+  for (const e of endpoints) {
+    plane.route(dispatcher, { namespace: "ns", component: "Comp", endpoint: e.name }, HEX);
+  }
   plane.serve(dispatcher);
   const callHome = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
-    await fn({ port: Number(plane.address.split(":")[1]), callHome, callHomeAddress: `127.0.0.1:${callHome.addr.port}` });
+    await fn({
+      port: Number(plane.address.split(":")[1]),
+      callHome,
+      callHomeAddress: `127.0.0.1:${callHome.addr.port}`,
+    });
   } finally {
     callHome.close();
     await plane.close();
@@ -49,7 +55,9 @@ Deno.test("advertises the 1.6.1 long path and routes it, the short form and the 
   const transport = plane.route(dispatcher, { namespace: "ns", component: "Comp", endpoint: "echo" }, HEX);
   assert.equal(transport.tcp, `${plane.address}/1f2e/ns/Comp/echo`);
   for (const path of ["1f2e/ns/Comp/echo", "1f2e/echo", "echo"]) assert.equal(dispatcher.route(path), echo);
-  for (const path of ["ffff/ns/Comp/echo", "1f2e/ns/Comp/other", "1f2e/ns/Comp"]) assert.equal(dispatcher.route(path), undefined);
+  for (const path of ["ffff/ns/Comp/echo", "1f2e/ns/Comp/other", "1f2e/ns/Comp"]) {
+    assert.equal(dispatcher.route(path), undefined);
+  }
   await plane.close();
 });
 
@@ -108,11 +116,17 @@ Deno.test("a body the codec cannot decode is answered with an error item, never 
   await withPlane([echo], async ({ port, callHome, callHomeAddress }) => {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     await writeAll(conn, requestFrame("echo", requestBody("r", callHomeAddress, "{not json")));
-    await writeAll(conn, requestFrame("echo", requestBody("s", callHomeAddress, "{}", { payload_codec: "cbor" })));
+    await writeAll(
+      conn,
+      requestFrame("echo", requestBody("s", callHomeAddress, "{}", { payload_codec: "cbor" })),
+    );
     await readAcks(new ByteReader(conn), 2);
     for (const frames of await Promise.all([acceptCallHome(callHome), acceptCallHome(callHome)])) {
       const item = JSON.parse(frames[2].data!);
-      assert.match(item.data.comment[0], /^Invalid request: (body is not valid json|unsupported payload_codec "cbor")/);
+      assert.match(
+        item.data.comment[0],
+        /^Invalid request: (body is not valid json|unsupported payload_codec "cbor")/,
+      );
     }
     conn.close();
   });
@@ -126,13 +140,18 @@ Deno.test("msgpack requests are answered in msgpack", async () => {
     const json = new TextDecoder().decode(requestBody("m", callHomeAddress, "").subarray(24));
     const control = JSON.parse(json);
     control.payload_codec = "msgpack";
-    const body = encodeTwoPart(new TextEncoder().encode(JSON.stringify(control)), MSGPACK_CODEC.encode({ a: 1 }));
+    const body = encodeTwoPart(
+      new TextEncoder().encode(JSON.stringify(control)),
+      MSGPACK_CODEC.encode({ a: 1 }),
+    );
     await writeAll(conn, requestFrame("echo", body));
     await readAcks(new ByteReader(conn), 1);
     const frames = await acceptCallHome(callHome);
     conn.close();
     const data = frames.filter((f) => f.dataBytes).map((f) => MSGPACK_CODEC.decode(f.dataBytes!));
-    assert.deepEqual(data, [{ data: { data: { echo: { a: 1 } } }, complete_final: false }, { complete_final: true }]);
+    assert.deepEqual(data, [{ data: { data: { echo: { a: 1 } } }, complete_final: false }, {
+      complete_final: true,
+    }]);
   });
 });
 

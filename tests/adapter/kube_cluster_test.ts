@@ -5,7 +5,7 @@
  *     tests/support/kube_cluster_test.ts
  */
 import assert from "node:assert/strict";
-import { startKubeCluster } from "./kube_cluster.ts";
+import { startKubeCluster } from "../support/kube_cluster.ts";
 
 Deno.test("kube_cluster harness: CRDs, scale subresource, RBAC, ServiceAccount tokens", async (t) => {
   const kube = await startKubeCluster();

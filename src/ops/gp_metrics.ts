@@ -1,0 +1,184 @@
+/**
+ * The Global Planner's own metrics (prefix `dynamo_global_planner_`), behind a typed facade so
+ * callers cannot invent label values: every label set is bounded, which keeps the series count
+ * of a long-running planner flat.
+ */
+import type { ScaleStatus } from "../errors.ts";
+import { type MetricsSource, Registry } from "./metrics.ts";
+
+export const METRIC_PREFIX = "dynamo_global_planner_";
+
+/** Why a scale request ended as it did; the `reason` label of `scale_requests_total`. */
+export const SCALE_REASONS = [
+  "success",
+  "no_operation",
+  "not_authorized",
+  "rejected_budget",
+  "rejected_not_ready",
+  "invalid_request",
+  "kubernetes_error",
+  "unavailable",
+  "internal_error",
+] as const;
+export type ScaleReason = typeof SCALE_REASONS[number];
+
+export function isScaleReason(value: string): value is ScaleReason {
+  return (SCALE_REASONS as readonly string[]).includes(value);
+}
+
+/**
+ * The response status each reason normally comes with (mirrors `outcomeOf` in errors.ts). These
+ * pairs are created at 0 on start, so dashboards and `rate()` see them before the first event.
+ */
+export const USUAL_RESULT: Readonly<Record<ScaleReason, ScaleStatus>> = {
+  success: "success",
+  no_operation: "success",
+  not_authorized: "error",
+  rejected_budget: "rejected",
+  rejected_not_ready: "rejected",
+  invalid_request: "error",
+  kubernetes_error: "error",
+  unavailable: "error",
+  internal_error: "error",
+};
+
+/**
+ * Seconds. A blocking scale waits for the DGD to become Ready again, which takes minutes, so the
+ * buckets reach 10 minutes; the short end resolves authorization/budget denials.
+ */
+export const SCALE_DURATION_BUCKETS = [
+  0.005,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  0.5,
+  1,
+  2.5,
+  5,
+  10,
+  30,
+  60,
+  120,
+  300,
+  600,
+] as const;
+
+export interface GpuBudget {
+  /** Absent = no upper limit (rendered as `+Inf`). */
+  max?: number;
+  /** Absent = no floor (rendered as 0). */
+  min?: number;
+}
+
+export interface GlobalPlannerMetrics extends MetricsSource {
+  readonly registry: Registry;
+  /** One finished scale request: its response status, why, and how long it took. */
+  recordScale(result: ScaleStatus, reason: ScaleReason, seconds: number): void;
+  /**
+   * Replaces the whole per-DGD GPU picture (DGDs absent from `byDgd` disappear) and sets the
+   * total. Key DGDs uniquely, e.g. `<k8s_namespace>/<name>`.
+   */
+  setManagedGpus(byDgd: Readonly<Record<string, number>>): void;
+  setGpuBudget(budget: GpuBudget): void;
+  setDiscoveryRegistered(registered: boolean): void;
+  setDgdWatchUp(up: boolean): void;
+  /** Counts one request in flight; call the returned function once it ends (extra calls are no-ops). */
+  trackInflight(): () => void;
+}
+
+export interface GlobalPlannerMetricsOptions {
+  /** The service version (deno.json `version`). */
+  version: string;
+  /** Defaults to the running Deno's version. */
+  denoVersion?: string;
+}
+
+export function createGlobalPlannerMetrics(options: GlobalPlannerMetricsOptions): GlobalPlannerMetrics {
+  const registry = new Registry();
+  const name = (suffix: string) => METRIC_PREFIX + suffix;
+
+  const scaleRequests = registry.counter({
+    name: name("scale_requests_total"),
+    help: "Scale requests handled, by response status (result) and why (reason).",
+    labelNames: ["result", "reason"],
+  });
+  const scaleDuration = registry.histogram({
+    name: name("scale_request_duration_seconds"),
+    help: "Time from receiving a scale request to answering it, by response status.",
+    labelNames: ["result"],
+    buckets: SCALE_DURATION_BUCKETS,
+  });
+  const managedGpus = registry.gauge({
+    name: name("managed_gpus"),
+    help: "GPUs used by each managed DynamoGraphDeployment (replicas x GPUs per replica).",
+    labelNames: ["dgd"],
+  });
+  const managedGpusTotal = registry.gauge({
+    name: name("managed_gpus_total"),
+    help: "GPUs used by all managed DynamoGraphDeployments together.",
+  });
+  const budgetMax = registry.gauge({
+    name: name("gpu_budget_max"),
+    help: "Upper limit on managed GPUs (+Inf when unlimited).",
+  });
+  const budgetMin = registry.gauge({
+    name: name("gpu_budget_min"),
+    help: "Lower limit on managed GPUs (0 when there is none).",
+  });
+  const discoveryRegistered = registry.gauge({
+    name: name("discovery_registered"),
+    help: "1 while the Global Planner's endpoints are registered in Dynamo discovery, else 0.",
+  });
+  const dgdWatchUp = registry.gauge({
+    name: name("dgd_watch_up"),
+    help: "1 while the DynamoGraphDeployment watch on Kubernetes is connected, else 0.",
+  });
+  const buildInfo = registry.gauge({
+    name: name("build_info"),
+    help: "Always 1; labels carry the Global Planner version and the Deno version running it.",
+    labelNames: ["version", "deno"],
+  });
+  const inflight = registry.gauge({
+    name: name("inflight_requests"),
+    help: "Scale requests currently being handled.",
+  });
+
+  for (const reason of SCALE_REASONS) scaleRequests.touch({ result: USUAL_RESULT[reason], reason });
+  budgetMax.set(Infinity);
+  buildInfo.set(1, { version: options.version, deno: options.denoVersion ?? Deno.version.deno });
+
+  return {
+    registry,
+    render: () => registry.render(),
+    recordScale(result, reason, seconds) {
+      scaleRequests.inc({ result, reason });
+      scaleDuration.observe(seconds, { result });
+    },
+    setManagedGpus(byDgd) {
+      managedGpus.clear();
+      let total = 0;
+      for (const [dgd, gpus] of Object.entries(byDgd)) {
+        managedGpus.set(gpus, { dgd });
+        total += gpus;
+      }
+      managedGpusTotal.set(total);
+    },
+    setGpuBudget(budget) {
+      budgetMax.set(budget.max ?? Infinity);
+      budgetMin.set(budget.min ?? 0);
+    },
+    setDiscoveryRegistered: (registered) => discoveryRegistered.set(registered ? 1 : 0),
+    setDgdWatchUp: (up) => dgdWatchUp.set(up ? 1 : 0),
+    trackInflight() {
+      inflight.add(1);
+      let done = false;
+      return () => {
+        if (done) return;
+        done = true;
+        inflight.add(-1);
+      };
+    },
+  };
+}

@@ -1,0 +1,24 @@
+/** GPU budget arbitration: pure core (spec §9, §10). */
+export { arbitrate, type ArbitrationInput, type ArbitrationRequest, type Decision } from "./arbitrate.ts";
+export { bandBreach, type BudgetBounds, budgetBreachMessage, budgetEnabled, inBand } from "./band.ts";
+export { type Intent, IntentCache, isFresh } from "./intents.ts";
+export {
+  type AcceptedPartner,
+  packPartners,
+  partialReplicas,
+  type PartnerCandidate,
+  partnerCandidates,
+} from "./partners.ts";
+export {
+  makeSnapshot,
+  type ParticipantId,
+  participantId,
+  type Pool,
+  poolGpus,
+  type PoolKey,
+  poolKey,
+  type Role,
+  type Snapshot,
+  totalGpus,
+} from "./pool.ts";
+export { type ParticipantWrite, planWrites, type WriteTarget } from "./writes.ts";

@@ -1,0 +1,68 @@
+/** The service as a process: exit codes and messages for configuration errors; the permission set. */
+import assert from "node:assert/strict";
+import { parse as parseJsonc } from "jsonc-parser";
+import { ENV_VARS } from "../../src/config/env.ts";
+import { PROJECT_ROOT } from "../support/paths.ts";
+import { serviceCommand } from "../support/service.ts";
+
+async function run(args: string[], env: Record<string, string>) {
+  const out = await serviceCommand(args, env).output();
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+Deno.test("missing DYN_NAMESPACE → one line naming it on stderr, exit 2, nothing registered", async () => {
+  const kv = await Deno.makeTempDir({ prefix: "gp-kv-" });
+  try {
+    const { code, stderr } = await run(["--no-operation"], {
+      DYN_DISCOVERY_BACKEND: "file",
+      DYN_FILE_KV: kv,
+    });
+    assert.equal(code, 2);
+    const lines = stderr.trim().split("\n").filter((l) => !l.includes("experimental feature"));
+    assert.equal(lines.length, 1, stderr);
+    assert.match(lines[0], /DYN_NAMESPACE environment variable is required but not set/);
+    assert.deepEqual([...Deno.readDirSync(kv)], []);
+  } finally {
+    await Deno.remove(kv, { recursive: true });
+  }
+});
+
+Deno.test("an invalid --environment or variable is a clear error with exit 2", async () => {
+  const bad = await run(["--environment", "virtual"], { DYN_NAMESPACE: "n" });
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--environment: invalid choice "virtual" \(choose from "kubernetes"\)/);
+  const port = await run([], { DYN_NAMESPACE: "n", DYN_TCP_RPC_PORT: "http" });
+  assert.equal(port.code, 2);
+  assert.match(port.stderr, /DYN_TCP_RPC_PORT must be an integer between 0 and 65535/);
+});
+
+Deno.test("--help prints the usage and exits 0", async () => {
+  const { code, stdout } = await run(["--help"], {});
+  assert.equal(code, 0);
+  assert.match(stdout, /--managed-namespaces NS \[NS \.\.\.\]/);
+  assert.match(stdout, /--no-operation/);
+});
+
+Deno.test("an unreachable etcd fails start-up with exit 1 and says where it looked", async () => {
+  const { code, stderr } = await run([], {
+    DYN_NAMESPACE: "n",
+    ETCD_ENDPOINTS: "http://127.0.0.1:1",
+    DYN_TCP_RPC_HOST: "127.0.0.1",
+  });
+  assert.equal(code, 1);
+  assert.match(stderr, /cannot grant an etcd lease at http:\/\/127\.0\.0\.1:1/);
+});
+
+Deno.test("the service permission set lists exactly the variables the config reads, and no blanket grants", async () => {
+  const config = parseJsonc(await Deno.readTextFile(`${PROJECT_ROOT}/deno.json`));
+  const service = config.permissions.service;
+  assert.deepEqual([...service.env].sort(), [...ENV_VARS].sort());
+  assert.ok(Array.isArray(service.read) && Array.isArray(service.write), "read/write must be path lists");
+  assert.ok(!("all" in service) && !("run" in service) && !("ffi" in service));
+  for (const task of ["start", "compile"]) assert.match(config.tasks[task], /-P=service/);
+  assert.doesNotMatch(JSON.stringify(config.tasks), /(-A\b|--allow-all)/);
+});

@@ -1,0 +1,144 @@
+import assert from "node:assert/strict";
+import { KubeError, NotReady } from "../../src/errors.ts";
+import { createLogger, type LogFields } from "../../src/ops/log.ts";
+import type { Handler } from "../../src/runtime/endpoint.ts";
+import { createHealthHandler, createScaleRequestHandler, type Scaler } from "../../src/service/handlers.ts";
+
+const REQUEST = {
+  caller_namespace: "ns-a",
+  graph_deployment_name: "llama",
+  k8s_namespace: "prod",
+  target_replicas: [{ sub_component_type: "prefill", desired_replicas: 2 }, {
+    sub_component_type: "decode",
+    desired_replicas: 4,
+  }],
+};
+
+function capture() {
+  const lines: LogFields[] = [];
+  return { lines, logger: createLogger({ level: "debug", sink: (l) => lines.push(JSON.parse(l)) }) };
+}
+
+async function collect(handler: Handler, input: unknown) {
+  const items: unknown[] = [];
+  for await (
+    const item of handler(input, { id: "req-1", headers: {}, signal: new AbortController().signal })
+  ) items.push(item);
+  return items;
+}
+
+Deno.test("unauthorized caller → error with upstream's message and no scaler call", async () => {
+  const { logger, lines } = capture();
+  let called = false;
+  const scaler: Scaler = { scale: () => (called = true, Promise.reject(new Error("must not be called"))) };
+  const handler = createScaleRequestHandler({
+    managedNamespaces: ["ns-b"],
+    noOperation: false,
+    scaler,
+    logger,
+  });
+  assert.deepEqual(await collect(handler, REQUEST), [
+    { status: "error", message: "Namespace ns-a not authorized", current_replicas: {} },
+  ]);
+  assert.equal(called, false);
+  assert.equal(lines[0].reason, "not_authorized");
+});
+
+Deno.test("implicit mode (no managed namespaces) accepts every caller", async () => {
+  const { logger } = capture();
+  const handler = createScaleRequestHandler({ managedNamespaces: null, noOperation: true, logger });
+  assert.equal(((await collect(handler, REQUEST))[0] as { status: string }).status, "success");
+});
+
+Deno.test("no-operation → success, upstream's message, {} and one structured log line", async () => {
+  const { logger, lines } = capture();
+  const handler = createScaleRequestHandler({ managedNamespaces: ["ns-a"], noOperation: true, logger });
+  assert.deepEqual(
+    await collect(handler, JSON.stringify({ ...REQUEST, target_replicas: REQUEST.target_replicas })),
+    [
+      {
+        status: "success",
+        message: "[no-operation] Scale request received and logged (not executed)",
+        current_replicas: {},
+      },
+    ],
+  );
+  assert.equal(lines.length, 1);
+  assert.equal(lines[0].message, "scale request");
+  assert.equal(lines[0].caller, "ns-a");
+  assert.equal(lines[0].dgd, "llama");
+  assert.equal(lines[0].k8s_namespace, "prod");
+  assert.deepEqual(lines[0].targets, { prefill: 2, decode: 4 });
+  assert.equal(lines[0].result, "success");
+  assert.equal(lines[0].reason, "no_operation");
+});
+
+Deno.test("no-operation accepts empty target_replicas", async () => {
+  const { logger } = capture();
+  const handler = createScaleRequestHandler({ managedNamespaces: null, noOperation: true, logger });
+  assert.equal(
+    ((await collect(handler, { ...REQUEST, target_replicas: [] }))[0] as { status: string }).status,
+    "success",
+  );
+});
+
+Deno.test("without a Kubernetes connector a scale request is an error, never a fake success", async () => {
+  const { logger } = capture();
+  const handler = createScaleRequestHandler({ managedNamespaces: null, noOperation: false, logger });
+  const [response] = await collect(handler, REQUEST) as { status: string; message: string }[];
+  assert.equal(response.status, "error");
+  assert.match(response.message, /not available.*--no-operation/);
+});
+
+Deno.test("scaler errors map to statuses in one table: NotReady → rejected, KubeError → error", async () => {
+  const { logger, lines } = capture();
+  for (
+    const [error, status, reason] of [
+      [
+        new NotReady("DynamoGraphDeployment is not ready (name: 'llama' in namespace 'prod')"),
+        "rejected",
+        "rejected_not_ready",
+      ],
+      [
+        new KubeError("forbidden", { verb: "patch", resource: "dynamographdeployments", status: 403 }),
+        "error",
+        "kubernetes_error",
+      ],
+    ] as const
+  ) {
+    const handler = createScaleRequestHandler({
+      managedNamespaces: null,
+      noOperation: false,
+      scaler: { scale: () => Promise.reject(error) },
+      logger,
+    });
+    const [response] = await collect(handler, REQUEST);
+    assert.deepEqual(response, { status, message: error.message, current_replicas: {} });
+    assert.equal(lines.at(-1)!.reason, reason);
+  }
+});
+
+Deno.test("a malformed request throws (an error item for the caller) and is logged with its outcome", async () => {
+  const { logger, lines } = capture();
+  const handler = createScaleRequestHandler({ managedNamespaces: null, noOperation: true, logger });
+  await assert.rejects(
+    collect(handler, { caller_namespace: "x" }),
+    (e: Error) => e.name === "InvalidRequest" && e.message.startsWith("Invalid request: "),
+  );
+  assert.equal(lines[0].reason, "invalid_request");
+});
+
+Deno.test("health answers any request with status, component, namespace and managed namespaces", async () => {
+  assert.deepEqual(
+    await collect(createHealthHandler({ namespace: "prod-gp", managedNamespaces: ["a", "b"] }), "anything"),
+    [
+      { status: "healthy", component: "GlobalPlanner", namespace: "prod-gp", managed_namespaces: ["a", "b"] },
+    ],
+  );
+  assert.deepEqual(
+    await collect(createHealthHandler({ namespace: "prod-gp", managedNamespaces: null }), { text: "health" }),
+    [
+      { status: "healthy", component: "GlobalPlanner", namespace: "prod-gp", managed_namespaces: "all" },
+    ],
+  );
+});
