@@ -80,7 +80,9 @@ Deno.test("a throwing readiness probe answers 503 instead of crashing", async ()
 
 Deno.test("custom health and live paths replace the defaults", async () => {
   await withServer(() => READY, async (base) => {
-    assert.equal((await fetch(base + "/healthz").then((r) => r.body?.cancel().then(() => r))).status, 200);
+    const custom = await fetch(base + "/healthz");
+    assert.equal(custom.status, 200);
+    await custom.body?.cancel();
     const old = await fetch(base + "/health");
     assert.equal(old.status, 404);
     assert.equal(await old.text(), "Route not found");

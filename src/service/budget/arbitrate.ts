@@ -41,11 +41,13 @@
  *    below max(initial, final), so an in-band fleet never crosses the ceiling mid-apply.
  * 10. Budget off (`max < 0` and `min < 0`): approve standalone without looking at partners;
  *    intents are still recorded.
- * 11. Literal consequences kept: a request whose standalone total is out of band is rejected
- *    even when it moves toward the band (e.g. a scale-down while the fleet is over a lowered
- *    ceiling) unless partners fix it; a request with no known pool (net delta 0) is judged on
- *    the current fleet total. Bounds are validated by configuration (spec §13.11), so
- *    `min > max` is not handled here beyond the ceiling being checked first.
+ * 11. Literal consequences kept: packing takes EVERY candidate that keeps the total in band
+ *    (not just enough to fit), so one request can carry many partners; a request whose
+ *    standalone total is out of band is rejected even when it moves toward the band (e.g. a
+ *    scale-down while the fleet is over a lowered ceiling) unless partners fix it; a request
+ *    with no known pool (net delta 0) is judged on the current fleet total. Bounds are
+ *    validated by configuration (spec §13.11), so `min > max` is not handled here beyond the
+ *    ceiling being checked first.
  */
 import { bandBreach, type BudgetBounds, budgetBreachMessage, budgetEnabled } from "./band.ts";
 import type { IntentCache } from "./intents.ts";

@@ -5,10 +5,11 @@
  * In memory only (spec §13.10: lost on restart, not shared between replicas). Times are in
  * SECONDS, the unit of `intent_cache_ttl_seconds`; the caller supplies the clock.
  *
- * Memory stays bounded: `pruneIfDue` drops expired entries once the number of writes since the
- * last sweep reaches the cache size, so a sweep costs O(size) but happens at most once per
- * O(size) writes (amortised O(1) per write). Live entries are bounded by the number of pools,
- * because intents are only recorded for pools present in a snapshot.
+ * Memory stays bounded: `pruneIfDue` drops expired entries once the writes since the last sweep
+ * reach what that sweep left (at least 64), so a sweep costs O(size) but runs at most once per
+ * O(size) writes (amortised O(1) per write), and the cache never holds more than about
+ * max(2 × live, live + 64) entries. Live entries are bounded by the number of pools, because
+ * intents are only recorded for pools present in a snapshot.
  */
 import type { PoolKey } from "./pool.ts";
 
@@ -29,6 +30,8 @@ const _MIN_WRITES_BETWEEN_SWEEPS = 64;
 export class IntentCache {
   readonly #entries = new Map<PoolKey, Intent>();
   #writesSinceSweep = 0;
+  /** Entries left by the last sweep: the next sweep waits for as many writes (at least 64). */
+  #sizeAfterSweep = 0;
 
   get size(): number {
     return this.#entries.size;
@@ -60,12 +63,13 @@ export class IntentCache {
       }
     }
     this.#writesSinceSweep = 0;
+    this.#sizeAfterSweep = this.#entries.size;
     return removed;
   }
 
   /** Sweeps only when enough writes accumulated since the last sweep (amortised O(1)). */
   pruneIfDue(now: number, ttlSeconds: number): number {
-    if (this.#writesSinceSweep < Math.max(_MIN_WRITES_BETWEEN_SWEEPS, this.#entries.size)) return 0;
+    if (this.#writesSinceSweep < Math.max(_MIN_WRITES_BETWEEN_SWEEPS, this.#sizeAfterSweep)) return 0;
     return this.pruneExpired(now, ttlSeconds);
   }
 
