@@ -27,10 +27,10 @@ async function main(argv: string[]): Promise<number> {
 
   let planner;
   try {
-    planner = await startGlobalPlanner(config, logger);
+    planner = await startGlobalPlanner(config, logger, (name) => Deno.env.get(name));
   } catch (error) {
     logger.error("Global Planner failed to start", { error: errorText(error) });
-    return 1;
+    return error instanceof ConfigError ? 2 : 1;
   }
 
   const stopSignal = new Promise<string>((resolve) => {

@@ -1,5 +1,6 @@
 /** Builds the running service from a validated `Config`: handlers → endpoints → host. */
 import type { Config } from "./config/mod.ts";
+import { connectKubernetes, type KubeConnector } from "./kube/mod.ts";
 import type { Logger } from "./ops/log.ts";
 import { type EndpointHost, startEndpointHost } from "./runtime/host.ts";
 import {
@@ -22,8 +23,14 @@ export const DEFAULT_GRACE_MS = 25_000;
 export async function startGlobalPlanner(
   config: Config,
   logger: Logger,
-  scaler?: Scaler,
+  getEnv: (name: string) => string | undefined,
 ): Promise<GlobalPlanner> {
+  let kube: KubeConnector | undefined;
+  if (!config.noOperation) {
+    kube = await connectKubernetes(config.kube, getEnv, logger);
+    logger.info("Kubernetes connector ready", { server: kube.client.server, credentials: kube.source });
+  }
+  const scaler: Scaler | undefined = kube?.scaler;
   const endpoints = [
     {
       name: SCALE_ENDPOINT,
@@ -61,5 +68,11 @@ export async function startGlobalPlanner(
     no_operation: config.noOperation,
     pod_namespace: config.podNamespace,
   });
-  return { host, stop: (graceMs = DEFAULT_GRACE_MS) => host.stop(graceMs) };
+  return {
+    host,
+    async stop(graceMs = DEFAULT_GRACE_MS) {
+      await host.stop(graceMs);
+      kube?.close();
+    },
+  };
 }

@@ -62,6 +62,9 @@ export class DgdShapeError extends GlobalPlannerError {}
  */
 export class TargetResolutionError extends InvalidRequest {}
 
+/** A `blocking: true` request's DGD did not become Ready within the configured time. */
+export class BlockingTimeout extends GlobalPlannerError {}
+
 /** A peer broke the Dynamo wire protocol (bad frame, bad header, unknown transport). */
 export class ProtocolError extends GlobalPlannerError {}
 
@@ -82,6 +85,7 @@ export function outcomeOf(error: unknown): Outcome {
   if (error instanceof InvalidRequest) return { status: "error", reason: "invalid_request" };
   if (error instanceof KubeError) return { status: "error", reason: "kubernetes_error" };
   if (error instanceof Unavailable) return { status: "error", reason: "unavailable" };
+  if (error instanceof BlockingTimeout) return { status: "error", reason: "blocking_timeout" };
   return { status: "error", reason: "internal_error" };
 }
 

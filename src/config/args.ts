@@ -11,6 +11,9 @@ export interface CliFlags {
   managedNamespaces?: string[];
   environment?: string;
   noOperation: boolean;
+  serviceAccountDir?: string;
+  blockingTimeoutSeconds?: string;
+  dgdApiVersion?: string;
 }
 
 export const USAGE = `Usage: global-planner [options]
@@ -21,6 +24,10 @@ Options:
   --managed-namespaces NS [NS ...]  Dynamo namespaces allowed to call (default: all)
   --environment kubernetes          Only supported environment (default: kubernetes)
   --no-operation                    Log scale requests and answer success without scaling
+  --blocking-timeout-seconds S      How long a blocking request waits for Ready (default 1800)
+  --dgd-api-version V               v1alpha1 | v1beta1 | auto (default: newest served)
+  --service-account-dir DIR         In-cluster credentials (default
+                                    /var/run/secrets/kubernetes.io/serviceaccount)
   -h, --help                        Show this help and exit
 
 Environment: DYN_NAMESPACE (required), POD_NAMESPACE (default "default"), and the Dynamo
@@ -40,6 +47,9 @@ export function parseCliFlags(argv: string[]): CliFlags {
         "managed-namespaces": { type: "string", multiple: true },
         "environment": { type: "string" },
         "no-operation": { type: "boolean" },
+        "service-account-dir": { type: "string" },
+        "blocking-timeout-seconds": { type: "string" },
+        "dgd-api-version": { type: "string" },
       },
     });
   } catch (error) {
@@ -60,6 +70,15 @@ export function parseCliFlags(argv: string[]): CliFlags {
           break;
         case "environment":
           flags.environment = token.value;
+          break;
+        case "service-account-dir":
+          flags.serviceAccountDir = token.value;
+          break;
+        case "blocking-timeout-seconds":
+          flags.blockingTimeoutSeconds = token.value;
+          break;
+        case "dgd-api-version":
+          flags.dgdApiVersion = token.value;
           break;
         case "managed-namespaces":
           flags.managedNamespaces ??= [];

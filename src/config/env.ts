@@ -29,6 +29,9 @@ export const ENV_VARS = [
   "DYN_TCP_RPC_ADVERTISE_HOST",
   "DYN_TCP_MAX_MESSAGE_SIZE",
   "DYN_LOG",
+  "KUBERNETES_SERVICE_HOST",
+  "KUBERNETES_SERVICE_PORT",
+  "KUBECONFIG",
 ] as const;
 
 export type DiscoveryBackend = "etcd" | "file";
@@ -109,7 +112,8 @@ const schema = z.object({
   ETCD_AUTH_CA: z.string().optional(),
   ETCD_AUTH_CLIENT_CERT: z.string().optional(),
   ETCD_AUTH_CLIENT_KEY: z.string().optional(),
-  ETCD_LEASE_TTL: intIn("ETCD_LEASE_TTL", 1, 3600).default(10),
+  // 1.6.1 grants its primary lease with TTL 30 s (measured; the spec says 10).
+  ETCD_LEASE_TTL: intIn("ETCD_LEASE_TTL", 1, 3600).default(30),
   DYN_FILE_KV: z.string().optional(),
   DYN_FILE_KV_TTL_SECS: intIn("DYN_FILE_KV_TTL_SECS", 1, 3600).default(10),
   TMPDIR: z.string().optional(),

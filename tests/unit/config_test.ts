@@ -32,7 +32,7 @@ Deno.test("defaults match the upstream service and the Dynamo runtime", () => {
   assert.equal(c.noOperation, false);
   assert.equal(c.runtime.discovery, "etcd");
   assert.deepEqual(c.runtime.etcd.endpoints, ["http://localhost:2379"]);
-  assert.equal(c.runtime.etcd.leaseTtlSeconds, 10);
+  assert.equal(c.runtime.etcd.leaseTtlSeconds, 30);
   assert.equal(c.runtime.fileKv.root, "/tmp/dynamo_store_kv");
   assert.equal(c.runtime.requestPlane, "tcp");
   assert.equal(c.runtime.tcp.port, 0);

@@ -120,7 +120,16 @@ export class FileDiscovery implements Discovery {
     const hex = [...crypto.getRandomValues(new Uint8Array(8))]
       .map((b) => b.toString(16).padStart(2, "0")).join("");
     const tmp = `${this.#dir}/.tmp_${hex}`;
-    await Deno.writeTextFile(tmp, content);
-    await Deno.rename(tmp, path);
+    await Deno.writeTextFile(tmp, content, { createNew: true });
+    // Published by hard link as 1.6.1 does, so readers never see a half-written file; a name
+    // that already exists (our own earlier file) is replaced atomically by rename instead.
+    try {
+      await Deno.link(tmp, path);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      await Deno.rename(tmp, path);
+      return;
+    }
+    await Deno.remove(tmp);
   }
 }

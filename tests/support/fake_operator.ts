@@ -1,0 +1,125 @@
+/**
+ * A test-side stand-in for the Dynamo operator (it plays the operator, not the API server, which
+ * is real): copies each scaling adapter's `spec.replicas` into its DGD, and answers every new DGD
+ * generation with Ready=False, then Ready=True and observedGeneration after `readyDelayMs`
+ * (or never, for DGDs told to stay not ready). It polls; a test operator needs no watch.
+ */
+import type { KubeCluster } from "./kube_cluster.ts";
+
+const GROUP = "/apis/nvidia.com";
+
+export interface FakeOperator {
+  keepNotReady(namespace: string, name: string, notReady: boolean): void;
+  stop(): Promise<void>;
+}
+
+export function startFakeOperator(
+  cluster: KubeCluster,
+  namespace: string,
+  options: { readyDelayMs?: number; intervalMs?: number } = {},
+): FakeOperator {
+  const readyDelay = options.readyDelayMs ?? 1000;
+  const stuck = new Set<string>();
+  const pendingSince = new Map<string, number>();
+  let running = true;
+
+  const tick = async () => {
+    for (const version of ["v1alpha1", "v1beta1"]) {
+      const adapters = await cluster.request("GET", `${GROUP}/${version}/namespaces/${namespace}/dynamographdeploymentscalingadapters`);
+      for (const adapter of adapters.ok ? adapters.json.items : []) {
+        const { name: dgd, serviceName } = adapter.spec.dgdRef;
+        await _propagate(cluster, namespace, dgd, serviceName, adapter.spec.replicas);
+        if (adapter.status?.replicas !== adapter.spec.replicas) {
+          await cluster.request(
+            "PATCH",
+            `${GROUP}/${version}/namespaces/${namespace}/dynamographdeploymentscalingadapters/${adapter.metadata.name}/status`,
+            { status: { replicas: adapter.spec.replicas, selector: `app=${dgd}` } },
+          );
+        }
+      }
+    }
+    const list = await cluster.request("GET", `${GROUP}/v1alpha1/namespaces/${namespace}/dynamographdeployments`);
+    for (const dgd of list.ok ? list.json.items : []) {
+      const key = dgd.metadata.name;
+      const generation = dgd.metadata.generation;
+      const observed = dgd.status?.observedGeneration;
+      if (observed === generation && !stuck.has(key)) continue;
+      if (!pendingSince.has(`${key}@${generation}`)) {
+        pendingSince.set(`${key}@${generation}`, Date.now());
+        await _setReady(cluster, namespace, dgd, false, observed ?? 0);
+        continue;
+      }
+      if (!stuck.has(key) && Date.now() - pendingSince.get(`${key}@${generation}`)! >= readyDelay) {
+        await _setReady(cluster, namespace, dgd, true, generation);
+      }
+    }
+  };
+  const loop = (async () => {
+    while (running) {
+      try {
+        await tick();
+      } catch (error) {
+        if (running) console.error("fake operator:", error);
+      }
+      await new Promise((r) => setTimeout(r, options.intervalMs ?? 100));
+    }
+  })();
+  return {
+    keepNotReady(ns, name, notReady) {
+      if (ns !== namespace) throw new Error(`this operator watches ${namespace}`);
+      if (notReady) stuck.add(name);
+      else stuck.delete(name);
+    },
+    async stop() {
+      running = false;
+      await loop;
+    },
+  };
+}
+
+/** Marks a DGD Ready (or not) in its status, as the operator does. */
+export async function markReady(cluster: KubeCluster, namespace: string, name: string, ready: boolean, version = "v1alpha1") {
+  const got = await cluster.request("GET", `${GROUP}/${version}/namespaces/${namespace}/dynamographdeployments/${name}`);
+  await _setReady(cluster, namespace, got.json, ready, got.json.metadata.generation, version);
+}
+
+async function _setReady(cluster: KubeCluster, namespace: string, dgd: Record<string, any>, ready: boolean, observedGeneration: number, version?: string) {
+  const apiVersion = version ?? String(dgd.apiVersion).split("/")[1];
+  const condition = {
+    type: "Ready",
+    status: ready ? "True" : "False",
+    reason: ready ? "all_resources_are_ready" : "pods_not_ready",
+    message: ready ? "All resources are ready" : "Waiting for pods",
+    lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+  };
+  await cluster.request(
+    "PATCH",
+    `${GROUP}/${apiVersion}/namespaces/${namespace}/dynamographdeployments/${dgd.metadata.name}/status`,
+    { status: { state: ready ? "successful" : "pending", observedGeneration, conditions: [condition] } },
+  );
+}
+
+async function _propagate(cluster: KubeCluster, namespace: string, dgd: string, service: string, replicas: number) {
+  for (const version of ["v1alpha1", "v1beta1"]) {
+    const got = await cluster.request("GET", `${GROUP}/${version}/namespaces/${namespace}/dynamographdeployments/${dgd}`);
+    if (!got.ok) continue;
+    const spec = got.json.spec;
+    if (Array.isArray(spec.components)) {
+      const index = spec.components.findIndex((c: { name: string }) => c.name === service);
+      if (index < 0 || spec.components[index].replicas === replicas) return;
+      await cluster.request(
+        "PATCH",
+        `${GROUP}/${version}/namespaces/${namespace}/dynamographdeployments/${dgd}`,
+        [{ op: "add", path: `/spec/components/${index}/replicas`, value: replicas }],
+        "application/json-patch+json",
+      );
+    } else if (spec.services?.[service] && spec.services[service].replicas !== replicas) {
+      await cluster.request(
+        "PATCH",
+        `${GROUP}/${version}/namespaces/${namespace}/dynamographdeployments/${dgd}`,
+        { spec: { services: { [service]: { replicas } } } },
+      );
+    }
+    return;
+  }
+}
