@@ -9,7 +9,15 @@ import { connectKubernetes, type KubeConnector } from "../../src/kube/mod.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import { parseScaleRequest, type ScaleResponse } from "../../src/service/contract.ts";
 import { createScaleRequestHandler } from "../../src/service/handlers.ts";
-import { applyManifest, createDgd, DGD_PATH, readDgd, replicasOf, v1alpha1Dgd, v1beta1Dgd } from "../support/dgd_fixtures.ts";
+import {
+  applyManifest,
+  createDgd,
+  DGD_PATH,
+  readDgd,
+  replicasOf,
+  v1alpha1Dgd,
+  v1beta1Dgd,
+} from "../support/dgd_fixtures.ts";
 import { startFakeOperator } from "../support/fake_operator.ts";
 import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
 import { PROJECT_ROOT } from "../support/paths.ts";
@@ -18,7 +26,11 @@ const NS = "models";
 const QUIET = "quiet";
 const logger = createLogger({ level: "error", sink: () => {} });
 
-async function connector(cluster: KubeCluster, token: string, blockingTimeoutSeconds = 30): Promise<KubeConnector> {
+async function connector(
+  cluster: KubeCluster,
+  token: string,
+  blockingTimeoutSeconds = 30,
+): Promise<KubeConnector> {
   const dir = await Deno.makeTempDir({ prefix: "gp-sa-" });
   await cluster.writeServiceAccountDir(dir, "dynamo-system", token);
   const env = cluster.inClusterEnv();
@@ -26,14 +38,29 @@ async function connector(cluster: KubeCluster, token: string, blockingTimeoutSec
 }
 
 async function scale(kube: KubeConnector, request: Record<string, unknown>): Promise<ScaleResponse> {
-  const handler = createScaleRequestHandler({ managedNamespaces: null, noOperation: false, scaler: kube.scaler, logger });
-  for await (const item of handler({ caller_namespace: "c", k8s_namespace: NS, ...request }, { id: "t", headers: {}, signal: new AbortController().signal })) {
+  const handler = createScaleRequestHandler({
+    managedNamespaces: null,
+    noOperation: false,
+    scaler: kube.scaler,
+    logger,
+  });
+  for await (
+    const item of handler({ caller_namespace: "c", k8s_namespace: NS, ...request }, {
+      id: "t",
+      headers: {},
+      signal: new AbortController().signal,
+    })
+  ) {
     return item as ScaleResponse;
   }
   throw new Error("no response");
 }
 
-const target = (sub: "prefill" | "decode", n: number, component_name?: string) => ({ sub_component_type: sub, desired_replicas: n, ...(component_name ? { component_name } : {}) });
+const target = (sub: "prefill" | "decode", n: number, component_name?: string) => ({
+  sub_component_type: sub,
+  desired_replicas: n,
+  ...(component_name ? { component_name } : {}),
+});
 
 Deno.test({
   name: "Kubernetes connector on a real API server",
@@ -46,85 +73,219 @@ Deno.test({
     try {
       await cluster.createNamespace(NS);
       await cluster.createNamespace("dynamo-system");
-      const manifests = parseAllDocuments(await Deno.readTextFile(`${PROJECT_ROOT}/deploy/rbac.yaml`)).map((d) => d.toJSON());
+      const manifests = parseAllDocuments(await Deno.readTextFile(`${PROJECT_ROOT}/deploy/rbac.yaml`)).map((
+        d,
+      ) => d.toJSON());
       await applyManifest(cluster, manifests);
       const token = await cluster.createServiceAccountToken("dynamo-system", "global-planner");
       kube = await connector(cluster, token);
 
-      await t.step("v1alpha1, no adapter: merge patch of the DGD, success message, read-back map", async () => {
-        await createDgd(cluster, v1alpha1Dgd("alpha", NS, { Prefill: { role: "prefill", replicas: 1 }, Decode: { role: "decode", replicas: 2 }, Frontend: { type: "frontend", replicas: 1 } }));
-        const response = await scale(kube!, { graph_deployment_name: "alpha", target_replicas: [target("prefill", 3), target("decode", 2)] });
-        assert.deepEqual(response, { status: "success", message: "Scaled alpha successfully", current_replicas: { prefill: 3, decode: 2 } });
-        assert.deepEqual(replicasOf(await readDgd(cluster, "v1alpha1", NS, "alpha")), { Prefill: 3, Decode: 2, Frontend: 1 });
-      });
+      await t.step(
+        "v1alpha1, no adapter: merge patch of the DGD, success message, read-back map",
+        async () => {
+          await createDgd(
+            cluster,
+            v1alpha1Dgd("alpha", NS, {
+              Prefill: { role: "prefill", replicas: 1 },
+              Decode: { role: "decode", replicas: 2 },
+              Frontend: { type: "frontend", replicas: 1 },
+            }),
+          );
+          const response = await scale(kube!, {
+            graph_deployment_name: "alpha",
+            target_replicas: [target("prefill", 3), target("decode", 2)],
+          });
+          assert.deepEqual(response, {
+            status: "success",
+            message: "Scaled alpha successfully",
+            current_replicas: { prefill: 3, decode: 2 },
+          });
+          assert.deepEqual(replicasOf(await readDgd(cluster, "v1alpha1", NS, "alpha")), {
+            Prefill: 3,
+            Decode: 2,
+            Frontend: 1,
+          });
+        },
+      );
 
       await t.step("v1beta1, no adapter: JSON patch guarded by the component name", async () => {
-        await createDgd(cluster, v1beta1Dgd("beta", NS, { frontend: { type: "frontend", replicas: 1 }, pre: { role: "prefill", replicas: 1 }, dec: { role: "decode", replicas: 1 } }));
-        const response = await scale(kube!, { graph_deployment_name: "beta", target_replicas: [target("decode", 4)] });
-        assert.deepEqual(response, { status: "success", message: "Scaled beta successfully", current_replicas: { prefill: 1, decode: 4 } });
-        assert.deepEqual(replicasOf(await readDgd(cluster, "v1beta1", NS, "beta")), { frontend: 1, pre: 1, dec: 4 });
+        await createDgd(
+          cluster,
+          v1beta1Dgd("beta", NS, {
+            frontend: { type: "frontend", replicas: 1 },
+            pre: { role: "prefill", replicas: 1 },
+            dec: { role: "decode", replicas: 1 },
+          }),
+        );
+        const response = await scale(kube!, {
+          graph_deployment_name: "beta",
+          target_replicas: [target("decode", 4)],
+        });
+        assert.deepEqual(response, {
+          status: "success",
+          message: "Scaled beta successfully",
+          current_replicas: { prefill: 1, decode: 4 },
+        });
+        assert.deepEqual(replicasOf(await readDgd(cluster, "v1beta1", NS, "beta")), {
+          frontend: 1,
+          pre: 1,
+          dec: 4,
+        });
       });
 
-      await t.step("adapter path: writes /scale, the operator propagates, current_replicas shows the written value", async () => {
-        await createDgd(cluster, v1beta1Dgd("adapted", NS, { Pre: { role: "prefill", replicas: 1, adapter: true }, Dec: { role: "decode", replicas: 1, adapter: true } }));
-        const before = await readDgd(cluster, "v1beta1", NS, "adapted");
-        const response = await scale(kube!, { graph_deployment_name: "adapted", target_replicas: [target("prefill", 2)] });
-        assert.deepEqual(response.current_replicas, { prefill: 2, decode: 1 });
-        const adapter = await cluster.request("GET", `/apis/nvidia.com/v1beta1/namespaces/${NS}/dynamographdeploymentscalingadapters/adapted-pre`);
-        assert.equal(adapter.json.spec.replicas, 2);
-        // The GP did not touch the DGD itself; the operator copies the adapter's value.
-        const dgdNow = await readDgd(cluster, "v1beta1", NS, "adapted");
-        assert.ok(dgdNow.metadata.generation === before.metadata.generation || replicasOf(dgdNow).Pre === 2);
-        for (let i = 0; i < 50 && replicasOf(await readDgd(cluster, "v1beta1", NS, "adapted")).Pre !== 2; i++) await new Promise((r) => setTimeout(r, 100));
-        assert.equal(replicasOf(await readDgd(cluster, "v1beta1", NS, "adapted")).Pre, 2);
-      });
+      await t.step(
+        "adapter path: writes /scale, the operator propagates, current_replicas shows the written value",
+        async () => {
+          await createDgd(
+            cluster,
+            v1beta1Dgd("adapted", NS, {
+              Pre: { role: "prefill", replicas: 1, adapter: true },
+              Dec: { role: "decode", replicas: 1, adapter: true },
+            }),
+          );
+          const before = await readDgd(cluster, "v1beta1", NS, "adapted");
+          const response = await scale(kube!, {
+            graph_deployment_name: "adapted",
+            target_replicas: [target("prefill", 2)],
+          });
+          assert.deepEqual(response.current_replicas, { prefill: 2, decode: 1 });
+          const adapter = await cluster.request(
+            "GET",
+            `/apis/nvidia.com/v1beta1/namespaces/${NS}/dynamographdeploymentscalingadapters/adapted-pre`,
+          );
+          assert.equal(adapter.json.spec.replicas, 2);
+          // The GP did not touch the DGD itself; the operator copies the adapter's value.
+          const dgdNow = await readDgd(cluster, "v1beta1", NS, "adapted");
+          assert.ok(
+            dgdNow.metadata.generation === before.metadata.generation || replicasOf(dgdNow).Pre === 2,
+          );
+          for (
+            let i = 0;
+            i < 50 && replicasOf(await readDgd(cluster, "v1beta1", NS, "adapted")).Pre !== 2;
+            i++
+          ) await new Promise((r) => setTimeout(r, 100));
+          assert.equal(replicasOf(await readDgd(cluster, "v1beta1", NS, "adapted")).Pre, 2);
+        },
+      );
 
       await t.step("fallback path: adapter enabled but absent (404) → the DGD is patched", async () => {
-        await createDgd(cluster, v1alpha1Dgd("noadapter", NS, { P: { role: "prefill", replicas: 1, adapter: true }, D: { role: "decode", replicas: 1 } }), { createAdapters: false });
-        const response = await scale(kube!, { graph_deployment_name: "noadapter", target_replicas: [target("prefill", 5)] });
+        await createDgd(
+          cluster,
+          v1alpha1Dgd("noadapter", NS, {
+            P: { role: "prefill", replicas: 1, adapter: true },
+            D: { role: "decode", replicas: 1 },
+          }),
+          { createAdapters: false },
+        );
+        const response = await scale(kube!, {
+          graph_deployment_name: "noadapter",
+          target_replicas: [target("prefill", 5)],
+        });
         assert.equal(response.status, "success");
         assert.equal(replicasOf(await readDgd(cluster, "v1alpha1", NS, "noadapter")).P, 5);
       });
 
-      await t.step("skip when equal: no write at all (resourceVersion unchanged), still success", async () => {
-        await markSettled(cluster, "alpha");
-        const before = await readDgd(cluster, "v1alpha1", NS, "alpha");
-        const calls = kube!.client.calls;
-        const response = await scale(kube!, { graph_deployment_name: "alpha", target_replicas: [target("prefill", 3), target("decode", 2)] });
-        assert.deepEqual(response, { status: "success", message: "Scaled alpha successfully", current_replicas: { prefill: 3, decode: 2 } });
-        assert.equal(kube!.client.calls - calls, 1, "one read, no write");
-        assert.equal((await readDgd(cluster, "v1alpha1", NS, "alpha")).metadata.resourceVersion, before.metadata.resourceVersion);
-      });
+      await t.step(
+        "skip when equal: no write at all (resourceVersion unchanged), still success",
+        async () => {
+          await markSettled(cluster, "alpha");
+          const before = await readDgd(cluster, "v1alpha1", NS, "alpha");
+          const calls = kube!.client.calls;
+          const response = await scale(kube!, {
+            graph_deployment_name: "alpha",
+            target_replicas: [target("prefill", 3), target("decode", 2)],
+          });
+          assert.deepEqual(response, {
+            status: "success",
+            message: "Scaled alpha successfully",
+            current_replicas: { prefill: 3, decode: 2 },
+          });
+          assert.equal(kube!.client.calls - calls, 1, "one read, no write");
+          assert.equal(
+            (await readDgd(cluster, "v1alpha1", NS, "alpha")).metadata.resourceVersion,
+            before.metadata.resourceVersion,
+          );
+        },
+      );
 
       await t.step("not Ready → rejected with upstream's message, nothing written", async () => {
-        await createDgd(cluster, v1alpha1Dgd("sleepy", NS, { P: { role: "prefill", replicas: 1 } }), { ready: false });
+        await createDgd(cluster, v1alpha1Dgd("sleepy", NS, { P: { role: "prefill", replicas: 1 } }), {
+          ready: false,
+        });
         const before = await readDgd(cluster, "v1alpha1", NS, "sleepy");
         operator.keepNotReady(NS, "sleepy", true);
-        const response = await scale(kube!, { graph_deployment_name: "sleepy", target_replicas: [target("prefill", 4)] });
-        assert.deepEqual(response, { status: "rejected", message: `DynamoGraphDeployment is not ready (name: 'sleepy' in namespace '${NS}')`, current_replicas: {} });
+        const response = await scale(kube!, {
+          graph_deployment_name: "sleepy",
+          target_replicas: [target("prefill", 4)],
+        });
+        assert.deepEqual(response, {
+          status: "rejected",
+          message: `DynamoGraphDeployment is not ready (name: 'sleepy' in namespace '${NS}')`,
+          current_replicas: {},
+        });
         assert.equal(replicasOf(await readDgd(cluster, "v1alpha1", NS, "sleepy")).P, 1);
-        assert.equal((await readDgd(cluster, "v1alpha1", NS, "sleepy")).metadata.generation, before.metadata.generation);
+        assert.equal(
+          (await readDgd(cluster, "v1alpha1", NS, "sleepy")).metadata.generation,
+          before.metadata.generation,
+        );
       });
 
       await t.step("missing DGD → error naming DGD and namespace", async () => {
-        const response = await scale(kube!, { graph_deployment_name: "ghost", target_replicas: [target("prefill", 1)] });
-        assert.deepEqual(response, { status: "error", message: `Parent DynamoGraphDeployment not found (name: 'ghost' in namespace '${NS}')`, current_replicas: {} });
+        const response = await scale(kube!, {
+          graph_deployment_name: "ghost",
+          target_replicas: [target("prefill", 1)],
+        });
+        assert.deepEqual(response, {
+          status: "error",
+          message: `Parent DynamoGraphDeployment not found (name: 'ghost' in namespace '${NS}')`,
+          current_replicas: {},
+        });
       });
 
-      await t.step("duplicate sub-component → upstream's error; nothing written (all targets resolved first)", async () => {
-        await createDgd(cluster, v1alpha1Dgd("twins", NS, { B: { role: "decode", replicas: 1 }, A: { role: "decode", replicas: 1 }, P: { role: "prefill", replicas: 1 } }));
-        const response = await scale(kube!, { graph_deployment_name: "twins", target_replicas: [target("prefill", 3), target("decode", 2)] });
-        assert.deepEqual(response, { status: "error", message: "DynamoGraphDeployment must contain only one service with subComponentType 'decode', but found multiple: {A, B}", current_replicas: {} });
-        assert.equal(replicasOf(await readDgd(cluster, "v1alpha1", NS, "twins")).P, 1);
-      });
+      await t.step(
+        "duplicate sub-component → upstream's error; nothing written (all targets resolved first)",
+        async () => {
+          await createDgd(
+            cluster,
+            v1alpha1Dgd("twins", NS, {
+              B: { role: "decode", replicas: 1 },
+              A: { role: "decode", replicas: 1 },
+              P: { role: "prefill", replicas: 1 },
+            }),
+          );
+          const response = await scale(kube!, {
+            graph_deployment_name: "twins",
+            target_replicas: [target("prefill", 3), target("decode", 2)],
+          });
+          assert.deepEqual(response, {
+            status: "error",
+            message:
+              "DynamoGraphDeployment must contain only one service with subComponentType 'decode', but found multiple: {A, B}",
+            current_replicas: {},
+          });
+          assert.equal(replicasOf(await readDgd(cluster, "v1alpha1", NS, "twins")).P, 1);
+        },
+      );
 
       await t.step("component_name fallback for a service without subComponentType", async () => {
-        await createDgd(cluster, v1alpha1Dgd("named", NS, { Worker: { replicas: 1 }, P: { role: "prefill", replicas: 1 } }));
-        const response = await scale(kube!, { graph_deployment_name: "named", target_replicas: [target("decode", 3, "Worker")] });
+        await createDgd(
+          cluster,
+          v1alpha1Dgd("named", NS, { Worker: { replicas: 1 }, P: { role: "prefill", replicas: 1 } }),
+        );
+        const response = await scale(kube!, {
+          graph_deployment_name: "named",
+          target_replicas: [target("decode", 3, "Worker")],
+        });
         assert.equal(response.status, "success", response.message);
         assert.equal(replicasOf(await readDgd(cluster, "v1alpha1", NS, "named")).Worker, 3);
-        const missing = await scale(kube!, { graph_deployment_name: "named", target_replicas: [target("decode", 3)] });
-        assert.equal(missing.message, "DynamoGraphDeployment must contain a service with subComponentType 'decode'");
+        const missing = await scale(kube!, {
+          graph_deployment_name: "named",
+          target_replicas: [target("decode", 3)],
+        });
+        assert.equal(
+          missing.message,
+          "DynamoGraphDeployment must contain a service with subComponentType 'decode'",
+        );
       });
 
       await t.step("409 on the first write → fresh read, decide again, succeed", async () => {
@@ -139,67 +300,129 @@ Deno.test({
             attempts++;
             if (attempt === 0) {
               // Another writer changes the DGD between our read and our write.
-              const r = await cluster.request("PATCH", DGD_PATH("v1beta1", NS, "beta"), { metadata: { annotations: { touched: "yes" } } });
+              const r = await cluster.request("PATCH", DGD_PATH("v1beta1", NS, "beta"), {
+                metadata: { annotations: { touched: "yes" } },
+              });
               assert.ok(r.ok);
             }
           },
         });
-        const response = await scaler.scale(parseScaleRequest({ caller_namespace: "c", graph_deployment_name: "beta", k8s_namespace: NS, target_replicas: [target("prefill", 6)] }), new AbortController().signal);
+        const response = await scaler.scale(
+          parseScaleRequest({
+            caller_namespace: "c",
+            graph_deployment_name: "beta",
+            k8s_namespace: NS,
+            target_replicas: [target("prefill", 6)],
+          }),
+          new AbortController().signal,
+        );
         assert.equal(response.status, "success");
         assert.equal(attempts, 2);
         assert.equal(replicasOf(await readDgd(cluster, "v1beta1", NS, "beta")).pre, 6);
         racing.close();
       });
 
-      await t.step("blocking: waits for the operator (watch, no 10 s sleep) and answers after Ready", async () => {
-        await markSettled(cluster, "alpha");
-        const started = Date.now();
-        const response = await scale(kube!, { graph_deployment_name: "alpha", blocking: true, target_replicas: [target("prefill", 4)] });
-        const took = Date.now() - started;
-        assert.equal(response.status, "success", response.message);
-        const dgd = await readDgd(cluster, "v1alpha1", NS, "alpha");
-        assert.equal(dgd.status.conditions[0].status, "True");
-        assert.equal(dgd.status.observedGeneration, dgd.metadata.generation);
-        assert.ok(took >= 700 && took < 8000, `took ${took} ms`);
-      });
+      await t.step(
+        "blocking: waits for the operator (watch, no 10 s sleep) and answers after Ready",
+        async () => {
+          await markSettled(cluster, "alpha");
+          const started = Date.now();
+          const response = await scale(kube!, {
+            graph_deployment_name: "alpha",
+            blocking: true,
+            target_replicas: [target("prefill", 4)],
+          });
+          const took = Date.now() - started;
+          assert.equal(response.status, "success", response.message);
+          const dgd = await readDgd(cluster, "v1alpha1", NS, "alpha");
+          assert.equal(dgd.status.conditions[0].status, "True");
+          assert.equal(dgd.status.observedGeneration, dgd.metadata.generation);
+          assert.ok(took >= 700 && took < 8000, `took ${took} ms`);
+        },
+      );
 
-      await t.step("blocking timeout → error with upstream's wording; another DGD is served meanwhile", async () => {
-        const short = await connector(cluster, token, 3);
-        await markSettled(cluster, "beta");
-        operator.keepNotReady(NS, "alpha", true);
-        const started = Date.now();
-        const slow = scale(short, { graph_deployment_name: "alpha", blocking: true, target_replicas: [target("prefill", 5)] });
-        await new Promise((r) => setTimeout(r, 300));
-        const other = await scale(short, { graph_deployment_name: "beta", target_replicas: [target("prefill", 7)] });
-        const otherDone = Date.now() - started;
-        assert.equal(other.status, "success", other.message);
-        assert.ok(otherDone < 2500, `a blocking wait on alpha delayed beta: ${otherDone} ms`);
-        const timedOut = await slow;
-        assert.deepEqual(timedOut, { status: "error", message: "Graph deployment 'alpha' is not ready after 3 seconds", current_replicas: {} });
-        operator.keepNotReady(NS, "alpha", false);
-        short.close();
-      });
+      await t.step(
+        "blocking timeout → error with upstream's wording; another DGD is served meanwhile",
+        async () => {
+          const short = await connector(cluster, token, 3);
+          await markSettled(cluster, "beta");
+          operator.keepNotReady(NS, "alpha", true);
+          const started = Date.now();
+          const slow = scale(short, {
+            graph_deployment_name: "alpha",
+            blocking: true,
+            target_replicas: [target("prefill", 5)],
+          });
+          await new Promise((r) => setTimeout(r, 300));
+          const other = await scale(short, {
+            graph_deployment_name: "beta",
+            target_replicas: [target("prefill", 7)],
+          });
+          const otherDone = Date.now() - started;
+          assert.equal(other.status, "success", other.message);
+          assert.ok(otherDone < 2500, `a blocking wait on alpha delayed beta: ${otherDone} ms`);
+          const timedOut = await slow;
+          assert.deepEqual(timedOut, {
+            status: "error",
+            message: "Graph deployment 'alpha' is not ready after 3 seconds",
+            current_replicas: {},
+          });
+          operator.keepNotReady(NS, "alpha", false);
+          short.close();
+        },
+      );
 
       await t.step("requests for the same DGD are applied in arrival order", async () => {
         // In a namespace the stand-in operator does not watch, so the DGD stays Ready throughout.
         await cluster.createNamespace(QUIET);
-        await createDgd(cluster, v1alpha1Dgd("ordered", QUIET, { P: { role: "prefill", replicas: 1 }, D: { role: "decode", replicas: 1 } }));
-        const results = await Promise.all([5, 6, 7, 8].map((n) => scale(kube!, { graph_deployment_name: "ordered", k8s_namespace: QUIET, target_replicas: [target("decode", n)] })));
+        await createDgd(
+          cluster,
+          v1alpha1Dgd("ordered", QUIET, {
+            P: { role: "prefill", replicas: 1 },
+            D: { role: "decode", replicas: 1 },
+          }),
+        );
+        const results = await Promise.all(
+          [5, 6, 7, 8].map((n) =>
+            scale(kube!, {
+              graph_deployment_name: "ordered",
+              k8s_namespace: QUIET,
+              target_replicas: [target("decode", n)],
+            })
+          ),
+        );
         assert.deepEqual(results.map((r) => r.current_replicas.decode), [5, 6, 7, 8]);
         assert.equal(replicasOf(await readDgd(cluster, "v1alpha1", QUIET, "ordered")).D, 8);
       });
 
       await t.step("a 403 names the missing permission", async () => {
         await cluster.createServiceAccount("dynamo-system", "nobody");
-        const weak = await connector(cluster, await cluster.createServiceAccountToken("dynamo-system", "nobody"));
-        const response = await scale(weak, { graph_deployment_name: "alpha", target_replicas: [target("prefill", 1)] });
+        const weak = await connector(
+          cluster,
+          await cluster.createServiceAccountToken("dynamo-system", "nobody"),
+        );
+        const response = await scale(weak, {
+          graph_deployment_name: "alpha",
+          target_replicas: [target("prefill", 1)],
+        });
         assert.equal(response.status, "error");
-        assert.match(response.message, /Kubernetes denied get on dynamographdeployments\.nvidia\.com 'alpha' in namespace 'models' \(HTTP 403\): the service account needs RBAC verb "get" on "dynamographdeployments"/);
+        assert.match(
+          response.message,
+          /Kubernetes denied get on dynamographdeployments\.nvidia\.com 'alpha' in namespace 'models' \(HTTP 403\): the service account needs RBAC verb "get" on "dynamographdeployments"/,
+        );
         weak.close();
       });
 
       await t.step("kube errors carry verb, resource and status", async () => {
-        const error = await kube!.client.json({ method: "GET", path: DGD_PATH("v1alpha1", NS, "ghost"), verb: "get", group: "nvidia.com", resource: "dynamographdeployments", name: "ghost", namespace: NS }).catch((e) => e);
+        const error = await kube!.client.json({
+          method: "GET",
+          path: DGD_PATH("v1alpha1", NS, "ghost"),
+          verb: "get",
+          group: "nvidia.com",
+          resource: "dynamographdeployments",
+          name: "ghost",
+          namespace: NS,
+        }).catch((e) => e);
         assert.ok(error instanceof KubeError);
         assert.equal(error.detail.status, 404);
       });
@@ -215,7 +438,10 @@ Deno.test({
 async function markSettled(cluster: KubeCluster, name: string) {
   for (let i = 0; i < 100; i++) {
     const dgd = await readDgd(cluster, "v1alpha1", NS, name);
-    if (dgd.status?.observedGeneration === dgd.metadata.generation && dgd.status?.conditions?.[0]?.status === "True") return;
+    if (
+      dgd.status?.observedGeneration === dgd.metadata.generation &&
+      dgd.status?.conditions?.[0]?.status === "True"
+    ) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`${name} never settled`);

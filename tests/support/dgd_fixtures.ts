@@ -21,13 +21,15 @@ export function v1alpha1Dgd(name: string, ns: string, services: Record<string, S
     metadata: { name, namespace: ns },
     spec: {
       backendFramework: "vllm",
-      services: Object.fromEntries(Object.entries(services).map(([svc, s]) => [svc, {
-        componentType: s.type ?? "worker",
-        ...(s.role ? { subComponentType: s.role } : {}),
-        replicas: s.replicas,
-        resources: { limits: { gpu: String(s.gpu ?? 1) } },
-        ...(s.adapter ? { scalingAdapter: { enabled: true } } : {}),
-      }])),
+      services: Object.fromEntries(
+        Object.entries(services).map(([svc, s]) => [svc, {
+          componentType: s.type ?? "worker",
+          ...(s.role ? { subComponentType: s.role } : {}),
+          replicas: s.replicas,
+          resources: { limits: { gpu: String(s.gpu ?? 1) } },
+          ...(s.adapter ? { scalingAdapter: { enabled: true } } : {}),
+        }]),
+      ),
     },
   };
 }
@@ -45,7 +47,13 @@ export function v1beta1Dgd(name: string, ns: string, components: Record<string, 
         replicas: s.replicas,
         ...(s.adapter ? { scalingAdapter: {} } : {}),
         podTemplate: {
-          spec: { containers: [{ name: "main", image: "x", resources: { limits: { "nvidia.com/gpu": String(s.gpu ?? 1) } } }] },
+          spec: {
+            containers: [{
+              name: "main",
+              image: "x",
+              resources: { limits: { "nvidia.com/gpu": String(s.gpu ?? 1) } },
+            }],
+          },
         },
       })),
     },
@@ -53,13 +61,19 @@ export function v1beta1Dgd(name: string, ns: string, components: Record<string, 
 }
 
 /** Creates the DGD, its adapters (for services with `adapter`), and marks it Ready. */
-export async function createDgd(cluster: KubeCluster, object: ReturnType<typeof v1alpha1Dgd> | ReturnType<typeof v1beta1Dgd>, opts: { ready?: boolean; createAdapters?: boolean } = {}) {
+export async function createDgd(
+  cluster: KubeCluster,
+  object: ReturnType<typeof v1alpha1Dgd> | ReturnType<typeof v1beta1Dgd>,
+  opts: { ready?: boolean; createAdapters?: boolean } = {},
+) {
   const version = object.apiVersion.split("/")[1];
   const ns = object.metadata.namespace;
   const created = await cluster.request("POST", DGD_PATH(version, ns), object);
   if (!created.ok) throw new Error(`create DGD ${object.metadata.name}: ${created.status} ${created.text}`);
   const entries: [string, { replicas: number; adapter?: boolean }][] = "services" in object.spec
-    ? Object.entries(object.spec.services).map(([n, s]) => [n, { replicas: s.replicas, adapter: "scalingAdapter" in s }])
+    ? Object.entries(object.spec.services).map((
+      [n, s],
+    ) => [n, { replicas: s.replicas, adapter: "scalingAdapter" in s }])
     : object.spec.components.map((c) => [c.name, { replicas: c.replicas, adapter: "scalingAdapter" in c }]);
   if (opts.createAdapters !== false) {
     for (const [svc, s] of entries) {
@@ -80,7 +94,13 @@ export async function createDgd(cluster: KubeCluster, object: ReturnType<typeof 
       status: {
         state: "successful",
         observedGeneration: got.json.metadata.generation,
-        conditions: [{ type: "Ready", status: "True", reason: "all_resources_are_ready", message: "ok", lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, "Z") }],
+        conditions: [{
+          type: "Ready",
+          status: "True",
+          reason: "all_resources_are_ready",
+          message: "ok",
+          lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+        }],
       },
     });
     if (!r.ok) throw new Error(`status: ${r.status} ${r.text}`);
@@ -95,8 +115,12 @@ export async function readDgd(cluster: KubeCluster, version: string, ns: string,
 
 /** Spec replicas by service/component name. */
 export function replicasOf(dgd: Record<string, any>): Record<string, number> {
-  if (Array.isArray(dgd.spec.components)) return Object.fromEntries(dgd.spec.components.map((c: any) => [c.name, c.replicas ?? 0]));
-  return Object.fromEntries(Object.entries(dgd.spec.services).map(([n, s]: [string, any]) => [n, s.replicas ?? 0]));
+  if (Array.isArray(dgd.spec.components)) {
+    return Object.fromEntries(dgd.spec.components.map((c: any) => [c.name, c.replicas ?? 0]));
+  }
+  return Object.fromEntries(
+    Object.entries(dgd.spec.services).map(([n, s]: [string, any]) => [n, s.replicas ?? 0]),
+  );
 }
 
 /** Applies a multi-document manifest as admin (create; ok if it exists). */
@@ -107,6 +131,8 @@ export async function applyManifest(cluster: KubeCluster, docs: Record<string, a
     const plural = doc.kind.toLowerCase() + (doc.kind.endsWith("s") ? "es" : "s");
     const ns = doc.metadata.namespace ? `/namespaces/${doc.metadata.namespace}` : "";
     const r = await cluster.request("POST", `${base}${ns}/${plural}`, doc);
-    if (!r.ok && r.status !== 409) throw new Error(`apply ${doc.kind} ${doc.metadata.name}: ${r.status} ${r.text}`);
+    if (!r.ok && r.status !== 409) {
+      throw new Error(`apply ${doc.kind} ${doc.metadata.name}: ${r.status} ${r.text}`);
+    }
   }
 }

@@ -25,7 +25,10 @@ export function startFakeOperator(
 
   const tick = async () => {
     for (const version of ["v1alpha1", "v1beta1"]) {
-      const adapters = await cluster.request("GET", `${GROUP}/${version}/namespaces/${namespace}/dynamographdeploymentscalingadapters`);
+      const adapters = await cluster.request(
+        "GET",
+        `${GROUP}/${version}/namespaces/${namespace}/dynamographdeploymentscalingadapters`,
+      );
       for (const adapter of adapters.ok ? adapters.json.items : []) {
         const { name: dgd, serviceName } = adapter.spec.dgdRef;
         await _propagate(cluster, namespace, dgd, serviceName, adapter.spec.replicas);
@@ -38,7 +41,10 @@ export function startFakeOperator(
         }
       }
     }
-    const list = await cluster.request("GET", `${GROUP}/v1alpha1/namespaces/${namespace}/dynamographdeployments`);
+    const list = await cluster.request(
+      "GET",
+      `${GROUP}/v1alpha1/namespaces/${namespace}/dynamographdeployments`,
+    );
     for (const dgd of list.ok ? list.json.items : []) {
       const key = dgd.metadata.name;
       const generation = dgd.metadata.generation;
@@ -78,12 +84,28 @@ export function startFakeOperator(
 }
 
 /** Marks a DGD Ready (or not) in its status, as the operator does. */
-export async function markReady(cluster: KubeCluster, namespace: string, name: string, ready: boolean, version = "v1alpha1") {
-  const got = await cluster.request("GET", `${GROUP}/${version}/namespaces/${namespace}/dynamographdeployments/${name}`);
+export async function markReady(
+  cluster: KubeCluster,
+  namespace: string,
+  name: string,
+  ready: boolean,
+  version = "v1alpha1",
+) {
+  const got = await cluster.request(
+    "GET",
+    `${GROUP}/${version}/namespaces/${namespace}/dynamographdeployments/${name}`,
+  );
   await _setReady(cluster, namespace, got.json, ready, got.json.metadata.generation, version);
 }
 
-async function _setReady(cluster: KubeCluster, namespace: string, dgd: Record<string, any>, ready: boolean, observedGeneration: number, version?: string) {
+async function _setReady(
+  cluster: KubeCluster,
+  namespace: string,
+  dgd: Record<string, any>,
+  ready: boolean,
+  observedGeneration: number,
+  version?: string,
+) {
   const apiVersion = version ?? String(dgd.apiVersion).split("/")[1];
   const condition = {
     type: "Ready",
@@ -99,9 +121,18 @@ async function _setReady(cluster: KubeCluster, namespace: string, dgd: Record<st
   );
 }
 
-async function _propagate(cluster: KubeCluster, namespace: string, dgd: string, service: string, replicas: number) {
+async function _propagate(
+  cluster: KubeCluster,
+  namespace: string,
+  dgd: string,
+  service: string,
+  replicas: number,
+) {
   for (const version of ["v1alpha1", "v1beta1"]) {
-    const got = await cluster.request("GET", `${GROUP}/${version}/namespaces/${namespace}/dynamographdeployments/${dgd}`);
+    const got = await cluster.request(
+      "GET",
+      `${GROUP}/${version}/namespaces/${namespace}/dynamographdeployments/${dgd}`,
+    );
     if (!got.ok) continue;
     const spec = got.json.spec;
     if (Array.isArray(spec.components)) {

@@ -1,0 +1,45 @@
+/** A loopback TCP proxy that counts the connections passing through it (TLS stays end to end). */
+export interface CountingProxy {
+  port: number;
+  connections: number;
+  close(): Promise<void>;
+}
+
+export function startCountingProxy(targetPort: number): CountingProxy {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const open = new Set<Deno.Conn>();
+  const proxy: CountingProxy = {
+    port: listener.addr.port,
+    connections: 0,
+    async close() {
+      listener.close();
+      for (const c of open) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+      await accepting;
+    },
+  };
+  const pipe = async (from: Deno.Conn, to: Deno.Conn) => {
+    try {
+      await from.readable.pipeTo(to.writable, { preventClose: true });
+    } catch { /* peer closed */ }
+    for (const c of [from, to]) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+      open.delete(c);
+    }
+  };
+  const accepting = (async () => {
+    for await (const client of listener) {
+      proxy.connections++;
+      const upstream = await Deno.connect({ hostname: "127.0.0.1", port: targetPort });
+      open.add(client).add(upstream);
+      pipe(client, upstream);
+      pipe(upstream, client);
+    }
+  })().catch(() => {});
+  return proxy;
+}
