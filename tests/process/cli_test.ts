@@ -40,6 +40,16 @@ Deno.test("an invalid --environment or variable is a clear error with exit 2", a
   assert.match(port.stderr, /DYN_TCP_RPC_PORT must be an integer between 0 and 65535/);
 });
 
+Deno.test("without --no-operation and without Kubernetes credentials → a clear error, exit 2", async () => {
+  const { code, stderr } = await run([], {
+    DYN_NAMESPACE: "n",
+    DYN_DISCOVERY_BACKEND: "file",
+    DYN_FILE_KV: "/tmp/gp-never",
+  });
+  assert.equal(code, 2);
+  assert.match(stderr, /no Kubernetes credentials: KUBERNETES_SERVICE_HOST is not set/);
+});
+
 Deno.test("--help prints the usage and exits 0", async () => {
   const { code, stdout } = await run(["--help"], {});
   assert.equal(code, 0);
@@ -48,7 +58,7 @@ Deno.test("--help prints the usage and exits 0", async () => {
 });
 
 Deno.test("an unreachable etcd fails start-up with exit 1 and says where it looked", async () => {
-  const { code, stderr } = await run([], {
+  const { code, stderr } = await run(["--no-operation"], {
     DYN_NAMESPACE: "n",
     ETCD_ENDPOINTS: "http://127.0.0.1:1",
     DYN_TCP_RPC_HOST: "127.0.0.1",

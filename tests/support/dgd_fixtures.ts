@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-explicit-any -- API objects of any shape, read by tests only
 /** DGD objects for tests on the real API server (both API versions). */
 import type { KubeCluster } from "./kube_cluster.ts";
 

@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-explicit-any -- API objects of any shape, read by tests only
 /**
  * A test-side stand-in for the Dynamo operator (it plays the operator, not the API server, which
  * is real): copies each scaling adapter's `spec.replicas` into its DGD, and answers every new DGD

@@ -1,0 +1,307 @@
+/**
+ * deploy/rbac.yaml is exactly enough: on a real kube-apiserver (RBAC on), the ServiceAccount it
+ * creates serves a plain request (get + patch of the DGD), an adapter request (get + patch of
+ * `dynamographdeploymentscalingadapters/scale`) and a blocking request (watch of the DGD, with the
+ * stand-in operator); and for every (resource, verb) pair of its ClusterRole, the same rules minus
+ * that one verb make the scenario needing it fail, with a message naming the missing permission.
+ */
+import assert from "node:assert/strict";
+import { parseAllDocuments } from "yaml";
+import { connectKubernetes, type KubeConnector } from "../../src/kube/mod.ts";
+import { createLogger } from "../../src/ops/log.ts";
+import type { ScaleResponse } from "../../src/service/contract.ts";
+import { createScaleRequestHandler } from "../../src/service/handlers.ts";
+import { applyManifest, createDgd, readDgd, replicasOf, v1alpha1Dgd } from "../support/dgd_fixtures.ts";
+import { startFakeOperator } from "../support/fake_operator.ts";
+import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
+import { PROJECT_ROOT } from "../support/paths.ts";
+
+/** Watched by the stand-in operator: blocking requests. */
+const NS = "rbac-models";
+/** Not watched by the stand-in operator, so its DGDs stay Ready: plain and adapter requests. */
+const QUIET = "rbac-quiet";
+const SA_NS = "dynamo-system";
+const GROUP = "nvidia.com";
+const DGD = "dynamographdeployments";
+const SCALE = "dynamographdeploymentscalingadapters/scale";
+/** Short blocking timeout: a denied watch must not leave a request hanging for 30 minutes. */
+const BLOCKING_TIMEOUT_S = 4;
+
+type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
+type Scenario = "plain" | "adapter" | "blocking";
+
+/** Which scenario exercises each permission of the manifest (a new rule needs a new entry). */
+const NEEDED_BY: Record<string, Scenario> = {
+  [`${DGD} get`]: "plain",
+  [`${DGD} patch`]: "plain",
+  [`${DGD} watch`]: "blocking",
+  [`${SCALE} get`]: "adapter",
+  [`${SCALE} patch`]: "adapter",
+};
+
+interface Connected {
+  kube: KubeConnector;
+  /** Log lines (parsed JSON) the connector wrote at warn level or above. */
+  logs: Record<string, unknown>[];
+}
+
+async function connectAs(cluster: KubeCluster, serviceAccount: string): Promise<Connected> {
+  const token = await cluster.createServiceAccountToken(SA_NS, serviceAccount);
+  const dir = await Deno.makeTempDir({ prefix: "gp-rbac-sa-" });
+  await cluster.writeServiceAccountDir(dir, SA_NS, token);
+  const env = cluster.inClusterEnv();
+  const logs: Record<string, unknown>[] = [];
+  const logger = createLogger({ level: "warn", sink: (line) => logs.push(JSON.parse(line)) });
+  const kube = await connectKubernetes(
+    { serviceAccountDir: dir, blockingTimeoutSeconds: BLOCKING_TIMEOUT_S },
+    (n) => env[n],
+    logger,
+  );
+  return { kube, logs };
+}
+
+async function scale(
+  kube: KubeConnector,
+  ns: string,
+  request: Record<string, unknown>,
+): Promise<ScaleResponse> {
+  const logger = createLogger({ level: "error", sink: () => {} });
+  const handler = createScaleRequestHandler({
+    managedNamespaces: null,
+    noOperation: false,
+    scaler: kube.scaler,
+    logger,
+  });
+  const context = { id: "rbac", headers: {}, signal: new AbortController().signal };
+  for await (const item of handler({ caller_namespace: "c", k8s_namespace: ns, ...request }, context)) {
+    return item as ScaleResponse;
+  }
+  throw new Error("no response");
+}
+
+let counter = 0;
+
+/**
+ * Creates a fresh Ready DGD for the scenario (so a write is always needed) and sends the request.
+ * Returns the answer and the names involved.
+ */
+async function runScenario(cluster: KubeCluster, kube: KubeConnector, scenario: Scenario) {
+  const dgd = `${scenario}-${++counter}`;
+  const ns = scenario === "blocking" ? NS : QUIET;
+  const object = v1alpha1Dgd(dgd, ns, {
+    Pre: { role: "prefill", replicas: 1, adapter: scenario === "adapter" },
+    Dec: { role: "decode", replicas: 1 },
+  });
+  if (scenario === "blocking") {
+    // The stand-in operator owns this DGD's status: let it alone report the first generation Ready
+    // (marking it Ready here too would race with the operator's own Ready=False).
+    await createDgd(cluster, object, { ready: false });
+    await waitSettled(cluster, ns, dgd);
+  } else {
+    await createDgd(cluster, object);
+  }
+  const response = await scale(kube, ns, {
+    graph_deployment_name: dgd,
+    blocking: scenario === "blocking",
+    target_replicas: [{ sub_component_type: "prefill", desired_replicas: 3 }],
+  });
+  return { dgd, ns, adapter: `${dgd}-pre`, response };
+}
+
+/** Waits until the stand-in operator reports the DGD's current generation Ready. */
+async function waitSettled(cluster: KubeCluster, ns: string, name: string) {
+  for (let i = 0; i < 100; i++) {
+    const dgd = await readDgd(cluster, "v1alpha1", ns, name);
+    const ready = dgd.status?.conditions?.find((c: { type: string }) => c.type === "Ready");
+    if (dgd.status?.observedGeneration === dgd.metadata.generation && ready?.status === "True") return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${ns}/${name} never became Ready`);
+}
+
+/** Waits until the API server's authorizer applies `rules` to the ServiceAccount (RBAC is cached). */
+async function waitForRbac(cluster: KubeCluster, serviceAccount: string, allowed: Rule[], denied?: string) {
+  const checks: { resource: string; verb: string; expect: boolean }[] = [];
+  for (const rule of allowed) {
+    for (const resource of rule.resources) {
+      for (const verb of rule.verbs) checks.push({ resource, verb, expect: true });
+    }
+  }
+  if (denied) {
+    const [resource, verb] = denied.split(" ");
+    checks.push({ resource, verb, expect: false });
+  }
+  for (let attempt = 0;; attempt++) {
+    let pending = "";
+    for (const c of checks) {
+      const [resource, subresource] = c.resource.split("/");
+      const review = await cluster.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+        apiVersion: "authorization.k8s.io/v1",
+        kind: "SubjectAccessReview",
+        spec: {
+          user: `system:serviceaccount:${SA_NS}:${serviceAccount}`,
+          groups: ["system:serviceaccounts", `system:serviceaccounts:${SA_NS}`, "system:authenticated"],
+          resourceAttributes: { namespace: NS, group: GROUP, resource, subresource, verb: c.verb },
+        },
+      });
+      assert.ok(review.ok, `SubjectAccessReview: ${review.status} ${review.text}`);
+      if (Boolean(review.json.status?.allowed) !== c.expect) pending = `${c.verb} ${c.resource}`;
+    }
+    if (!pending) return;
+    if (attempt >= 100) throw new Error(`RBAC for ${serviceAccount} not in effect: ${pending}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+
+Deno.test({
+  name: "deploy/rbac.yaml grants exactly the verbs the Kubernetes connector needs",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    const cluster = await startKubeCluster();
+    const operator = startFakeOperator(cluster, NS, { readyDelayMs: 500 });
+    const opened: KubeConnector[] = [];
+    try {
+      await cluster.createNamespace(NS);
+      await cluster.createNamespace(QUIET);
+      await cluster.createNamespace(SA_NS);
+      const manifests = parseAllDocuments(await Deno.readTextFile(`${PROJECT_ROOT}/deploy/rbac.yaml`))
+        .map((d) => d.toJSON());
+      await applyManifest(cluster, manifests);
+      const role = manifests.find((m) => m.kind === "ClusterRole");
+      assert.ok(role, "deploy/rbac.yaml has a ClusterRole");
+      const rules = role.rules as Rule[];
+      const binding = manifests.find((m) => m.kind === "ClusterRoleBinding");
+      assert.equal(binding?.roleRef.name, role.metadata.name);
+      assert.deepEqual(binding?.subjects, [{
+        kind: "ServiceAccount",
+        name: "global-planner",
+        namespace: SA_NS,
+      }]);
+
+      const pairs = rules.flatMap((r) => {
+        assert.deepEqual(r.apiGroups, [GROUP], "only nvidia.com resources");
+        return r.resources.flatMap((res) => r.verbs.map((verb) => `${res} ${verb}`));
+      });
+      assert.deepEqual(
+        [...pairs].sort(),
+        Object.keys(NEEDED_BY).sort(),
+        "every permission of the manifest has a scenario here (and nothing else is granted)",
+      );
+
+      await waitForRbac(cluster, "global-planner", rules);
+      const full = await connectAs(cluster, "global-planner");
+      opened.push(full.kube);
+
+      await t.step("the manifest's ServiceAccount: plain request (get + patch DGD)", async () => {
+        const { dgd, ns, response } = await runScenario(cluster, full.kube, "plain");
+        assert.deepEqual(response, {
+          status: "success",
+          message: `Scaled ${dgd} successfully`,
+          current_replicas: { prefill: 3, decode: 1 },
+        });
+        assert.equal(replicasOf(await readDgd(cluster, "v1alpha1", ns, dgd)).Pre, 3);
+      });
+
+      await t.step("the manifest's ServiceAccount: adapter request (get + patch /scale)", async () => {
+        const { dgd, ns, adapter, response } = await runScenario(cluster, full.kube, "adapter");
+        assert.deepEqual(response, {
+          status: "success",
+          message: `Scaled ${dgd} successfully`,
+          current_replicas: { prefill: 3, decode: 1 },
+        });
+        const scaled = await cluster.request(
+          "GET",
+          `/apis/nvidia.com/v1beta1/namespaces/${ns}/dynamographdeploymentscalingadapters/${adapter}`,
+        );
+        assert.equal(scaled.json.spec.replicas, 3);
+      });
+
+      await t.step("the manifest's ServiceAccount: blocking request (watch DGD until Ready)", async () => {
+        const started = Date.now();
+        const { dgd, response } = await runScenario(cluster, full.kube, "blocking");
+        assert.equal(response.status, "success", response.message);
+        const took = Date.now() - started;
+        assert.ok(took >= 400 && took < BLOCKING_TIMEOUT_S * 1000, `took ${took} ms`);
+        const now = await readDgd(cluster, "v1alpha1", NS, dgd);
+        assert.equal(now.status.observedGeneration, now.metadata.generation);
+        assert.equal(now.status.conditions[0].status, "True");
+        assert.deepEqual(full.logs, [], "no warnings with the full manifest");
+      });
+
+      for (const pair of Object.keys(NEEDED_BY)) {
+        const [resource, verb] = pair.split(" ");
+        const scenario = NEEDED_BY[pair];
+        await t.step(`without ${verb} on ${resource}: the ${scenario} request fails naming it`, async () => {
+          const name = `gp-minus-${verb}-${resource.replace("/", "-")}`.slice(0, 63);
+          const reduced: Rule[] = rules.flatMap((r) =>
+            r.resources.map((res) => ({
+              apiGroups: r.apiGroups,
+              resources: [res],
+              verbs: res === resource ? r.verbs.filter((v) => v !== verb) : r.verbs,
+            }))
+          ).filter((r) => r.verbs.length > 0);
+          await cluster.createServiceAccount(SA_NS, name);
+          await applyManifest(cluster, [
+            {
+              apiVersion: "rbac.authorization.k8s.io/v1",
+              kind: "ClusterRole",
+              metadata: { name },
+              rules: reduced,
+            },
+            {
+              apiVersion: "rbac.authorization.k8s.io/v1",
+              kind: "ClusterRoleBinding",
+              metadata: { name },
+              roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name },
+              subjects: [{ kind: "ServiceAccount", name, namespace: SA_NS }],
+            },
+          ]);
+          await waitForRbac(cluster, name, reduced, pair);
+          const weak = await connectAs(cluster, name);
+          opened.push(weak.kube);
+
+          const started = Date.now();
+          const { dgd, ns, adapter, response } = await runScenario(cluster, weak.kube, scenario);
+          const took = Date.now() - started;
+          const object = resource === SCALE ? adapter : dgd;
+          const denied = new RegExp(
+            `Kubernetes denied ${verb} on ${
+              escape(`${resource}.${GROUP}`)
+            } '${object}' in namespace '${ns}' ` +
+              `\\(HTTP 403\\): the service account needs RBAC verb "${verb}" on "${escape(resource)}" ` +
+              `in API group "nvidia\\.com" in namespace "${ns}"$`,
+          );
+          if (verb !== "watch") {
+            assert.equal(response.status, "error", JSON.stringify(response));
+            assert.match(response.message, new RegExp(`^${denied.source}`));
+            assert.deepEqual(response.current_replicas, {});
+            if (verb === "get" || resource === DGD) {
+              // Nothing was written: the denial came before (get) or is the write itself (patch).
+              assert.equal(replicasOf(await readDgd(cluster, "v1alpha1", ns, dgd)).Pre, 1);
+            }
+            return;
+          }
+          // The write (get + patch) went through; the denial is on the watch of the blocking wait.
+          // The answer must name it, and promptly: a 403 does not go away by retrying, and a wait
+          // that quietly re-reads instead would hide a broken RBAC setup (or time out, naming
+          // nothing) while logging a warning twice a second.
+          assert.equal(replicasOf(await readDgd(cluster, "v1alpha1", ns, dgd)).Pre, 3);
+          const diagnosis = `answer ${JSON.stringify(response)} after ${took} ms; connector logs: ${
+            JSON.stringify(weak.logs.slice(0, 3))
+          } (${weak.logs.length} lines)`;
+          assert.equal(response.status, "error", diagnosis);
+          assert.match(response.message, /\bwatch\b/, diagnosis);
+          assert.match(response.message, new RegExp(`^${denied.source}`), diagnosis);
+          assert.ok(took < BLOCKING_TIMEOUT_S * 1000, diagnosis);
+        });
+      }
+    } finally {
+      for (const kube of opened) kube.close();
+      await operator.stop();
+      await cluster.stop();
+    }
+  },
+});
