@@ -25,6 +25,12 @@ async function main(argv: string[]): Promise<number> {
   const { config } = loaded;
   const logger = processLogger(config.logFilter);
 
+  // Listen before starting, so a SIGTERM during start-up still ends in a clean stop.
+  const stopSignal = new Promise<string>((resolve) => {
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      Deno.addSignalListener(signal, () => resolve(signal));
+    }
+  });
   let planner;
   try {
     planner = await startGlobalPlanner(config, logger, (name) => Deno.env.get(name));
@@ -33,11 +39,6 @@ async function main(argv: string[]): Promise<number> {
     return error instanceof ConfigError ? 2 : 1;
   }
 
-  const stopSignal = new Promise<string>((resolve) => {
-    for (const signal of ["SIGTERM", "SIGINT"] as const) {
-      Deno.addSignalListener(signal, () => resolve(signal));
-    }
-  });
   const outcome = await Promise.race([
     stopSignal.then((signal) => ({ signal, error: undefined })),
     planner.host.discovery.lost.catch((error) => ({ signal: undefined, error })),

@@ -1,7 +1,17 @@
-/** Builds the running service from a validated `Config`: handlers → endpoints → host. */
+/**
+ * Builds the running service from a validated `Config`: Kubernetes port (unless no-operation),
+ * metrics, system status server, handlers → endpoints → host. Owns the shutdown order.
+ */
 import type { Config } from "./config/mod.ts";
 import { connectKubernetes, type KubeConnector } from "./kube/mod.ts";
+import { createGlobalPlannerMetrics, type GlobalPlannerMetrics, isScaleReason } from "./ops/gp_metrics.ts";
 import type { Logger } from "./ops/log.ts";
+import {
+  type Readiness,
+  readStatusSettings,
+  startStatusServer,
+  type StatusServer,
+} from "./ops/status_server.ts";
 import { type EndpointHost, startEndpointHost } from "./runtime/host.ts";
 import {
   COMPONENT,
@@ -10,53 +20,113 @@ import {
   HEALTH_CHECK_PAYLOAD,
   HEALTH_ENDPOINT,
   SCALE_ENDPOINT,
-  type Scaler,
 } from "./service/handlers.ts";
+import { VERSION } from "./version.ts";
 
 export interface GlobalPlanner {
   host: EndpointHost;
+  metrics: GlobalPlannerMetrics;
+  status?: StatusServer;
+  readiness(): Readiness;
   stop(graceMs?: number): Promise<void>;
 }
 
 export const DEFAULT_GRACE_MS = 25_000;
+/** How often an unreachable API server is probed again while something asks for readiness. */
+const KUBE_PROBE_INTERVAL_MS = 5_000;
 
 export async function startGlobalPlanner(
   config: Config,
   logger: Logger,
   getEnv: (name: string) => string | undefined,
 ): Promise<GlobalPlanner> {
+  const metrics = createGlobalPlannerMetrics({ version: VERSION });
+  const statusSettings = readStatusSettings(getEnv);
+  let host: EndpointHost | undefined;
+  let stopping = false;
   let kube: KubeConnector | undefined;
-  if (!config.noOperation) {
-    kube = await connectKubernetes(config.kube, getEnv, logger);
-    logger.info("Kubernetes connector ready", { server: kube.client.server, credentials: kube.source });
+  let lastProbe = 0;
+
+  const readiness = (): Readiness => {
+    const registered = host !== undefined && host.discovery.healthy && !stopping;
+    const state = registered ? "ready" : "notready";
+    const endpoints = { [SCALE_ENDPOINT]: state, [HEALTH_ENDPOINT]: state } as const;
+    metrics.setDiscoveryRegistered(registered);
+    if (stopping) return { ready: false, endpoints, reason: "shutting down" };
+    if (!host) return { ready: false, endpoints, reason: "endpoints not registered yet" };
+    if (!registered) {
+      return {
+        ready: false,
+        endpoints,
+        reason: `discovery registration (${config.runtime.discovery}) is not alive`,
+      };
+    }
+    if (kube && kube.client.reachable !== true) {
+      if (Date.now() - lastProbe > KUBE_PROBE_INTERVAL_MS) {
+        lastProbe = Date.now();
+        kube.client.probe();
+      }
+      return {
+        ready: false,
+        endpoints,
+        reason: `Kubernetes API ${kube.client.server} not reachable: ${
+          kube.client.lastFailure ?? "not probed yet"
+        }`,
+      };
+    }
+    return { ready: true, endpoints };
+  };
+
+  // The status server comes first, so probes see 503 with a reason instead of a refused port.
+  const status = statusSettings
+    ? await startStatusServer(statusSettings, readiness, metrics, logger)
+    : undefined;
+  try {
+    if (!config.noOperation) {
+      kube = await connectKubernetes(config.kube, getEnv, logger);
+      lastProbe = Date.now();
+      const reachable = await kube.client.probe();
+      logger.info("Kubernetes connector ready", {
+        server: kube.client.server,
+        credentials: kube.source,
+        reachable,
+      });
+    }
+    const endpoints = [
+      {
+        name: SCALE_ENDPOINT,
+        handler: createScaleRequestHandler({
+          managedNamespaces: config.managedNamespaces,
+          noOperation: config.noOperation,
+          scaler: kube?.scaler,
+          logger,
+          observe: (result, reason, seconds) =>
+            metrics.recordScale(result, isScaleReason(reason) ? reason : "internal_error", seconds),
+          track: () => metrics.trackInflight(),
+        }),
+      },
+      {
+        name: HEALTH_ENDPOINT,
+        handler: createHealthHandler({
+          namespace: config.dynNamespace,
+          managedNamespaces: config.managedNamespaces,
+        }),
+        healthCheckPayload: HEALTH_CHECK_PAYLOAD,
+      },
+    ];
+    host = await startEndpointHost({
+      namespace: config.dynNamespace,
+      component: COMPONENT,
+      endpoints,
+      runtime: config.runtime,
+      logger,
+    });
+  } catch (error) {
+    kube?.close();
+    await status?.close();
+    throw error;
   }
-  const scaler: Scaler | undefined = kube?.scaler;
-  const endpoints = [
-    {
-      name: SCALE_ENDPOINT,
-      handler: createScaleRequestHandler({
-        managedNamespaces: config.managedNamespaces,
-        noOperation: config.noOperation,
-        scaler,
-        logger,
-      }),
-    },
-    {
-      name: HEALTH_ENDPOINT,
-      handler: createHealthHandler({
-        namespace: config.dynNamespace,
-        managedNamespaces: config.managedNamespaces,
-      }),
-      healthCheckPayload: HEALTH_CHECK_PAYLOAD,
-    },
-  ];
-  const host = await startEndpointHost({
-    namespace: config.dynNamespace,
-    component: COMPONENT,
-    endpoints,
-    runtime: config.runtime,
-    logger,
-  });
+  metrics.setDiscoveryRegistered(true);
   logger.info("Global Planner ready", {
     namespace: config.dynNamespace,
     endpoints: host.records.map((r) => `${r.namespace}.${r.component}.${r.endpoint}`),
@@ -67,12 +137,22 @@ export async function startGlobalPlanner(
     managed_namespaces: config.managedNamespaces ?? "all",
     no_operation: config.noOperation,
     pod_namespace: config.podNamespace,
+    system_port: status?.port,
+    version: VERSION,
   });
+  const running = host;
   return {
-    host,
+    host: running,
+    metrics,
+    status,
+    readiness,
     async stop(graceMs = DEFAULT_GRACE_MS) {
-      await host.stop(graceMs);
+      stopping = true;
+      // Deregister first so planners stop routing here; blocking waits end at once with an
+      // error; in-flight requests get up to `graceMs` to answer.
+      await running.stop(graceMs, () => kube?.scaler.cancelWaits("the Global Planner is shutting down"));
       kube?.close();
+      await status?.close();
     },
   };
 }

@@ -5,11 +5,13 @@
  */
 import { z } from "zod";
 import { ConfigError } from "../errors.ts";
+import { STATUS_ENV_VARS } from "../ops/status_server.ts";
 
 export type EnvGetter = (name: string) => string | undefined;
 
 /** Every variable the service reads; also the `env` list of the Deno permission set. */
 export const ENV_VARS = [
+  ...STATUS_ENV_VARS,
   "DYN_NAMESPACE",
   "POD_NAMESPACE",
   "DYN_DISCOVERY_BACKEND",

@@ -33,6 +33,8 @@ export class KubeClient {
   #http: Deno.HttpClient;
   #logger: Logger;
   #calls = 0;
+  #reachable?: boolean;
+  #lastFailure?: string;
 
   constructor(credentials: KubeCredentials, logger: Logger) {
     this.server = credentials.server;
@@ -44,6 +46,23 @@ export class KubeClient {
         ? { cert: credentials.clientCertPem, key: credentials.clientKeyPem }
         : {}),
     } as Deno.CreateHttpClientOptions);
+  }
+
+  /** Whether the last call reached the API server (`undefined` before the first call). */
+  get reachable(): boolean | undefined {
+    return this.#reachable;
+  }
+
+  get lastFailure(): string | undefined {
+    return this.#lastFailure;
+  }
+
+  /** Checks that the API server answers (`GET /version`, open to every identity). */
+  async probe(): Promise<boolean> {
+    try {
+      await this.json({ method: "GET", path: "/version", verb: "get", group: "", resource: "version" });
+    } catch { /* recorded in #reachable */ }
+    return this.#reachable === true;
   }
 
   /** API calls made so far (for efficiency tests and metrics). */
@@ -92,6 +111,8 @@ export class KubeClient {
         });
       } catch (error) {
         if (request.signal?.aborted) throw error;
+        this.#reachable = false;
+        this.#lastFailure = (error as Error).message;
         throw new KubeError(
           `cannot reach the Kubernetes API at ${this.server} (${request.verb} ${_describe(request)}): ${
             (error as Error).message
@@ -100,6 +121,7 @@ export class KubeClient {
           { cause: error },
         );
       }
+      this.#reachable = true;
       if (response.status === 401 && !retried) {
         await response.body?.cancel();
         retried = true;

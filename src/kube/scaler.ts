@@ -47,9 +47,15 @@ interface Applied {
 export class KubeScaler implements Scaler {
   #options: KubeScalerOptions;
   #serial = new KeyedSerializer();
+  #shutdown = new AbortController();
 
   constructor(options: KubeScalerOptions) {
     this.#options = options;
+  }
+
+  /** Ends every blocking wait at once (they answer `error`); writes in progress complete. */
+  cancelWaits(reason: string): void {
+    this.#shutdown.abort(reason);
   }
 
   async scale(request: ScaleRequest, signal: AbortSignal): Promise<ScaleResponse> {
@@ -67,7 +73,7 @@ export class KubeScaler implements Scaler {
         written: applied.written,
         latest: applied.view,
         timeoutMs: this.#options.blockingTimeoutMs ?? DEFAULT_BLOCKING_TIMEOUT_SECONDS * 1000,
-        signal,
+        signal: AbortSignal.any([signal, this.#shutdown.signal]),
         logger: this.#options.logger,
       });
     }

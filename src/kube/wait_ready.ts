@@ -77,7 +77,10 @@ export async function waitReady(options: WaitOptions): Promise<DgdView> {
     } catch (error) {
       if (options.signal.aborted) {
         throw new GlobalPlannerError(
-          `blocking wait for '${ref.name}' cancelled: ${String(options.signal.reason ?? "shutdown")}`,
+          `Blocking wait for graph deployment '${ref.name}' cancelled: ${
+            String(options.signal.reason ?? "shutdown")
+          }; ` +
+            "the replicas were written, readiness was not confirmed",
         );
       }
       if (timer.aborted) throw new BlockingTimeout(timeoutText);

@@ -18,6 +18,7 @@ export const SCALE_REASONS = [
   "invalid_request",
   "kubernetes_error",
   "unavailable",
+  "blocking_timeout",
   "internal_error",
 ] as const;
 export type ScaleReason = typeof SCALE_REASONS[number];
@@ -39,6 +40,7 @@ export const USUAL_RESULT: Readonly<Record<ScaleReason, ScaleStatus>> = {
   invalid_request: "error",
   kubernetes_error: "error",
   unavailable: "error",
+  blocking_timeout: "error",
   internal_error: "error",
 };
 

@@ -31,8 +31,11 @@ export interface EndpointHost {
   readonly discovery: Discovery;
   readonly dispatcher: Dispatcher;
   readonly records: EndpointRecord[];
-  /** Deregisters first (callers stop routing here), drains, then closes everything. */
-  stop(graceMs: number): Promise<void>;
+  /**
+   * Deregisters first (callers stop routing here), stops taking frames, runs `afterDeregister`,
+   * drains in-flight requests for up to `graceMs`, then closes everything.
+   */
+  stop(graceMs: number, afterDeregister?: () => void): Promise<void>;
 }
 
 export async function openDiscovery(runtime: RuntimeSettings, logger: Logger): Promise<Discovery> {
@@ -88,10 +91,11 @@ export async function startEndpointHost(options: HostOptions): Promise<EndpointH
     discovery,
     dispatcher,
     records,
-    stop(graceMs: number) {
+    stop(graceMs: number, afterDeregister?: () => void) {
       stopped ??= (async () => {
         await discovery.deregister();
         await plane.close();
+        afterDeregister?.();
         await dispatcher.drain(graceMs);
         await discovery.close();
       })();

@@ -3,7 +3,7 @@
  * port → exactly one `ScaleResponse` (or one error item for a malformed request). `health`:
  * one status object, whatever the request.
  */
-import { errorText, outcomeOf } from "../errors.ts";
+import { errorText, outcomeOf, type ScaleStatus } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import type { Handler } from "../runtime/endpoint.ts";
 import { isAuthorized, notAuthorizedMessage } from "./authorize.ts";
@@ -20,13 +20,19 @@ export interface Scaler {
   scale(request: ScaleRequest, signal: AbortSignal): Promise<ScaleResponse>;
 }
 
+/** One finished request, for metrics: response status, reason label, seconds taken. */
+export type OutcomeObserver = (result: ScaleStatus, reason: string, seconds: number) => void;
+
 export interface ScaleHandlerOptions {
   managedNamespaces: readonly string[] | null;
   noOperation: boolean;
-  /** Absent until a Kubernetes connector is wired: requests then answer `error`. */
+  /** Absent when no Kubernetes connector is wired: requests then answer `error`. */
   scaler?: Scaler;
   logger: Logger;
   clock?: () => number;
+  observe?: OutcomeObserver;
+  /** Counts a request in flight; returns the function that ends it. */
+  track?: () => () => void;
 }
 
 export function createScaleRequestHandler(options: ScaleHandlerOptions): Handler {
@@ -34,8 +40,18 @@ export function createScaleRequestHandler(options: ScaleHandlerOptions): Handler
   const clock = options.clock ?? (() => performance.now());
   const logger = options.logger;
 
+  const observe = options.observe ?? (() => {});
   return async function* scaleRequest(input, context) {
     const started = clock();
+    const done = options.track?.();
+    try {
+      yield await _answer(input, context.id, context.signal, started);
+    } finally {
+      done?.();
+    }
+  };
+
+  async function _answer(input: unknown, requestId: string, signal: AbortSignal, started: number) {
     let request: ScaleRequest;
     try {
       request = parseScaleRequest(input);
@@ -44,8 +60,9 @@ export function createScaleRequestHandler(options: ScaleHandlerOptions): Handler
         result: "error",
         reason: "invalid_request",
         error: errorText(error),
-        request_id: context.id,
+        request_id: requestId,
       });
+      observe("error", "invalid_request", (clock() - started) / 1000);
       throw error; // becomes one error item: the Python caller raises it
     }
     const fields = {
@@ -56,7 +73,7 @@ export function createScaleRequestHandler(options: ScaleHandlerOptions): Handler
         request.target_replicas.map((t) => [t.sub_component_type, t.desired_replicas]),
       ),
       blocking: request.blocking,
-      request_id: context.id,
+      request_id: requestId,
     };
     let response: ScaleResponse;
     let reason: string;
@@ -71,8 +88,8 @@ export function createScaleRequestHandler(options: ScaleHandlerOptions): Handler
       reason = "unavailable";
     } else {
       try {
-        response = await options.scaler.scale(request, context.signal);
-        reason = response.status === "success" ? "success" : response.status;
+        response = await options.scaler.scale(request, signal);
+        reason = response.status === "success" ? "success" : "internal_error";
       } catch (error) {
         const outcome = outcomeOf(error);
         response = scaleResponse(outcome.status, errorText(error));
@@ -87,8 +104,9 @@ export function createScaleRequestHandler(options: ScaleHandlerOptions): Handler
       response_message: response.message,
       duration_ms: Math.round((clock() - started) * 1000) / 1000,
     });
-    yield response;
-  };
+    observe(response.status, reason, (clock() - started) / 1000);
+    return response;
+  }
 }
 
 export interface HealthHandlerOptions {

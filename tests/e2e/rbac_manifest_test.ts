@@ -281,6 +281,10 @@ Deno.test({
             if (verb === "get" || resource === DGD) {
               // Nothing was written: the denial came before (get) or is the write itself (patch).
               assert.equal(replicasOf(await readDgd(cluster, "v1alpha1", ns, dgd)).Pre, 1);
+            } else {
+              const path =
+                `/apis/nvidia.com/v1beta1/namespaces/${ns}/dynamographdeploymentscalingadapters/${adapter}`;
+              assert.equal((await cluster.request("GET", path)).json.spec.replicas, 1, "adapter not written");
             }
             return;
           }

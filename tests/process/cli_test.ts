@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import { parse as parseJsonc } from "jsonc-parser";
 import { ENV_VARS } from "../../src/config/env.ts";
+import { VERSION } from "../../src/version.ts";
 import { PROJECT_ROOT } from "../support/paths.ts";
 import { serviceCommand } from "../support/service.ts";
 
@@ -74,5 +75,6 @@ Deno.test("the service permission set lists exactly the variables the config rea
   assert.ok(Array.isArray(service.read) && Array.isArray(service.write), "read/write must be path lists");
   assert.ok(!("all" in service) && !("run" in service) && !("ffi" in service));
   for (const task of ["start", "compile"]) assert.match(config.tasks[task], /-P=service/);
+  assert.equal(config.version, VERSION, "src/version.ts must match deno.json");
   assert.doesNotMatch(JSON.stringify(config.tasks), /(-A\b|--allow-all)/);
 });

@@ -1,0 +1,125 @@
+/** The system status server of the running service: probes, metrics, as operators scrape them. */
+import assert from "node:assert/strict";
+import { runDriver } from "../support/python.ts";
+import { type ServiceProcess, startService } from "../support/service.ts";
+
+Deno.test({
+  name: "status server: /health and /live ready after registration, /metrics counts outcomes, 404 otherwise",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const kv = await Deno.makeTempDir({ prefix: "gp-kv-" });
+    const env = { DYN_DISCOVERY_BACKEND: "file", DYN_FILE_KV: kv };
+    let service: ServiceProcess | undefined;
+    try {
+      service = await startService({
+        args: ["--no-operation", "--managed-namespaces", "ns-a"],
+        env: { ...env, DYN_NAMESPACE: "gp-status", DYN_SYSTEM_PORT: "0", DYN_SYSTEM_HOST: "127.0.0.1" },
+      });
+      const port = service.ready.system_port as number;
+      assert.ok(port > 0, JSON.stringify(service.ready));
+      const base = `http://127.0.0.1:${port}`;
+      for (const path of ["/health", "/live"]) {
+        const response = await fetch(base + path);
+        assert.equal(response.status, 200);
+        const body = await response.json();
+        assert.equal(body.status, "ready");
+        assert.deepEqual(body.endpoints, { scale_request: "ready", health: "ready" });
+        assert.equal(typeof body.uptime.secs, "number");
+      }
+      const missing = await fetch(`${base}/nope`);
+      assert.equal(missing.status, 404);
+      assert.equal(await missing.text(), "Route not found");
+
+      const request = {
+        caller_namespace: "ns-a",
+        graph_deployment_name: "d",
+        k8s_namespace: "k",
+        target_replicas: [],
+      };
+      for (const caller of ["ns-a", "ns-x"]) {
+        const r = await runDriver("call_endpoint.py", [
+          "--endpoint",
+          "gp-status.GlobalPlanner.scale_request",
+          "--as-string",
+          "--payload",
+          JSON.stringify({ ...request, caller_namespace: caller }),
+        ], env);
+        assert.equal(r.code, 0, r.stderr);
+      }
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      assert.match(
+        metrics,
+        /^dynamo_global_planner_scale_requests_total\{result="success",reason="no_operation"\} 1$/m,
+      );
+      assert.match(
+        metrics,
+        /^dynamo_global_planner_scale_requests_total\{result="error",reason="not_authorized"\} 1$/m,
+      );
+      assert.match(
+        metrics,
+        /^dynamo_global_planner_scale_request_duration_seconds_count\{result="success"\} 1$/m,
+      );
+      assert.match(metrics, /^dynamo_global_planner_build_info\{version="0\.1\.0",deno="2\.9\.6"\} 1$/m);
+      assert.match(metrics, /^dynamo_global_planner_discovery_registered 1$/m);
+      assert.match(metrics, /^dynamo_global_planner_inflight_requests 0$/m);
+      // Every request is logged once with its outcome.
+      const outcomes = service.logs.filter((l) => l.message === "scale request");
+      assert.deepEqual(outcomes.map((l) => l.reason), ["no_operation", "not_authorized"]);
+      assert.equal(await service.stop("SIGTERM"), 0);
+      service = undefined;
+      assert.deepEqual([...Deno.readDirSync(`${kv}/v1/instances`)], [], "discovery files left behind");
+    } finally {
+      await service?.stop("SIGKILL");
+      await Deno.remove(kv, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "logs: JSON lines with time, level and message; DYN_LOG=warn hides info lines",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const kv = await Deno.makeTempDir({ prefix: "gp-kv-" });
+    let service: ServiceProcess | undefined;
+    try {
+      service = await startService({
+        args: ["--no-operation"],
+        env: { DYN_DISCOVERY_BACKEND: "file", DYN_FILE_KV: kv, DYN_NAMESPACE: "gp-logs", DYN_LOG: "info" },
+      });
+      const ready = service.ready;
+      assert.equal(ready.level, "info");
+      assert.ok(!isNaN(Date.parse(String(ready.time))));
+      await service.stop();
+      service = undefined;
+    } finally {
+      await service?.stop("SIGKILL");
+    }
+    // With DYN_LOG=warn the ready line is not printed, so wait for the registration instead.
+    const quiet = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-P=service", "--quiet", "main.ts", "--no-operation"],
+      cwd: new URL("../../", import.meta.url).pathname,
+      env: {
+        DYN_DISCOVERY_BACKEND: "file",
+        DYN_FILE_KV: kv,
+        DYN_NAMESPACE: "gp-logs",
+        DYN_LOG: "warn",
+        DYN_TCP_RPC_HOST: "127.0.0.1",
+      },
+      clearEnv: true,
+      stderr: "piped",
+      stdout: "null",
+    }).spawn();
+    for (let i = 0; i < 100; i++) {
+      if ([...Deno.readDirSync(kv + "/v1/instances")].length === 2) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    quiet.kill("SIGTERM");
+    const out = await quiet.output();
+    const lines = new TextDecoder().decode(out.stderr).split("\n").filter((l) => l.startsWith("{"));
+    assert.deepEqual(lines.filter((l) => JSON.parse(l).level === "info"), []);
+    assert.equal(out.code, 0);
+    await Deno.remove(kv, { recursive: true });
+  },
+});
