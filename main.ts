@@ -24,6 +24,20 @@ async function main(argv: string[]): Promise<number> {
   }
   const { config } = loaded;
   const logger = processLogger(config.logFilter);
+  logger.info("effective configuration", {
+    namespace: config.dynNamespace,
+    pod_namespace: config.podNamespace,
+    managed_namespaces: config.managedNamespaces,
+    environment: config.environment,
+    no_operation: config.noOperation,
+    max_total_gpus: config.budget.maxTotalGpus,
+    min_total_gpus: config.budget.minTotalGpus,
+    intent_cache_ttl_seconds: config.budget.intentCacheTtlSeconds,
+    blocking_timeout_seconds: config.kube.blockingTimeoutSeconds,
+    dgd_api_version: config.kube.dgdApiVersion ?? "auto",
+    discovery: config.runtime.discovery,
+    request_plane: config.runtime.requestPlane,
+  });
 
   // Listen before starting, so a SIGTERM during start-up still ends in a clean stop.
   const stopSignal = new Promise<string>((resolve) => {

@@ -10,7 +10,12 @@ export interface CliFlags {
   help: boolean;
   managedNamespaces?: string[];
   environment?: string;
-  noOperation: boolean;
+  /** `undefined` when not given, so a `--config` file may set it. */
+  noOperation?: boolean;
+  maxTotalGpus?: string;
+  minTotalGpus?: string;
+  intentCacheTtlSeconds?: string;
+  config?: string;
   serviceAccountDir?: string;
   blockingTimeoutSeconds?: string;
   dgdApiVersion?: string;
@@ -24,6 +29,13 @@ Options:
   --managed-namespaces NS [NS ...]  Dynamo namespaces allowed to call (default: all)
   --environment kubernetes          Only supported environment (default: kubernetes)
   --no-operation                    Log scale requests and answer success without scaling
+  --max-total-gpus N                GPU ceiling over all managed DGDs (-1 = off, default)
+  --min-total-gpus N                GPU floor over all managed DGDs (-1 = off, default)
+  --intent-cache-ttl-seconds S      How long a planner's last request counts for pairing (360)
+  --config JSON|PATH                Settings as inline JSON or a .json/.yaml/.yml file (keys:
+                                    managed_namespaces, environment, no_operation,
+                                    max_total_gpus, min_total_gpus, intent_cache_ttl_seconds);
+                                    flags given on the command line win
   --blocking-timeout-seconds S      How long a blocking request waits for Ready (default 1800)
   --dgd-api-version V               v1alpha1 | v1beta1 | auto (default: newest served)
   --service-account-dir DIR         In-cluster credentials (default
@@ -34,11 +46,32 @@ Environment: DYN_NAMESPACE (required), POD_NAMESPACE (default "default"), and th
 runtime variables (DYN_DISCOVERY_BACKEND, ETCD_ENDPOINTS, DYN_FILE_KV, DYN_REQUEST_PLANE,
 DYN_TCP_RPC_HOST, DYN_TCP_RPC_PORT, DYN_LOG, ...). See README.md.`;
 
+const NUMERIC_OPTIONS = new Set([
+  "--max-total-gpus",
+  "--min-total-gpus",
+  "--intent-cache-ttl-seconds",
+  "--blocking-timeout-seconds",
+]);
+
+/** argparse takes `--max-total-gpus -1`; parseArgs would read `-1` as an option, so join the pair. */
+function _joinNegativeNumbers(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (NUMERIC_OPTIONS.has(argv[i]) && /^-\d/.test(argv[i + 1] ?? "")) {
+      out.push(`${argv[i]}=${argv[i + 1]}`);
+      i++;
+    } else {
+      out.push(argv[i]);
+    }
+  }
+  return out;
+}
+
 export function parseCliFlags(argv: string[]): CliFlags {
   let parsed;
   try {
     parsed = parseArgs({
-      args: argv,
+      args: _joinNegativeNumbers(argv),
       strict: true,
       allowPositionals: true,
       tokens: true,
@@ -47,6 +80,10 @@ export function parseCliFlags(argv: string[]): CliFlags {
         "managed-namespaces": { type: "string", multiple: true },
         "environment": { type: "string" },
         "no-operation": { type: "boolean" },
+        "max-total-gpus": { type: "string" },
+        "min-total-gpus": { type: "string" },
+        "intent-cache-ttl-seconds": { type: "string" },
+        "config": { type: "string" },
         "service-account-dir": { type: "string" },
         "blocking-timeout-seconds": { type: "string" },
         "dgd-api-version": { type: "string" },
@@ -56,7 +93,7 @@ export function parseCliFlags(argv: string[]): CliFlags {
     throw new ConfigError(`${(error as Error).message}\n\n${USAGE}`, { cause: error });
   }
 
-  const flags: CliFlags = { help: false, noOperation: false };
+  const flags: CliFlags = { help: false };
   let collecting: string[] | undefined;
   for (const token of parsed.tokens ?? []) {
     if (token.kind === "option") {
@@ -70,6 +107,18 @@ export function parseCliFlags(argv: string[]): CliFlags {
           break;
         case "environment":
           flags.environment = token.value;
+          break;
+        case "max-total-gpus":
+          flags.maxTotalGpus = token.value;
+          break;
+        case "min-total-gpus":
+          flags.minTotalGpus = token.value;
+          break;
+        case "intent-cache-ttl-seconds":
+          flags.intentCacheTtlSeconds = token.value;
+          break;
+        case "config":
+          flags.config = token.value;
           break;
         case "service-account-dir":
           flags.serviceAccountDir = token.value;

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { ConfigError } from "../errors.ts";
 import { DEFAULT_SERVICE_ACCOUNT_DIR } from "../kube/credentials.ts";
 import { type CliFlags, parseCliFlags } from "./args.ts";
+import { type FileConfig, readConfigOption } from "./config_file.ts";
 import { type EnvGetter, type EnvSettings, readEnv } from "./env.ts";
 
 export interface KubeSettings {
@@ -12,13 +13,31 @@ export interface KubeSettings {
   dgdApiVersion?: "v1alpha1" | "v1beta1";
 }
 
+export interface BudgetSettings {
+  /** -1 = no ceiling. */
+  maxTotalGpus: number;
+  /** -1 = no floor. */
+  minTotalGpus: number;
+  intentCacheTtlSeconds: number;
+}
+
 export interface Config extends EnvSettings {
   /** `null` = implicit mode: every caller is accepted. */
   managedNamespaces: string[] | null;
   environment: "kubernetes";
   noOperation: boolean;
   kube: KubeSettings;
+  budget: BudgetSettings;
 }
+
+/** Budget enforcement is on when either bound is set. */
+export function budgetEnabled(budget: BudgetSettings): boolean {
+  return budget.maxTotalGpus >= 0 || budget.minTotalGpus >= 0;
+}
+
+const gpuFlag = (flag: string) =>
+  z.string().trim().regex(/^-?\d+$/, `${flag} expects an integer >= -1`).transform(Number)
+    .refine((n) => n >= -1, `${flag} expects an integer >= -1`);
 
 const kubeSchema = z.object({
   serviceAccountDir: z.string().min(1, "--service-account-dir must not be empty").default(
@@ -43,7 +62,10 @@ export function loadConfig(argv: string[], getEnv: EnvGetter): LoadResult {
     );
   }
   const env = readEnv(getEnv);
-  const managed = flags.managedNamespaces?.length ? [...new Set(flags.managedNamespaces)] : null;
+  const file = flags.config !== undefined ? readConfigOption(flags.config) : {};
+  const budget = _budget(flags, file);
+  const managedList = flags.managedNamespaces ?? file.managed_namespaces ?? null;
+  const managed = managedList?.length ? [...new Set(managedList)] : null;
   const kube = kubeSchema.safeParse({
     serviceAccountDir: flags.serviceAccountDir,
     blockingTimeoutSeconds: flags.blockingTimeoutSeconds,
@@ -56,8 +78,35 @@ export function loadConfig(argv: string[], getEnv: EnvGetter): LoadResult {
       ...env,
       managedNamespaces: managed,
       environment: "kubernetes",
-      noOperation: flags.noOperation,
+      noOperation: flags.noOperation ?? file.no_operation ?? false,
       kube: kube.data,
+      budget,
     },
   };
+}
+
+/** Flags given on the command line override the file; both are validated; the band must be satisfiable. */
+function _budget(flags: CliFlags, file: FileConfig): BudgetSettings {
+  const flag = (value: string | undefined, schema: z.ZodType<number>) => {
+    if (value === undefined) return undefined;
+    const parsed = schema.safeParse(value);
+    if (!parsed.success) throw new ConfigError(parsed.error.issues[0].message);
+    return parsed.data;
+  };
+  const ttl = z.string().trim().transform(Number).refine(
+    (n) => Number.isFinite(n) && n > 0,
+    "--intent-cache-ttl-seconds expects a number of seconds > 0",
+  );
+  const budget = {
+    maxTotalGpus: flag(flags.maxTotalGpus, gpuFlag("--max-total-gpus")) ?? file.max_total_gpus ?? -1,
+    minTotalGpus: flag(flags.minTotalGpus, gpuFlag("--min-total-gpus")) ?? file.min_total_gpus ?? -1,
+    intentCacheTtlSeconds: flag(flags.intentCacheTtlSeconds, ttl) ?? file.intent_cache_ttl_seconds ?? 360,
+  };
+  if (budget.maxTotalGpus >= 0 && budget.minTotalGpus >= 0 && budget.minTotalGpus > budget.maxTotalGpus) {
+    throw new ConfigError(
+      `min_total_gpus (${budget.minTotalGpus}) exceeds max_total_gpus (${budget.maxTotalGpus}): ` +
+        "no total GPU count satisfies this band",
+    );
+  }
+  return budget;
 }

@@ -125,3 +125,74 @@ Deno.test("an invalid value names the variable and what was expected", () => {
   );
   assert.match(refused([], { DYN_NAMESPACE: "a.b" }), /DYN_NAMESPACE must not contain '\.'/);
 });
+
+Deno.test("budget flags: defaults off, integers >= -1, TTL > 0", () => {
+  assert.deepEqual(config([]).budget, { maxTotalGpus: -1, minTotalGpus: -1, intentCacheTtlSeconds: 360 });
+  assert.deepEqual(
+    config(["--max-total-gpus", "16", "--min-total-gpus", "4", "--intent-cache-ttl-seconds", "30.5"]).budget,
+    { maxTotalGpus: 16, minTotalGpus: 4, intentCacheTtlSeconds: 30.5 },
+  );
+  assert.match(refused(["--max-total-gpus", "-2"]), /--max-total-gpus expects an integer >= -1/);
+  assert.equal(config(["--max-total-gpus", "-1", "--min-total-gpus", "0"]).budget.maxTotalGpus, -1);
+  assert.match(refused(["--min-total-gpus", "1.5"]), /--min-total-gpus expects an integer >= -1/);
+  assert.match(
+    refused(["--intent-cache-ttl-seconds", "0"]),
+    /--intent-cache-ttl-seconds expects a number of seconds > 0/,
+  );
+});
+
+Deno.test("min > max is refused at start with upstream's message; min == max is valid", () => {
+  assert.equal(
+    refused(["--max-total-gpus", "4", "--min-total-gpus", "8"]),
+    "min_total_gpus (8) exceeds max_total_gpus (4): no total GPU count satisfies this band",
+  );
+  assert.equal(config(["--max-total-gpus", "4", "--min-total-gpus", "4"]).budget.minTotalGpus, 4);
+});
+
+Deno.test("--config inline JSON, flags on the command line override it", () => {
+  const inline = JSON.stringify({
+    managed_namespaces: ["a", "b"],
+    no_operation: true,
+    max_total_gpus: 8,
+    min_total_gpus: 2,
+    intent_cache_ttl_seconds: 60,
+  });
+  const c = config(["--config", inline]);
+  assert.deepEqual(c.managedNamespaces, ["a", "b"]);
+  assert.equal(c.noOperation, true);
+  assert.deepEqual(c.budget, { maxTotalGpus: 8, minTotalGpus: 2, intentCacheTtlSeconds: 60 });
+  const overridden = config(["--config", inline, "--max-total-gpus", "12", "--managed-namespaces", "z"]);
+  assert.equal(overridden.budget.maxTotalGpus, 12);
+  assert.equal(overridden.budget.minTotalGpus, 2);
+  assert.deepEqual(overridden.managedNamespaces, ["z"]);
+});
+
+Deno.test("--config files: .yaml, .yml and .json by suffix", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "gp-config-" });
+  await Deno.writeTextFile(`${dir}/gp.yaml`, "managed_namespaces: [x]\nmax_total_gpus: 10\n");
+  await Deno.writeTextFile(`${dir}/gp.yml`, "min_total_gpus: 3\n");
+  await Deno.writeTextFile(`${dir}/gp.json`, '{"intent_cache_ttl_seconds": 5}');
+  assert.deepEqual(config(["--config", `${dir}/gp.yaml`]).managedNamespaces, ["x"]);
+  assert.equal(config(["--config", `${dir}/gp.yaml`]).budget.maxTotalGpus, 10);
+  assert.equal(config(["--config", `${dir}/gp.yml`]).budget.minTotalGpus, 3);
+  assert.equal(config(["--config", `${dir}/gp.json`]).budget.intentCacheTtlSeconds, 5);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("--config refuses unknown keys, bad values and values that are neither a file nor JSON", () => {
+  assert.match(refused(["--config", '{"max_total_gpu": 3}']), /--config: unknown key\(s\): max_total_gpu/);
+  assert.match(refused(["--config", '{"max_total_gpus": -5}']), /max_total_gpus must be >= -1/);
+  assert.match(refused(["--config", '{"environment": "virtual"}']), /environment must be "kubernetes"/);
+  assert.match(
+    refused(["--config", '{"intent_cache_ttl_seconds": 0}']),
+    /intent_cache_ttl_seconds must be > 0/,
+  );
+  assert.match(
+    refused(["--config", "/nonexistent/gp.yaml"]),
+    /--config value is neither a valid file path nor valid JSON/,
+  );
+  assert.match(
+    refused(["--config", '{"max_total_gpus": 2, "min_total_gpus": 3}']),
+    /min_total_gpus \(3\) exceeds max_total_gpus \(2\)/,
+  );
+});

@@ -1,0 +1,74 @@
+/**
+ * `--config <inline JSON | path>` as upstream's config era reads it: a path to an existing file
+ * is loaded by suffix (`.yaml`/`.yml` YAML, `.json` JSON, other: JSON then YAML); otherwise the
+ * value must be inline JSON. Unknown keys are refused (`extra="forbid"` upstream).
+ */
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { ConfigError } from "../errors.ts";
+
+const minusOneOrMore = (key: string) =>
+  z.number({ error: `${key} must be an integer` }).int(`${key} must be an integer`).min(
+    -1,
+    `${key} must be >= -1`,
+  );
+
+export const FileConfigSchema = z.strictObject({
+  managed_namespaces: z.array(z.string().min(1, "managed_namespaces entries must not be empty")).nullable()
+    .optional(),
+  environment: z.literal("kubernetes", { error: 'environment must be "kubernetes"' }).optional(),
+  no_operation: z.boolean({ error: "no_operation must be true or false" }).optional(),
+  max_total_gpus: minusOneOrMore("max_total_gpus").optional(),
+  min_total_gpus: minusOneOrMore("min_total_gpus").optional(),
+  intent_cache_ttl_seconds: z.number({ error: "intent_cache_ttl_seconds must be a number" })
+    .positive("intent_cache_ttl_seconds must be > 0").optional(),
+}, {
+  error: (issue) =>
+    issue.code === "unrecognized_keys" ? `unknown key(s): ${issue.keys.join(", ")}` : undefined,
+});
+export type FileConfig = z.infer<typeof FileConfigSchema>;
+
+export function readConfigOption(value: string): FileConfig {
+  const raw = _load(value);
+  const parsed = FileConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(`--config: ${parsed.error.issues.map((i) => i.message).join("; ")}`, {
+      cause: parsed.error,
+    });
+  }
+  return parsed.data;
+}
+
+function _load(value: string): unknown {
+  let text: string | undefined;
+  try {
+    if (Deno.statSync(value).isFile) text = Deno.readTextFileSync(value);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+      throw new ConfigError(`--config: no permission to read ${value} (see the read list in deno.json)`, {
+        cause: error,
+      });
+    }
+    // Not a file: fall through to inline JSON.
+  }
+  if (text === undefined) {
+    try {
+      return JSON.parse(value);
+    } catch (error) {
+      throw new ConfigError(
+        `--config value is neither a valid file path nor valid JSON: ${(error as Error).message}`,
+      );
+    }
+  }
+  try {
+    if (/\.ya?ml$/i.test(value)) return parseYaml(text);
+    if (/\.json$/i.test(value)) return JSON.parse(text);
+    try {
+      return JSON.parse(text);
+    } catch {
+      return parseYaml(text);
+    }
+  } catch (error) {
+    throw new ConfigError(`--config ${value}: ${(error as Error).message}`, { cause: error });
+  }
+}

@@ -1,0 +1,473 @@
+/**
+ * The DGD cache used when a GPU budget is enabled (spec §10.1, §13.3): list the DGDs of one
+ * namespace once, then keep them fresh with a watch, so arbitration reads memory instead of
+ * GETting every participant on every request.
+ *
+ * - The watch resumes from the last resourceVersion it saw (events and bookmarks), so a watch
+ *   that the server ends (`timeoutSeconds`) costs no re-list.
+ * - An expired resourceVersion (410, as an HTTP status or an ERROR event) re-lists at once.
+ * - Network errors, 429 and 5xx back off exponentially (250 ms doubling to 30 s, jittered), then
+ *   resume from the last resourceVersion.
+ * - Objects `viewDgd` cannot read are logged and kept out of the cache (`unreadable()` lists
+ *   them so a budget can fail closed); the loop never dies on one bad object.
+ * - `state()` feeds the health endpoint: `degraded` once the watch has been down longer than
+ *   `downBoundMs`.
+ *
+ * `start()` resolves after the first successful list. It rejects when that list fails with a
+ * non-retryable error (400/401/403/404/422: missing RBAC verb, missing CRD) or version discovery
+ * fails, so the caller can log it prominently; transient failures keep it pending while the
+ * cache retries. Either way the loop keeps retrying until `stop()`: fixing RBAC heals the cache
+ * without a restart, and health reports the outage meanwhile.
+ */
+import { errorText, GlobalPlannerError, KubeError } from "../errors.ts";
+import type { Logger } from "../ops/log.ts";
+import type { KubeClient } from "./client.ts";
+import { type DgdApiVersion, type DgdView, viewDgd } from "./dgd.ts";
+import { DGD, GROUP } from "./resources.ts";
+
+export const DEFAULT_DOWN_BOUND_MS = 30_000;
+export const DEFAULT_WATCH_TIMEOUT_SECONDS = 300;
+const PAGE_SIZE = 500;
+const BACKOFF_FIRST_MS = 250;
+const BACKOFF_MAX_MS = 30_000;
+/** A watch that ends this fast with no event is treated as a failure (no hot loop). */
+const SHORT_WATCH_MS = 250;
+
+export interface DgdCacheOptions {
+  client: KubeClient;
+  version: () => Promise<DgdApiVersion>;
+  /** The Kubernetes namespace listed and watched (POD_NAMESPACE). */
+  namespace: string;
+  /** Which DGD names to keep (see `managedDgdNames`). */
+  filter: (name: string) => boolean;
+  logger: Logger;
+  /** Milliseconds since the epoch (injectable for tests). */
+  clock?: () => number;
+  /** How long the watch may be down before health reports `degraded` (default 30 s). */
+  downBoundMs?: number;
+  /** `timeoutSeconds` of each watch request (default 300; small values exercise resuming). */
+  watchTimeoutSeconds?: number;
+  /** `limit` of each list page (default 500; small values exercise pagination). */
+  pageSize?: number;
+}
+
+export interface DgdCacheState {
+  enabled: true;
+  /** The first list has succeeded. */
+  synced: boolean;
+  /** A watch stream is open right now. */
+  watching: boolean;
+  lastError?: string;
+  /** Clock time (ms since the epoch) since when no watch has been open. */
+  downSinceMs?: number;
+  degraded: boolean;
+  message?: string;
+  /** DGDs in the cache. */
+  dgds: number;
+  /** DGDs that passed the filter but could not be read (kept out of the cache). */
+  unreadable: number;
+}
+
+export interface UnreadableDgd {
+  /** `"{namespace}/{name}"`. */
+  dgd: string;
+  reason: string;
+}
+
+/**
+ * The name filter for the cache (spec §4). Implicit mode (no managed namespaces) keeps every DGD
+ * of `podNamespace`; explicit mode keeps the DGDs whose Dynamo namespace
+ * `"{podNamespace}-{dgd}"` is managed. Entries without that prefix name no DGD in
+ * `podNamespace`: they are warned about once, here, since upstream drops them silently (§13.12).
+ */
+export function managedDgdNames(
+  managedNamespaces: readonly string[] | null,
+  podNamespace: string,
+  logger: Logger,
+): (name: string) => boolean {
+  if (!managedNamespaces || managedNamespaces.length === 0) return () => true;
+  const prefix = `${podNamespace}-`;
+  const names = new Set<string>();
+  for (const entry of managedNamespaces) {
+    if (entry.startsWith(prefix) && entry.length > prefix.length) {
+      names.add(entry.slice(prefix.length));
+    } else {
+      logger.warn(
+        `managed namespace '${entry}' does not start with '${prefix}', so it names no DGD in ` +
+          `namespace '${podNamespace}'; it is not part of the GPU budget until it sends a request`,
+        { managedNamespace: entry, podNamespace },
+      );
+    }
+  }
+  return (name) => names.has(name);
+}
+
+interface WatchEvent {
+  type: string;
+  object: unknown;
+}
+
+/** Ends the current attempt; `relist` means the resourceVersion expired (410). */
+type WatchEnd = { relist: boolean };
+
+export class DgdCache {
+  readonly namespace: string;
+  #options: DgdCacheOptions;
+  #clock: () => number;
+  #downBoundMs: number;
+  #views = new Map<string, DgdView>();
+  #unreadable = new Map<string, string>();
+  #resourceVersion?: string;
+  #apiVersion?: DgdApiVersion;
+  #synced = false;
+  #watching = false;
+  #lastError?: string;
+  #downSince?: number;
+  #failures = 0;
+  #stop = new AbortController();
+  #watchAbort?: AbortController;
+  #resumeOverride?: string;
+  #started?: Promise<void>;
+  #settleStart?: { resolve: () => void; reject: (error: unknown) => void };
+  #loop?: Promise<void>;
+
+  constructor(options: DgdCacheOptions) {
+    this.#options = options;
+    this.namespace = options.namespace;
+    this.#clock = options.clock ?? Date.now;
+    this.#downBoundMs = options.downBoundMs ?? DEFAULT_DOWN_BOUND_MS;
+  }
+
+  /** Starts listing and watching; resolves after the first successful list (see the module doc). */
+  start(): Promise<void> {
+    if (this.#started) return this.#started;
+    this.#started = new Promise<void>((resolve, reject) => {
+      this.#settleStart = { resolve, reject };
+    });
+    this.#downSince = this.#clock();
+    this.#loop = this.#run();
+    return this.#started;
+  }
+
+  /** Ends the watch and the retry loop; resolves when the loop has finished. */
+  async stop(): Promise<void> {
+    this.#stop.abort(new GlobalPlannerError("DGD cache stopped"));
+    this.#watching = false;
+    this.#rejectStart(new GlobalPlannerError("DGD cache stopped before the first list"));
+    await this.#loop;
+  }
+
+  get(namespace: string, name: string): DgdView | undefined {
+    return namespace === this.namespace ? this.#views.get(name) : undefined;
+  }
+
+  views(): Iterable<DgdView> {
+    return this.#views.values();
+  }
+
+  unreadable(): UnreadableDgd[] {
+    return [...this.#unreadable].map(([name, reason]) => ({ dgd: `${this.namespace}/${name}`, reason }));
+  }
+
+  /**
+   * Takes in the object a write returned, so the cache is fresh before the watch event arrives.
+   * DGDs outside the namespace or the filter are ignored; an older copy never replaces a newer one.
+   */
+  upsert(view: DgdView): void {
+    if (view.namespace !== this.namespace || !this.#options.filter(view.name)) return;
+    if (_after(this.#views.get(view.name)?.resourceVersion, view.resourceVersion)) return;
+    this.#views.set(view.name, view);
+    this.#unreadable.delete(view.name);
+  }
+
+  state(): DgdCacheState {
+    const downFor = this.#downSince === undefined ? 0 : this.#clock() - this.#downSince;
+    const degraded = !this.#watching && downFor > this.#downBoundMs;
+    return {
+      enabled: true,
+      synced: this.#synced,
+      watching: this.#watching,
+      ...(this.#lastError !== undefined ? { lastError: this.#lastError } : {}),
+      ...(this.#downSince !== undefined ? { downSinceMs: this.#downSince } : {}),
+      degraded,
+      ...(degraded
+        ? {
+          message: `DGD watch down for ${Math.round(downFor / 1000)} s: ${
+            this.#lastError ?? "not connected yet"
+          }; GPU budget cache may be stale`,
+        }
+        : {}),
+      dgds: this.#views.size,
+      unreadable: this.#unreadable.size,
+    };
+  }
+
+  /**
+   * Test hook: ends the current watch and resumes from `resourceVersion` (e.g. one that is too
+   * old, to exercise the 410 → re-list path).
+   */
+  resumeFrom(resourceVersion: string): void {
+    this.#resumeOverride = resourceVersion;
+    this.#watchAbort?.abort(new GlobalPlannerError("resuming from another resourceVersion"));
+  }
+
+  async #run(): Promise<void> {
+    const signal = this.#stop.signal;
+    while (!signal.aborted) {
+      try {
+        if (this.#resourceVersion === undefined) await this.#list();
+        const end = await this.#watch(this.#resourceVersion!);
+        if (end.relist) this.#resourceVersion = undefined;
+      } catch (error) {
+        if (signal.aborted) break;
+        if (this.#takeResumeOverride()) continue;
+        if (error instanceof KubeError && error.detail.status === 410) {
+          this.#expired("HTTP 410");
+          continue;
+        }
+        await _sleep(this.#failed(error), signal);
+      }
+    }
+  }
+
+  async #list(): Promise<void> {
+    const version = await this.#options.version().catch((error) => {
+      throw error instanceof KubeError ? error : new _SetupError(error);
+    });
+    const views = new Map<string, DgdView>();
+    const unreadable = new Map<string, string>();
+    let token: string | undefined;
+    let resourceVersion: string | undefined;
+    do {
+      const query = new URLSearchParams({ limit: String(this.#options.pageSize ?? PAGE_SIZE) });
+      if (token) query.set("continue", token);
+      const page = await this.#options.client.json<{
+        metadata?: { resourceVersion?: string; continue?: string };
+        items?: unknown[];
+      }>({ method: "GET", verb: "list", ...this.#target(version, query), signal: this.#stop.signal });
+      for (const item of page.items ?? []) {
+        // Items of a list may omit apiVersion/kind (typed lists do); viewDgd needs them.
+        const object = {
+          apiVersion: `${GROUP}/${version}`,
+          kind: "DynamoGraphDeployment",
+          ...item as object,
+        };
+        this.#read(object, views, unreadable);
+      }
+      token = page.metadata?.continue || undefined;
+      resourceVersion = page.metadata?.resourceVersion;
+    } while (token);
+    // A view the scaler fed back after this list was taken is newer than the listed copy.
+    for (const [name, view] of views) {
+      const cached = this.#views.get(name);
+      if (cached && _after(cached.resourceVersion, view.resourceVersion)) views.set(name, cached);
+    }
+    this.#views = views;
+    this.#unreadable = unreadable;
+    this.#apiVersion = version;
+    this.#resourceVersion = resourceVersion ?? "0";
+    this.#synced = true;
+    this.#settleStart?.resolve();
+    this.#settleStart = undefined;
+    this.#options.logger.info("DGD cache listed", {
+      namespace: this.namespace,
+      apiVersion: version,
+      dgds: views.size,
+      unreadable: unreadable.size,
+      resourceVersion: this.#resourceVersion,
+    });
+  }
+
+  async #watch(fromVersion: string): Promise<WatchEnd> {
+    const abort = new AbortController();
+    this.#watchAbort = abort;
+    const query = new URLSearchParams({
+      watch: "true",
+      resourceVersion: fromVersion,
+      allowWatchBookmarks: "true",
+      timeoutSeconds: String(this.#options.watchTimeoutSeconds ?? DEFAULT_WATCH_TIMEOUT_SECONDS),
+    });
+    const began = this.#clock();
+    let events = 0;
+    try {
+      const response = await this.#options.client.stream({
+        method: "GET",
+        verb: "watch",
+        ...this.#target(this.#apiVersion!, query),
+        signal: AbortSignal.any([this.#stop.signal, abort.signal]),
+      });
+      this.#opened(fromVersion);
+      for await (const event of _events(response.body!)) {
+        if (events++ === 0) this.#failures = 0;
+        if (event.type === "ERROR") {
+          const status = event.object as { code?: number; message?: string } | undefined;
+          if (status?.code === 410) {
+            this.#expired(status.message ?? "410");
+            return { relist: true };
+          }
+          throw new Error(`DGD watch ERROR event ${status?.code ?? "?"}: ${status?.message ?? "no message"}`);
+        }
+        this.#apply(event);
+      }
+    } finally {
+      this.#closed();
+      abort.abort();
+      if (this.#watchAbort === abort) this.#watchAbort = undefined;
+    }
+    if (events === 0 && this.#clock() - began < SHORT_WATCH_MS) {
+      throw new Error("DGD watch ended at once without any event");
+    }
+    this.#failures = 0;
+    return { relist: false };
+  }
+
+  #apply(event: WatchEvent): void {
+    const object = event.object as { metadata?: { name?: string; resourceVersion?: string } } | undefined;
+    const resourceVersion = object?.metadata?.resourceVersion;
+    if (resourceVersion) this.#resourceVersion = resourceVersion;
+    const name = object?.metadata?.name;
+    if (event.type === "BOOKMARK" || typeof name !== "string") return;
+    if (event.type === "DELETED") {
+      this.#views.delete(name);
+      this.#unreadable.delete(name);
+    } else if (event.type === "ADDED" || event.type === "MODIFIED") {
+      // The scaler may have fed back a newer copy (`upsert`) before this event arrived.
+      if (_after(this.#views.get(name)?.resourceVersion, resourceVersion)) return;
+      this.#read(object, this.#views, this.#unreadable);
+    }
+  }
+
+  /** Puts a readable, wanted object into `views` (else records why it is unreadable). */
+  #read(object: unknown, views: Map<string, DgdView>, unreadable: Map<string, string>): void {
+    const name = (object as { metadata?: { name?: unknown } })?.metadata?.name;
+    if (typeof name !== "string" || !this.#options.filter(name)) return;
+    try {
+      views.set(name, viewDgd(object));
+      unreadable.delete(name);
+    } catch (error) {
+      views.delete(name);
+      unreadable.set(name, errorText(error));
+      this.#options.logger.warn("DGD cache: skipping a DynamoGraphDeployment it cannot read", {
+        dgd: `${this.namespace}/${name}`,
+        error: errorText(error),
+      });
+    }
+  }
+
+  #target(version: DgdApiVersion, query: URLSearchParams) {
+    return {
+      path: `/apis/${GROUP}/${version}/namespaces/${encodeURIComponent(this.namespace)}/${DGD}?${query}`,
+      group: GROUP,
+      resource: DGD,
+      namespace: this.namespace,
+    };
+  }
+
+  #opened(fromVersion: string): void {
+    if (this.#lastError !== undefined) {
+      this.#options.logger.info("DGD watch re-established", { resourceVersion: fromVersion });
+    } else {
+      this.#options.logger.debug("DGD watch opened", { resourceVersion: fromVersion });
+    }
+    this.#watching = true;
+    this.#downSince = undefined;
+    this.#lastError = undefined;
+  }
+
+  #closed(): void {
+    if (this.#watching) this.#downSince = this.#clock();
+    this.#watching = false;
+  }
+
+  #expired(detail: string): void {
+    this.#options.logger.info("DGD watch resourceVersion expired; re-listing", {
+      namespace: this.namespace,
+      detail,
+    });
+    this.#resourceVersion = undefined;
+  }
+
+  /** Records a failure; returns how long to wait before the next attempt. */
+  #failed(error: unknown): number {
+    this.#failures++;
+    this.#lastError = errorText(error);
+    this.#downSince ??= this.#clock();
+    const delay = _backoffMs(this.#failures);
+    this.#options.logger.warn("DGD cache: list/watch failed; retrying", {
+      namespace: this.namespace,
+      error: this.#lastError,
+      failures: this.#failures,
+      retryInMs: Math.round(delay),
+    });
+    if (!this.#synced && !_retryable(error)) this.#rejectStart(error);
+    return delay;
+  }
+
+  #takeResumeOverride(): boolean {
+    if (this.#resumeOverride === undefined) return false;
+    this.#resourceVersion = this.#resumeOverride;
+    this.#resumeOverride = undefined;
+    return true;
+  }
+
+  #rejectStart(error: unknown): void {
+    const settle = this.#settleStart;
+    this.#settleStart = undefined;
+    settle?.reject(error);
+  }
+}
+
+/** Version discovery failed for a reason other than an API status (e.g. no DGD CRD served). */
+class _SetupError extends GlobalPlannerError {
+  constructor(cause: unknown) {
+    super(errorText(cause), { cause });
+  }
+}
+
+function _retryable(error: unknown): boolean {
+  if (error instanceof _SetupError) return false;
+  if (!(error instanceof KubeError)) return true; // broken streams, bad JSON lines, ERROR events
+  const status = error.detail.status;
+  return status === undefined || status === 408 || status === 429 || status >= 500;
+}
+
+/** Equal jitter: half the exponential step fixed, half random, so replicas do not retry in step. */
+function _backoffMs(failures: number): number {
+  const step = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** Math.max(0, failures - 1));
+  return step / 2 + Math.random() * (step / 2);
+}
+
+/**
+ * Whether resourceVersion `a` is known to be later than `b`. They are opaque to clients in
+ * principle, but API servers hand out etcd revisions (integers); when either is not an integer
+ * the answer is no, so the latest delivery wins.
+ */
+function _after(a: string | undefined, b: string | undefined): boolean {
+  if (!a || !b || !/^\d+$/.test(a) || !/^\d+$/.test(b)) return false;
+  return BigInt(a) > BigInt(b);
+}
+
+function _sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    }
+  });
+}
+
+async function* _events(body: ReadableStream<Uint8Array>): AsyncGenerator<WatchEvent> {
+  let buffered = "";
+  for await (const chunk of body.pipeThrough(new TextDecoderStream())) {
+    buffered += chunk;
+    let nl;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, nl).trim();
+      buffered = buffered.slice(nl + 1);
+      if (line) yield JSON.parse(line) as WatchEvent;
+    }
+  }
+}
