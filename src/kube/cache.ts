@@ -19,6 +19,7 @@
  * cache retries. Either way the loop keeps retrying until `stop()`: fixing RBAC heals the cache
  * without a restart, and health reports the outage meanwhile.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import { errorText, GlobalPlannerError, KubeError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import type { KubeClient } from "./client.ts";
@@ -38,7 +39,7 @@ export interface DgdCacheOptions {
   version: () => Promise<DgdApiVersion>;
   /** The Kubernetes namespace listed and watched (POD_NAMESPACE). */
   namespace: string;
-  /** Which DGD names to keep (see `managedDgdNames`). */
+  /** Which DGD names to keep (see `managedDgdNames` in participants.ts). */
   filter: (name: string) => boolean;
   logger: Logger;
   /** Milliseconds since the epoch (injectable for tests). */
@@ -74,41 +75,10 @@ export interface UnreadableDgd {
   reason: string;
 }
 
-/**
- * The name filter for the cache (spec §4). Implicit mode (no managed namespaces) keeps every DGD
- * of `podNamespace`; explicit mode keeps the DGDs whose Dynamo namespace
- * `"{podNamespace}-{dgd}"` is managed. Entries without that prefix name no DGD in
- * `podNamespace`: they are warned about once, here, since upstream drops them silently (§13.12).
- */
-export function managedDgdNames(
-  managedNamespaces: readonly string[] | null,
-  podNamespace: string,
-  logger: Logger,
-): (name: string) => boolean {
-  if (!managedNamespaces || managedNamespaces.length === 0) return () => true;
-  const prefix = `${podNamespace}-`;
-  const names = new Set<string>();
-  for (const entry of managedNamespaces) {
-    if (entry.startsWith(prefix) && entry.length > prefix.length) {
-      names.add(entry.slice(prefix.length));
-    } else {
-      logger.warn(
-        `managed namespace '${entry}' does not start with '${prefix}', so it names no DGD in ` +
-          `namespace '${podNamespace}'; it is not part of the GPU budget until it sends a request`,
-        { managedNamespace: entry, podNamespace },
-      );
-    }
-  }
-  return (name) => names.has(name);
-}
-
 interface WatchEvent {
   type: string;
   object: unknown;
 }
-
-/** Ends the current attempt; `relist` means the resourceVersion expired (410). */
-type WatchEnd = { relist: boolean };
 
 export class DgdCache {
   readonly namespace: string;
@@ -141,9 +111,9 @@ export class DgdCache {
   /** Starts listing and watching; resolves after the first successful list (see the module doc). */
   start(): Promise<void> {
     if (this.#started) return this.#started;
-    this.#started = new Promise<void>((resolve, reject) => {
-      this.#settleStart = { resolve, reject };
-    });
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    this.#started = promise;
+    this.#settleStart = { resolve, reject };
     this.#downSince = this.#clock();
     this.#loop = this.#run();
     return this.#started;
@@ -183,6 +153,7 @@ export class DgdCache {
   state(): DgdCacheState {
     const downFor = this.#downSince === undefined ? 0 : this.#clock() - this.#downSince;
     const degraded = !this.#watching && downFor > this.#downBoundMs;
+    const error = this.#lastError ?? "not connected yet";
     return {
       enabled: true,
       synced: this.#synced,
@@ -192,9 +163,9 @@ export class DgdCache {
       degraded,
       ...(degraded
         ? {
-          message: `DGD watch down for ${Math.round(downFor / 1000)} s: ${
-            this.#lastError ?? "not connected yet"
-          }; GPU budget cache may be stale`,
+          message: `DGD watch down for ${
+            Math.round(downFor / 1000)
+          } s: ${error}; GPU budget cache may be stale`,
         }
         : {}),
       dgds: this.#views.size,
@@ -216,8 +187,7 @@ export class DgdCache {
     while (!signal.aborted) {
       try {
         if (this.#resourceVersion === undefined) await this.#list();
-        const end = await this.#watch(this.#resourceVersion!);
-        if (end.relist) this.#resourceVersion = undefined;
+        await this.#watch(this.#resourceVersion!);
       } catch (error) {
         if (signal.aborted) break;
         if (this.#takeResumeOverride()) continue;
@@ -225,7 +195,7 @@ export class DgdCache {
           this.#expired("HTTP 410");
           continue;
         }
-        await _sleep(this.#failed(error), signal);
+        await delay(this.#failed(error), undefined, { signal }).catch(() => {}); // stop() ends the wait
       }
     }
   }
@@ -278,7 +248,8 @@ export class DgdCache {
     });
   }
 
-  async #watch(fromVersion: string): Promise<WatchEnd> {
+  /** One watch request, until the server ends it, it fails, or the resourceVersion expires. */
+  async #watch(fromVersion: string): Promise<void> {
     const abort = new AbortController();
     this.#watchAbort = abort;
     const query = new URLSearchParams({
@@ -302,8 +273,7 @@ export class DgdCache {
         if (event.type === "ERROR") {
           const status = event.object as { code?: number; message?: string } | undefined;
           if (status?.code === 410) {
-            this.#expired(status.message ?? "410");
-            return { relist: true };
+            return this.#expired(status.message ?? "410");
           }
           throw new Error(`DGD watch ERROR event ${status?.code ?? "?"}: ${status?.message ?? "no message"}`);
         }
@@ -318,7 +288,6 @@ export class DgdCache {
       throw new Error("DGD watch ended at once without any event");
     }
     this.#failures = 0;
-    return { relist: false };
   }
 
   #apply(event: WatchEvent): void {
@@ -445,18 +414,6 @@ function _backoffMs(failures: number): number {
 function _after(a: string | undefined, b: string | undefined): boolean {
   if (!a || !b || !/^\d+$/.test(a) || !/^\d+$/.test(b)) return false;
   return BigInt(a) > BigInt(b);
-}
-
-function _sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }
 
 async function* _events(body: ReadableStream<Uint8Array>): AsyncGenerator<WatchEvent> {

@@ -163,6 +163,8 @@ function _target(r: KubeTarget): KubeTarget {
 }
 
 function _describe(t: KubeTarget): string {
-  const resource = t.group ? `${t.resource}.${t.group}` : t.resource;
+  // As kubectl writes it: `dynamographdeploymentscalingadapters.nvidia.com/scale`.
+  const [plural, subresource] = t.resource.split("/");
+  const resource = (t.group ? `${plural}.${t.group}` : plural) + (subresource ? `/${subresource}` : "");
   return `${resource}${t.name ? ` '${t.name}'` : ""}${t.namespace ? ` in namespace '${t.namespace}'` : ""}`;
 }

@@ -4,7 +4,7 @@
  * replicas, `status.observedGeneration` (when published) has caught up with
  * `metadata.generation`, and the `Ready` condition is `True`.
  */
-import { BlockingTimeout, GlobalPlannerError } from "../errors.ts";
+import { BlockingTimeout, GlobalPlannerError, KubeError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import type { KubeClient } from "./client.ts";
 import { type DgdApiVersion, type DgdView, viewDgd } from "./dgd.ts";
@@ -84,7 +84,11 @@ export async function waitReady(options: WaitOptions): Promise<DgdView> {
         );
       }
       if (timer.aborted) throw new BlockingTimeout(timeoutText);
-      if (error instanceof GlobalPlannerError && !("detail" in error)) throw error;
+      if (error instanceof GlobalPlannerError && !(error instanceof KubeError)) throw error;
+      // Denied or unauthenticated: waiting longer cannot help, and polling would hide the RBAC gap.
+      if (error instanceof KubeError && (error.detail.status === 401 || error.detail.status === 403)) {
+        throw error;
+      }
       logger.warn("DGD watch failed; re-reading", { dgd: ref.name, error: String(error) });
       expired = true;
       await new Promise((r) => setTimeout(r, 500));

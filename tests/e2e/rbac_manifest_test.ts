@@ -39,6 +39,9 @@ const NEEDED_BY: Record<string, Scenario> = {
   [`${SCALE} patch`]: "adapter",
 };
 
+/** Service-account dirs written by `connectAs`, removed at the end. */
+const tempDirs: string[] = [];
+
 interface Connected {
   kube: KubeConnector;
   /** Log lines (parsed JSON) the connector wrote at warn level or above. */
@@ -48,6 +51,7 @@ interface Connected {
 async function connectAs(cluster: KubeCluster, serviceAccount: string): Promise<Connected> {
   const token = await cluster.createServiceAccountToken(SA_NS, serviceAccount);
   const dir = await Deno.makeTempDir({ prefix: "gp-rbac-sa-" });
+  tempDirs.push(dir);
   await cluster.writeServiceAccountDir(dir, SA_NS, token);
   const env = cluster.inClusterEnv();
   const logs: Record<string, unknown>[] = [];
@@ -269,7 +273,11 @@ Deno.test({
           const object = resource === SCALE ? adapter : dgd;
           const denied = new RegExp(
             `Kubernetes denied ${verb} on ${
-              escape(`${resource}.${GROUP}`)
+              escape(
+                resource === SCALE
+                  ? `dynamographdeploymentscalingadapters.${GROUP}/scale`
+                  : `${resource}.${GROUP}`,
+              )
             } '${object}' in namespace '${ns}' ` +
               `\\(HTTP 403\\): the service account needs RBAC verb "${verb}" on "${escape(resource)}" ` +
               `in API group "nvidia\\.com" in namespace "${ns}"$`,
@@ -306,6 +314,7 @@ Deno.test({
       for (const kube of opened) kube.close();
       await operator.stop();
       await cluster.stop();
+      for (const dir of tempDirs) await Deno.remove(dir, { recursive: true }).catch(() => {});
     }
   },
 });

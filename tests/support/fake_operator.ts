@@ -115,10 +115,15 @@ async function _setReady(
     message: ready ? "All resources are ready" : "Waiting for pods",
     lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
   };
+  // Guarded by the resourceVersion it decided on, so a status written meanwhile (by a test
+  // marking the DGD Ready) is not overwritten from a stale list: the next poll decides again.
   await cluster.request(
     "PATCH",
     `${GROUP}/${apiVersion}/namespaces/${namespace}/dynamographdeployments/${dgd.metadata.name}/status`,
-    { status: { state: ready ? "successful" : "pending", observedGeneration, conditions: [condition] } },
+    {
+      metadata: { resourceVersion: dgd.metadata.resourceVersion },
+      status: { state: ready ? "successful" : "pending", observedGeneration, conditions: [condition] },
+    },
   );
 }
 

@@ -1,8 +1,10 @@
 /**
- * DGD views → GPU budget pools (spec §9). Pure: one pool per component that has a role, and a
- * list of what could not be counted, because the budget must fail closed on an unknown GPU
- * count instead of counting the pool as 0 (upstream's fail-open bug, §13.6).
+ * Budget participants seen from the DGD cache: which DGDs of POD_NAMESPACE take part (spec §4,
+ * the cache's name filter) and the GPU pools they hold (§9). The pool mapping is pure: one pool
+ * per component that has a role, plus a list of what could not be counted, because the budget
+ * must fail closed on an unknown GPU count instead of counting the pool as 0 (§13.6).
  */
+import type { Logger } from "../ops/log.ts";
 import type { ParticipantId, Pool } from "../service/budget/pool.ts";
 import type { DgdView } from "./dgd.ts";
 
@@ -18,6 +20,34 @@ export interface PoolSnapshot {
   /** Pools with a known GPU count, in view order (feed to `makeSnapshot`). */
   pools: Pool[];
   unknown: UnknownPool[];
+}
+
+/**
+ * The name filter for the cache (spec §4). Implicit mode (no managed namespaces) keeps every DGD
+ * of `podNamespace`; explicit mode keeps the DGDs whose Dynamo namespace
+ * `"{podNamespace}-{dgd}"` is managed. Entries without that prefix name no DGD in
+ * `podNamespace`: they are warned about once, here, since upstream drops them silently (§13.12).
+ */
+export function managedDgdNames(
+  managedNamespaces: readonly string[] | null,
+  podNamespace: string,
+  logger: Logger,
+): (name: string) => boolean {
+  if (!managedNamespaces || managedNamespaces.length === 0) return () => true;
+  const prefix = `${podNamespace}-`;
+  const names = new Set<string>();
+  for (const entry of managedNamespaces) {
+    if (entry.startsWith(prefix) && entry.length > prefix.length) {
+      names.add(entry.slice(prefix.length));
+    } else {
+      logger.warn(
+        `managed namespace '${entry}' does not start with '${prefix}', so it names no DGD in ` +
+          `namespace '${podNamespace}'; it is not part of the GPU budget until it sends a request`,
+        { managedNamespace: entry, podNamespace },
+      );
+    }
+  }
+  return (name) => names.has(name);
 }
 
 export function snapshotPools(
