@@ -1,13 +1,15 @@
 /**
  * Entry point: config → adapters → core; signals. Exit codes: 0 clean stop, 1 runtime
- * failure (e.g. discovery lost), 2 invalid configuration.
+ * failure (e.g. discovery lost), 2 invalid configuration. `call ...` is the operator's client.
  */
 import { startGlobalPlanner } from "./src/app.ts";
+import { runCall } from "./src/cli/call.ts";
 import { loadConfig, USAGE } from "./src/config/mod.ts";
 import { ConfigError, errorText } from "./src/errors.ts";
 import { processLogger } from "./src/ops/log.ts";
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === "call") return await runCall(argv.slice(1), (name) => Deno.env.get(name));
   let loaded;
   try {
     loaded = loadConfig(argv, (name) => Deno.env.get(name));

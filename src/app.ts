@@ -2,6 +2,7 @@
  * Builds the running service from a validated `Config`: Kubernetes port (unless no-operation),
  * metrics, system status server, handlers → endpoints → host. Owns the shutdown order.
  */
+import { budgetEnabled } from "./config/config.ts";
 import type { Config } from "./config/mod.ts";
 import { connectKubernetes, type KubeConnector } from "./kube/mod.ts";
 import { createGlobalPlannerMetrics, type GlobalPlannerMetrics, isScaleReason } from "./ops/gp_metrics.ts";
@@ -83,7 +84,21 @@ export async function startGlobalPlanner(
     : undefined;
   try {
     if (!config.noOperation) {
-      kube = await connectKubernetes(config.kube, getEnv, logger);
+      const budget = budgetEnabled(config.budget)
+        ? {
+          settings: config.budget,
+          podNamespace: config.podNamespace,
+          managedNamespaces: config.managedNamespaces,
+          onPools: (gpus: Record<string, number>) => metrics.setManagedGpus(gpus),
+        }
+        : undefined;
+      if (budget) {
+        metrics.setGpuBudget({
+          max: config.budget.maxTotalGpus >= 0 ? config.budget.maxTotalGpus : undefined,
+          min: config.budget.minTotalGpus >= 0 ? config.budget.minTotalGpus : undefined,
+        });
+      }
+      kube = await connectKubernetes(config.kube, getEnv, logger, budget);
       lastProbe = Date.now();
       const reachable = await kube.client.probe();
       logger.info("Kubernetes connector ready", {
@@ -122,7 +137,7 @@ export async function startGlobalPlanner(
       logger,
     });
   } catch (error) {
-    kube?.close();
+    await kube?.close();
     await status?.close();
     throw error;
   }
@@ -150,8 +165,8 @@ export async function startGlobalPlanner(
       stopping = true;
       // Deregister first so planners stop routing here; blocking waits end at once with an
       // error; in-flight requests get up to `graceMs` to answer.
-      await running.stop(graceMs, () => kube?.scaler.cancelWaits("the Global Planner is shutting down"));
-      kube?.close();
+      await running.stop(graceMs, () => kube?.kubeScaler.cancelWaits("the Global Planner is shutting down"));
+      await kube?.close();
       await status?.close();
     },
   };

@@ -62,6 +62,9 @@ export class DgdShapeError extends GlobalPlannerError {}
  */
 export class TargetResolutionError extends InvalidRequest {}
 
+/** The GPU budget cannot be checked because some pool's GPU count is unknown (fail closed). */
+export class GpuCountUnknown extends GlobalPlannerError {}
+
 /** A `blocking: true` request's DGD did not become Ready within the configured time. */
 export class BlockingTimeout extends GlobalPlannerError {}
 
@@ -86,6 +89,7 @@ export function outcomeOf(error: unknown): Outcome {
   if (error instanceof KubeError) return { status: "error", reason: "kubernetes_error" };
   if (error instanceof Unavailable) return { status: "error", reason: "unavailable" };
   if (error instanceof BlockingTimeout) return { status: "error", reason: "blocking_timeout" };
+  if (error instanceof GpuCountUnknown) return { status: "error", reason: "gpu_count_unknown" };
   return { status: "error", reason: "internal_error" };
 }
 

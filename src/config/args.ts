@@ -22,6 +22,7 @@ export interface CliFlags {
 }
 
 export const USAGE = `Usage: global-planner [options]
+       global-planner call --help        (call the service as a planner would)
 
 Serves <DYN_NAMESPACE>.GlobalPlanner.scale_request and .health on the Dynamo runtime.
 

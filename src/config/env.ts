@@ -12,6 +12,9 @@ export type EnvGetter = (name: string) => string | undefined;
 /** Every variable the service reads; also the `env` list of the Deno permission set. */
 export const ENV_VARS = [
   ...STATUS_ENV_VARS,
+  // Read by the `call` subcommand (the caller's call-home listener), as 1.6.1 callers do.
+  "DYN_TCP_RESPONSE_STREAM_HOST",
+  "DYN_TCP_RESPONSE_STREAM_PORT",
   "DYN_NAMESPACE",
   "POD_NAMESPACE",
   "DYN_DISCOVERY_BACKEND",

@@ -1,29 +1,25 @@
 /**
  * The DGD cache used when a GPU budget is enabled (spec §10.1, §13.3): list the DGDs of one
- * namespace once, then keep them fresh with a watch, so arbitration reads memory instead of
- * GETting every participant on every request.
+ * namespace, then watch them, so arbitration reads memory instead of GETting every participant.
  *
- * - The watch resumes from the last resourceVersion it saw (events and bookmarks), so a watch
- *   that the server ends (`timeoutSeconds`) costs no re-list.
- * - An expired resourceVersion (410, as an HTTP status or an ERROR event) re-lists at once.
- * - Network errors, 429 and 5xx back off exponentially (250 ms doubling to 30 s, jittered), then
- *   resume from the last resourceVersion.
- * - Objects `viewDgd` cannot read are logged and kept out of the cache (`unreadable()` lists
- *   them so a budget can fail closed); the loop never dies on one bad object.
- * - `state()` feeds the health endpoint: `degraded` once the watch has been down longer than
- *   `downBoundMs`.
+ * - The watch resumes from the last resourceVersion seen (events, bookmarks): a watch the server
+ *   ends (`timeoutSeconds`) costs no re-list. An expired one (410, as HTTP status or ERROR event)
+ *   re-lists at once. Other failures back off (250 ms doubling to 30 s, jittered), then resume.
+ * - Objects `viewDgd` cannot read are logged and kept out (`unreadable()` lists them, so a budget
+ *   can fail closed); one bad object never stops the loop.
+ * - `state()` feeds health: `degraded` once no watch has been open for longer than `downBoundMs`.
  *
- * `start()` resolves after the first successful list. It rejects when that list fails with a
- * non-retryable error (400/401/403/404/422: missing RBAC verb, missing CRD) or version discovery
- * fails, so the caller can log it prominently; transient failures keep it pending while the
- * cache retries. Either way the loop keeps retrying until `stop()`: fixing RBAC heals the cache
- * without a restart, and health reports the outage meanwhile.
+ * `start()` resolves after the first successful list. It rejects when that list fails for a
+ * reason retrying cannot fix by itself (HTTP 4xx other than 408/410/429: an RBAC verb or the CRD
+ * is missing; or version discovery failed), so the caller can log it prominently; on transient
+ * failures it stays pending. Either way the loop retries until `stop()`: fixing RBAC heals the
+ * cache without a restart, and health reports the outage meanwhile.
  */
 import { setTimeout as delay } from "node:timers/promises";
 import { errorText, GlobalPlannerError, KubeError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import type { KubeClient } from "./client.ts";
-import { type DgdApiVersion, type DgdView, viewDgd } from "./dgd.ts";
+import { DGD_KIND, type DgdApiVersion, type DgdView, viewDgd } from "./dgd.ts";
 import { DGD, GROUP } from "./resources.ts";
 
 export const DEFAULT_DOWN_BOUND_MS = 30_000;
@@ -153,7 +149,7 @@ export class DgdCache {
   state(): DgdCacheState {
     const downFor = this.#downSince === undefined ? 0 : this.#clock() - this.#downSince;
     const degraded = !this.#watching && downFor > this.#downBoundMs;
-    const error = this.#lastError ?? "not connected yet";
+    const [downS, cause] = [Math.round(downFor / 1000), this.#lastError ?? "not connected yet"];
     return {
       enabled: true,
       synced: this.#synced,
@@ -162,11 +158,7 @@ export class DgdCache {
       ...(this.#downSince !== undefined ? { downSinceMs: this.#downSince } : {}),
       degraded,
       ...(degraded
-        ? {
-          message: `DGD watch down for ${
-            Math.round(downFor / 1000)
-          } s: ${error}; GPU budget cache may be stale`,
-        }
+        ? { message: `DGD watch down for ${downS} s: ${cause}; GPU budget cache may be stale` }
         : {}),
       dgds: this.#views.size,
       unreadable: this.#unreadable.size,
@@ -186,11 +178,12 @@ export class DgdCache {
     const signal = this.#stop.signal;
     while (!signal.aborted) {
       try {
+        this.#takeResumeOverride();
         if (this.#resourceVersion === undefined) await this.#list();
         await this.#watch(this.#resourceVersion!);
       } catch (error) {
         if (signal.aborted) break;
-        if (this.#takeResumeOverride()) continue;
+        if (this.#resumeOverride !== undefined) continue; // resumeFrom() ended the watch
         if (error instanceof KubeError && error.detail.status === 410) {
           this.#expired("HTTP 410");
           continue;
@@ -217,11 +210,7 @@ export class DgdCache {
       }>({ method: "GET", verb: "list", ...this.#target(version, query), signal: this.#stop.signal });
       for (const item of page.items ?? []) {
         // Items of a list may omit apiVersion/kind (typed lists do); viewDgd needs them.
-        const object = {
-          apiVersion: `${GROUP}/${version}`,
-          kind: "DynamoGraphDeployment",
-          ...item as object,
-        };
+        const object = { apiVersion: `${GROUP}/${version}`, kind: DGD_KIND, ...item as object };
         this.#read(object, views, unreadable);
       }
       token = page.metadata?.continue || undefined;
@@ -269,14 +258,13 @@ export class DgdCache {
       });
       this.#opened(fromVersion);
       for await (const event of _events(response.body!)) {
-        if (events++ === 0) this.#failures = 0;
+        events++;
         if (event.type === "ERROR") {
           const status = event.object as { code?: number; message?: string } | undefined;
-          if (status?.code === 410) {
-            return this.#expired(status.message ?? "410");
-          }
+          if (status?.code === 410) return this.#expired(status.message ?? "410");
           throw new Error(`DGD watch ERROR event ${status?.code ?? "?"}: ${status?.message ?? "no message"}`);
         }
+        this.#failures = 0; // the watch delivers: the next failure starts the backoff afresh
         this.#apply(event);
       }
     } finally {
@@ -361,22 +349,21 @@ export class DgdCache {
     this.#failures++;
     this.#lastError = errorText(error);
     this.#downSince ??= this.#clock();
-    const delay = _backoffMs(this.#failures);
+    const waitMs = _backoffMs(this.#failures);
     this.#options.logger.warn("DGD cache: list/watch failed; retrying", {
       namespace: this.namespace,
       error: this.#lastError,
       failures: this.#failures,
-      retryInMs: Math.round(delay),
+      retryInMs: Math.round(waitMs),
     });
     if (!this.#synced && !_retryable(error)) this.#rejectStart(error);
-    return delay;
+    return waitMs;
   }
 
-  #takeResumeOverride(): boolean {
-    if (this.#resumeOverride === undefined) return false;
+  #takeResumeOverride(): void {
+    if (this.#resumeOverride === undefined) return;
     this.#resourceVersion = this.#resumeOverride;
     this.#resumeOverride = undefined;
-    return true;
   }
 
   #rejectStart(error: unknown): void {

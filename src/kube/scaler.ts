@@ -8,7 +8,12 @@
  */
 import { KubeError, NotReady } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
-import { type ScaleRequest, type ScaleResponse, scaleResponse } from "../service/contract.ts";
+import {
+  type ScaleRequest,
+  type ScaleResponse,
+  scaleResponse,
+  type TargetReplica,
+} from "../service/contract.ts";
 import type { Scaler } from "../service/handlers.ts";
 import { scaledMessage } from "../service/messages.ts";
 import type { KubeClient } from "./client.ts";
@@ -34,13 +39,26 @@ export interface KubeScalerOptions {
   versions: () => Promise<ApiVersions>;
   logger: Logger;
   blockingTimeoutMs?: number;
+  /**
+   * A cached view to decide on instead of reading (budget mode: the watch cache). Writes are
+   * guarded by its resourceVersion, so a stale view costs a 409 and one fresh read, never a
+   * lost update.
+   */
+  cachedView?: (ref: ObjectRef) => DgdView | undefined;
+  /** Called with what a write returned or decided (to keep a cache current). */
+  onApplied?: (ref: ObjectRef, applied: Applied) => void;
   /** Test seam: runs between the read and the writes of each attempt. */
   beforeWrite?: (ref: ObjectRef, attempt: number) => Promise<void>;
 }
 
-interface Applied {
+export interface Applied {
+  /** The latest view: the DGD a patch returned, else the one decided on. */
   view: DgdView;
+  /** Component name → replicas written (skipped targets are absent). */
   written: Map<string, number>;
+  /** Components written through their scaling adapter (the DGD catches up later). */
+  viaAdapter: Set<string>;
+  /** `{prefill: n, decode: m}` with the values just written. */
   replicas: Record<string, number>;
 }
 
@@ -60,43 +78,56 @@ export class KubeScaler implements Scaler {
 
   async scale(request: ScaleRequest, signal: AbortSignal): Promise<ScaleResponse> {
     const ref = { namespace: request.k8s_namespace, name: request.graph_deployment_name };
+    const applied = await this.apply(ref, request.target_replicas, signal);
+    if (request.blocking) await this.waitApplied(ref, applied, signal);
+    return scaleResponse("success", scaledMessage(ref.name), applied.replicas);
+  }
+
+  /** Applies targets to one DGD, in arrival order with other requests for the same DGD. */
+  async apply(ref: ObjectRef, targets: readonly TargetReplica[], signal: AbortSignal): Promise<Applied> {
     const versions = await this.#options.versions();
     const applied = await this.#serial.run(
       `${ref.namespace}/${ref.name}`,
-      () => this.#apply(ref, request, versions, signal),
+      () => this.#apply(ref, targets, versions, signal),
     );
-    if (request.blocking && applied.written.size > 0) {
-      await waitReady({
-        client: this.#options.client,
-        version: versions.dgd,
-        ref,
-        written: applied.written,
-        latest: applied.view,
-        timeoutMs: this.#options.blockingTimeoutMs ?? DEFAULT_BLOCKING_TIMEOUT_SECONDS * 1000,
-        signal: AbortSignal.any([signal, this.#shutdown.signal]),
-        logger: this.#options.logger,
-      });
-    }
-    return scaleResponse("success", scaledMessage(ref.name), applied.replicas);
+    this.#options.onApplied?.(ref, applied);
+    return applied;
+  }
+
+  /** `blocking: true`: waits (by watch) until the DGD has taken in what was written and is Ready. */
+  async waitApplied(ref: ObjectRef, applied: Applied, signal: AbortSignal): Promise<void> {
+    if (applied.written.size === 0) return;
+    const versions = await this.#options.versions();
+    await waitReady({
+      client: this.#options.client,
+      version: versions.dgd,
+      ref,
+      written: applied.written,
+      latest: applied.view,
+      timeoutMs: this.#options.blockingTimeoutMs ?? DEFAULT_BLOCKING_TIMEOUT_SECONDS * 1000,
+      signal: AbortSignal.any([signal, this.#shutdown.signal]),
+      logger: this.#options.logger,
+    });
   }
 
   async #apply(
     ref: ObjectRef,
-    request: ScaleRequest,
+    targets: readonly TargetReplica[],
     versions: ApiVersions,
     signal: AbortSignal,
   ): Promise<Applied> {
     for (let attempt = 0;; attempt++) {
-      const view = await this.#readDgd(ref, versions, signal);
+      const cached = attempt === 0 ? this.#options.cachedView?.(ref) : undefined;
+      const view = cached ?? await this.#readDgd(ref, versions, signal);
       if (!view.ready) {
         throw new NotReady(
           `DynamoGraphDeployment is not ready (name: '${ref.name}' in namespace '${ref.namespace}')`,
         );
       }
-      const targets = resolveTargets(view, request.target_replicas);
+      const resolved = resolveTargets(view, targets);
       await this.#options.beforeWrite?.(ref, attempt);
       try {
-        return await this.#write(ref, view, targets, versions, signal);
+        return await this.#write(ref, view, resolved, versions, signal);
       } catch (error) {
         if (_status(error) !== 409 || attempt >= MAX_CONFLICT_RETRIES) throw error;
         this.#options.logger.info("write conflict; re-reading and deciding again", {
@@ -115,11 +146,15 @@ export class KubeScaler implements Scaler {
     signal: AbortSignal,
   ): Promise<Applied> {
     const written = new Map<string, number>();
+    const viaAdapter = new Set<string>();
     const direct: ResolvedTarget[] = [];
     for (const target of targets) {
       if (
         target.component.scalingAdapter && await this.#writeAdapter(ref, target, versions, signal, written)
-      ) continue;
+      ) {
+        if (written.has(target.component.name)) viaAdapter.add(target.component.name);
+        continue;
+      }
       direct.push(target);
     }
     let latest = view;
@@ -136,7 +171,7 @@ export class KubeScaler implements Scaler {
     // values into the DGD asynchronously.
     const replicas = currentReplicas(latest);
     for (const t of targets) if (written.has(t.component.name)) replicas[t.role] = t.desired;
-    return { view: latest, written, replicas };
+    return { view: latest, written, viaAdapter, replicas };
   }
 
   /** Returns false when the adapter does not exist (the caller patches the DGD instead). */

@@ -19,6 +19,7 @@ export const SCALE_REASONS = [
   "kubernetes_error",
   "unavailable",
   "blocking_timeout",
+  "gpu_count_unknown",
   "internal_error",
 ] as const;
 export type ScaleReason = typeof SCALE_REASONS[number];
@@ -41,6 +42,7 @@ export const USUAL_RESULT: Readonly<Record<ScaleReason, ScaleStatus>> = {
   kubernetes_error: "error",
   unavailable: "error",
   blocking_timeout: "error",
+  gpu_count_unknown: "error",
   internal_error: "error",
 };
 

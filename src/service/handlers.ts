@@ -112,16 +112,28 @@ export function createScaleRequestHandler(options: ScaleHandlerOptions): Handler
 export interface HealthHandlerOptions {
   namespace: string;
   managedNamespaces: readonly string[] | null;
+  /** With a GPU budget: the DGD watch cache's state (spec §5, proposed `dgd_watch`). */
+  dgdWatch?: () => { degraded: boolean; message?: string; [key: string]: unknown } | undefined;
 }
 
 export function createHealthHandler(options: HealthHandlerOptions): Handler {
-  const body = {
+  const base = {
     status: "healthy",
     component: COMPONENT,
     namespace: options.namespace,
     managed_namespaces: options.managedNamespaces?.length ? [...options.managedNamespaces] : "all",
   };
   return async function* health() {
-    yield body;
+    const watch = options.dgdWatch?.();
+    if (!watch) {
+      yield base;
+      return;
+    }
+    yield {
+      ...base,
+      status: watch.degraded ? "degraded" : "healthy",
+      ...(watch.degraded && watch.message ? { message: watch.message } : {}),
+      dgd_watch: watch,
+    };
   };
 }

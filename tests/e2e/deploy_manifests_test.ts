@@ -90,8 +90,8 @@ Deno.test({
           capabilities: { drop: ["ALL"] },
           seccompProfile: { type: "RuntimeDefault" },
         });
-        // The Pod Security "restricted" profile, checked by the server itself (its ServiceAccount
-        // must exist for the pod to be admitted: created for real, the only object that is).
+        // The Pod Security "restricted" profile, checked by the server itself. The ServiceAccount is
+        // created for real (the only object that is), as a real cluster's admission would require.
         const created = await cluster.request("POST", "/api/v1/namespaces/dynamo-system/serviceaccounts", sa);
         assert.ok(created.ok, created.text);
         const labelled = await cluster.request(

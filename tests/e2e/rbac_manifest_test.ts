@@ -28,11 +28,12 @@ const SCALE = "dynamographdeploymentscalingadapters/scale";
 const BLOCKING_TIMEOUT_S = 4;
 
 type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
-type Scenario = "plain" | "adapter" | "blocking";
+type Scenario = "plain" | "adapter" | "blocking" | "budget";
 
 /** Which scenario exercises each permission of the manifest (a new rule needs a new entry). */
 const NEEDED_BY: Record<string, Scenario> = {
   [`${DGD} get`]: "plain",
+  [`${DGD} list`]: "budget",
   [`${DGD} patch`]: "plain",
   [`${DGD} watch`]: "blocking",
   [`${SCALE} get`]: "adapter",
@@ -48,7 +49,7 @@ interface Connected {
   logs: Record<string, unknown>[];
 }
 
-async function connectAs(cluster: KubeCluster, serviceAccount: string): Promise<Connected> {
+async function connectAs(cluster: KubeCluster, serviceAccount: string, budget = false): Promise<Connected> {
   const token = await cluster.createServiceAccountToken(SA_NS, serviceAccount);
   const dir = await Deno.makeTempDir({ prefix: "gp-rbac-sa-" });
   tempDirs.push(dir);
@@ -60,6 +61,14 @@ async function connectAs(cluster: KubeCluster, serviceAccount: string): Promise<
     { serviceAccountDir: dir, blockingTimeoutSeconds: BLOCKING_TIMEOUT_S },
     (n) => env[n],
     logger,
+    // The budget's DGD cache lists and watches POD_NAMESPACE.
+    budget
+      ? {
+        settings: { maxTotalGpus: 1000, minTotalGpus: -1, intentCacheTtlSeconds: 360 },
+        podNamespace: QUIET,
+        managedNamespaces: null,
+      }
+      : undefined,
   );
   return { kube, logs };
 }
@@ -209,6 +218,21 @@ Deno.test({
         assert.equal(replicasOf(await readDgd(cluster, "v1alpha1", ns, dgd)).Pre, 3);
       });
 
+      await t.step(
+        "the manifest's ServiceAccount: request under a GPU budget (list + watch cache)",
+        async () => {
+          const budgeted = await connectAs(cluster, "global-planner", true);
+          opened.push(budgeted.kube);
+          const { dgd, response } = await runScenario(cluster, budgeted.kube, "budget");
+          assert.deepEqual(response, {
+            status: "success",
+            message: `Scaled ${dgd} successfully`,
+            current_replicas: { prefill: 3, decode: 1 },
+          });
+          assert.equal(budgeted.kube.cacheState()?.synced, true);
+        },
+      );
+
       await t.step("the manifest's ServiceAccount: adapter request (get + patch /scale)", async () => {
         const { dgd, ns, adapter, response } = await runScenario(cluster, full.kube, "adapter");
         assert.deepEqual(response, {
@@ -264,7 +288,7 @@ Deno.test({
             },
           ]);
           await waitForRbac(cluster, name, reduced, pair);
-          const weak = await connectAs(cluster, name);
+          const weak = await connectAs(cluster, name, scenario === "budget");
           opened.push(weak.kube);
 
           const started = Date.now();
@@ -282,6 +306,20 @@ Deno.test({
               `\\(HTTP 403\\): the service account needs RBAC verb "${verb}" on "${escape(resource)}" ` +
               `in API group "nvidia\\.com" in namespace "${ns}"$`,
           );
+          if (scenario === "budget") {
+            // The cache cannot list: the budget fails closed, naming the missing permission.
+            assert.equal(response.status, "error", JSON.stringify(response));
+            assert.match(
+              response.message,
+              new RegExp(
+                `^GPU budget cannot be checked: the DynamoGraphDeployment cache has not listed namespace '${ns}' yet ` +
+                  `\\(.*Kubernetes denied list on dynamographdeployments\\.nvidia\\.com in namespace '${ns}' \\(HTTP 403\\)` +
+                  `: the service account needs RBAC verb "list"`,
+              ),
+            );
+            assert.equal(replicasOf(await readDgd(cluster, "v1alpha1", ns, dgd)).Pre, 1, "nothing written");
+            return;
+          }
           if (verb !== "watch") {
             assert.equal(response.status, "error", JSON.stringify(response));
             assert.match(response.message, new RegExp(`^${denied.source}`));

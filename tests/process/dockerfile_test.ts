@@ -201,7 +201,8 @@ Deno.test("deno.json: the compile task bakes in the `service` permission set, no
   assert.ok(compile.split(/\s+/).includes("-P=service"), compile);
   assert.doesNotMatch(compile, ALLOW_ALL);
   assert.doesNotMatch(compile, /--allow-/);
-  assert.match(compile, /--output global-planner main\.ts$/);
+  assert.match(compile, /\s--output[= ]global-planner\s/);
+  assert.match(compile, /\smain\.ts$/);
   assert.ok(config.permissions?.service, "permissions.service exists");
   const ignore = await Deno.readTextFile(`${PROJECT_ROOT}/.dockerignore`);
   assert.match(ignore, /^\*$/m, ".dockerignore starts from nothing");
