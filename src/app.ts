@@ -125,6 +125,11 @@ export async function startGlobalPlanner(
         handler: createHealthHandler({
           namespace: config.dynNamespace,
           managedNamespaces: config.managedNamespaces,
+          dgdWatch: () => {
+            const state = kube?.cacheState();
+            if (state) metrics.setDgdWatchUp(state.watching);
+            return state;
+          },
         }),
         healthCheckPayload: HEALTH_CHECK_PAYLOAD,
       },

@@ -142,3 +142,28 @@ Deno.test("health answers any request with status, component, namespace and mana
     ],
   );
 });
+
+Deno.test("health with a GPU budget reports the DGD watch and turns degraded with its message", async () => {
+  let state = { enabled: true, synced: true, watching: true, degraded: false, dgds: 3 } as
+    & Record<string, unknown>
+    & { degraded: boolean; message?: string };
+  const handler = createHealthHandler({ namespace: "n", managedNamespaces: null, dgdWatch: () => state });
+  assert.deepEqual(await collect(handler, {}), [
+    {
+      status: "healthy",
+      component: "GlobalPlanner",
+      namespace: "n",
+      managed_namespaces: "all",
+      dgd_watch: state,
+    },
+  ]);
+  state = {
+    ...state,
+    watching: false,
+    degraded: true,
+    message: "DGD watch down for 45 s: boom; GPU budget cache may be stale",
+  };
+  const [item] = await collect(handler, {}) as Record<string, unknown>[];
+  assert.equal(item.status, "degraded");
+  assert.equal(item.message, "DGD watch down for 45 s: boom; GPU budget cache may be stale");
+});

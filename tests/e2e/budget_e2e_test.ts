@@ -1,0 +1,207 @@
+/**
+ * The GPU budget end to end: several DGDs of both API versions on a real kube-apiserver, our
+ * service as a process with --max/--min-total-gpus, and upstream's planner client
+ * (GlobalPlannerConnector, ai-dynamo 1.6.1) sending real requests.
+ *
+ * Fleet (POD_NAMESPACE "pool"): alpha (v1alpha1) prefill 2×2 GPUs + decode 2×1 = 6;
+ * beta (v1beta1) prefill 1×1 + decode 2×2 = 5; total 11; band [8, 12].
+ */
+import assert from "node:assert/strict";
+import { parseAllDocuments } from "yaml";
+import {
+  applyManifest,
+  createDgd,
+  DGD_PATH,
+  readDgd,
+  replicasOf,
+  v1alpha1Dgd,
+  v1beta1Dgd,
+} from "../support/dgd_fixtures.ts";
+import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
+import { PROJECT_ROOT } from "../support/paths.ts";
+import { assertVenv, runDriver } from "../support/python.ts";
+import { type ServiceProcess, startService } from "../support/service.ts";
+
+const POOL = "pool";
+const GP_NS = "gp-budget";
+const SA_NS = "dynamo-system";
+
+interface Outcome {
+  response: { status: string; message: string; current_replicas: Record<string, number> } | null;
+  raised: { exception: string; message: string } | null;
+}
+
+async function plan(
+  env: Record<string, string>,
+  dgd: string,
+  targets: { prefill?: number; decode?: number },
+): Promise<Outcome> {
+  const argv = [
+    "--via",
+    "connector",
+    "--gp-namespace",
+    GP_NS,
+    "--caller-namespace",
+    `${POOL}-${dgd}`,
+    "--dgd",
+    dgd,
+    "--k8s-namespace",
+    POOL,
+    "--timeout",
+    "30",
+  ];
+  if (targets.prefill !== undefined) argv.push("--prefill", String(targets.prefill));
+  if (targets.decode !== undefined) argv.push("--decode", String(targets.decode));
+  const result = await runDriver("planner_client.py", argv, env, 45_000);
+  assert.equal(result.code, 0, `${result.stdout}\n${result.stderr.slice(-1500)}`);
+  return result.lines[0] as unknown as Outcome;
+}
+
+Deno.test({
+  name: "GPU budget end to end: ceiling, pairing with a fresh intent, floor, fail closed",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn(t) {
+    await assertVenv();
+    let cluster: KubeCluster | undefined;
+    let service: ServiceProcess | undefined;
+    const temp: string[] = [];
+    try {
+      cluster = await startKubeCluster();
+      await cluster.createNamespace(POOL);
+      await cluster.createNamespace(SA_NS);
+      await applyManifest(
+        cluster,
+        parseAllDocuments(await Deno.readTextFile(`${PROJECT_ROOT}/deploy/rbac.yaml`)).map((d) => d.toJSON()),
+      );
+      const saDir = await Deno.makeTempDir({ dir: "/tmp", prefix: "gp-budget-sa-" });
+      const kvDir = await Deno.makeTempDir({ dir: "/tmp", prefix: "gp-budget-kv-" });
+      temp.push(saDir, kvDir);
+      await cluster.writeServiceAccountDir(
+        saDir,
+        SA_NS,
+        await cluster.createServiceAccountToken(SA_NS, "global-planner"),
+      );
+      await createDgd(
+        cluster,
+        v1alpha1Dgd("alpha", POOL, {
+          P: { role: "prefill", replicas: 2, gpu: 2 },
+          D: { role: "decode", replicas: 2, gpu: 1 },
+        }),
+      );
+      await createDgd(
+        cluster,
+        v1beta1Dgd("beta", POOL, {
+          p: { role: "prefill", replicas: 1, gpu: 1 },
+          d: { role: "decode", replicas: 2, gpu: 2 },
+        }),
+      );
+
+      const discovery = { DYN_DISCOVERY_BACKEND: "file", DYN_FILE_KV: kvDir };
+      service = await startService({
+        args: [
+          "--service-account-dir",
+          saDir,
+          "--max-total-gpus",
+          "12",
+          "--min-total-gpus",
+          "8",
+          "--intent-cache-ttl-seconds",
+          "300",
+        ],
+        env: { ...discovery, ...cluster.inClusterEnv(), DYN_NAMESPACE: GP_NS, POD_NAMESPACE: POOL },
+      });
+      await service.waitForLog((l) => l.message === "DGD cache synced");
+
+      await t.step("within the ceiling (11 → 12): success", async () => {
+        const outcome = await plan(discovery, "alpha", { decode: 3 });
+        assert.equal(outcome.response?.status, "success", JSON.stringify(outcome));
+        assert.deepEqual(outcome.response?.current_replicas, { prefill: 2, decode: 3 });
+        assert.equal(replicasOf(await readDgd(cluster!, "v1alpha1", POOL, "alpha")).D, 3);
+      });
+
+      await t.step(
+        "over the ceiling (12 → 14): rejected with upstream's wording, nothing written, planner continues",
+        async () => {
+          const outcome = await plan(discovery, "alpha", { prefill: 3 });
+          assert.equal(outcome.raised, null, "a rejection must not raise in the planner");
+          assert.deepEqual(outcome.response, {
+            status: "rejected",
+            message: "GPU budget breach: total 14 exceeds ceiling (12); no feasible pair packing",
+            current_replicas: {},
+          });
+          assert.equal(replicasOf(await readDgd(cluster!, "v1alpha1", POOL, "alpha")).P, 2);
+        },
+      );
+
+      await t.step(
+        "a scale-down pairs with the fresh rejected intent: both applied, scale-down first",
+        async () => {
+          // beta decode 2 → 1 frees 2 GPUs; alpha's intent (prefill 3, +2) is fresh and opposite.
+          const outcome = await plan(discovery, "beta", { decode: 1 });
+          assert.equal(outcome.response?.status, "success", JSON.stringify(outcome));
+          assert.equal(replicasOf(await readDgd(cluster!, "v1beta1", POOL, "beta")).d, 1);
+          assert.equal(
+            replicasOf(await readDgd(cluster!, "v1alpha1", POOL, "alpha")).P,
+            3,
+            "partner not applied",
+          );
+          const decision = await service!.waitForLog((l) =>
+            l.message === "budget decision" && l.participant === `${POOL}/beta`
+          );
+          const writes = decision.writes as { participant: string; gpu_delta: number }[];
+          assert.deepEqual(writes.map((w) => w.participant), [`${POOL}/beta`, `${POOL}/alpha`]);
+          assert.deepEqual(writes.map((w) => w.gpu_delta), [-2, 2]);
+        },
+      );
+
+      await t.step("below the floor: rejected", async () => {
+        // total is 12 (alpha 6+3, beta 1+2): alpha decode 3 → 0 would leave 9 ≥ 8 → ok; then beta decode 1 → 0 → 7 < 8.
+        assert.equal((await plan(discovery, "alpha", { decode: 0 })).response?.status, "success");
+        const outcome = await plan(discovery, "beta", { decode: 0 });
+        assert.deepEqual(outcome.response, {
+          status: "rejected",
+          message: "GPU budget breach: total 7 below floor (8); no feasible pair packing",
+          current_replicas: {},
+        });
+      });
+
+      await t.step("a pool whose GPU count cannot be read fails the decision closed, naming it", async () => {
+        const broken = v1beta1Dgd("gamma", POOL, { g: { role: "prefill", replicas: 1 } });
+        delete (broken.spec.components[0].podTemplate.spec.containers[0] as { resources?: unknown })
+          .resources;
+        await createDgd(cluster!, broken);
+        await new Promise((r) => setTimeout(r, 500)); // the watch delivers it
+        const outcome = await plan(discovery, "alpha", { decode: 1 });
+        assert.equal(outcome.response?.status, "error");
+        assert.match(
+          outcome.response!.message,
+          /^GPU budget cannot be checked: DynamoGraphDeployment 'pool\/gamma' component 'g': /,
+        );
+        assert.equal(replicasOf(await readDgd(cluster!, "v1alpha1", POOL, "alpha")).D, 0, "nothing written");
+        await cluster!.request("DELETE", DGD_PATH("v1beta1", POOL, "gamma"));
+        await new Promise((r) => setTimeout(r, 500));
+        assert.equal((await plan(discovery, "alpha", { decode: 1 })).response?.status, "success");
+      });
+
+      await t.step("health reports the DGD watch cache", async () => {
+        const result = await runDriver("call_endpoint.py", [
+          "--endpoint",
+          `${GP_NS}.GlobalPlanner.health`,
+          "--payload",
+          "{}",
+        ], discovery);
+        const item = result.lines.find((l) => "item" in l)?.item as Record<string, unknown>;
+        assert.equal(item.status, "healthy");
+        const watch = item.dgd_watch as Record<string, unknown>;
+        assert.equal(watch.synced, true);
+        assert.equal(watch.watching, true);
+        assert.equal(watch.dgds, 2);
+      });
+    } finally {
+      await service?.stop("SIGTERM");
+      await cluster?.stop();
+      for (const dir of temp) await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+});
