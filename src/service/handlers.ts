@@ -109,11 +109,17 @@ export function createScaleRequestHandler(options: ScaleHandlerOptions): Handler
   }
 }
 
+/** What health reports about the DGD watch cache (any fields; these two decide the status). */
+export interface DgdWatchState {
+  degraded: boolean;
+  message?: string;
+}
+
 export interface HealthHandlerOptions {
   namespace: string;
   managedNamespaces: readonly string[] | null;
   /** With a GPU budget: the DGD watch cache's state (spec §5, proposed `dgd_watch`). */
-  dgdWatch?: () => { degraded: boolean; message?: string; [key: string]: unknown } | undefined;
+  dgdWatch?: () => DgdWatchState | undefined;
 }
 
 export function createHealthHandler(options: HealthHandlerOptions): Handler {
