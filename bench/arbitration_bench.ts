@@ -9,7 +9,50 @@
  * (same sign as the request: not a partner). "all partners" gives every DGD a fresh decode
  * intent, the worst case for the candidate sort.
  */
+import { type DgdView, viewDgd } from "../src/kube/dgd.ts";
+import { snapshotPools } from "../src/kube/participants.ts";
 import { arbitrate, IntentCache, makeSnapshot, type Pool, poolKey } from "../src/service/budget/mod.ts";
+
+/** The same fleet as DGD objects (half v1alpha1, half v1beta1) as the watch cache holds them. */
+function cachedViews(dgds: number): DgdView[] {
+  const views: DgdView[] = [];
+  for (let i = 0; i < dgds; i++) {
+    const metadata = { name: `dgd-${i}`, namespace: "ns", resourceVersion: String(i + 1) };
+    const status = { conditions: [{ type: "Ready", status: "True" }] };
+    views.push(viewDgd(
+      i % 2 === 0
+        ? {
+          apiVersion: "nvidia.com/v1alpha1",
+          kind: "DynamoGraphDeployment",
+          metadata,
+          status,
+          spec: {
+            services: {
+              P: { subComponentType: "prefill", replicas: 2, resources: { limits: { gpu: "2" } } },
+              D: { subComponentType: "decode", replicas: 2, resources: { limits: { gpu: "4" } } },
+            },
+          },
+        }
+        : {
+          apiVersion: "nvidia.com/v1beta1",
+          kind: "DynamoGraphDeployment",
+          metadata,
+          status,
+          spec: {
+            components: [
+              { name: "p", type: "prefill", replicas: 2, podTemplate: _gpus(2) },
+              { name: "d", type: "decode", replicas: 2, podTemplate: _gpus(4) },
+            ],
+          },
+        },
+    ));
+  }
+  return views;
+}
+
+function _gpus(n: number) {
+  return { spec: { containers: [{ name: "main", resources: { limits: { "nvidia.com/gpu": n } } }] } };
+}
 
 const NOW = 1_000;
 const TTL = 60;
@@ -52,6 +95,15 @@ for (const dgds of [10, 100, 1_000]) {
     arbitrate({ snapshot, request, intents, bounds, ttl: TTL, now: NOW });
   });
   Deno.bench({ name: `snapshot + arbitrate, ${dgds} DGDs`, group: `${dgds} DGDs` }, () => {
+    arbitrate({ snapshot: makeSnapshot(pools), request, intents, bounds, ttl: TTL, now: NOW });
+  });
+  const views = cachedViews(dgds);
+  // The whole decision path of a budgeted request: cached views → pools → snapshot → decision.
+  Deno.bench({
+    name: `from the DGD cache: pools + snapshot + arbitrate, ${dgds} DGDs`,
+    group: `${dgds} DGDs`,
+  }, () => {
+    const { pools } = snapshotPools(views, (v) => `${v.namespace}/${v.name}`);
     arbitrate({ snapshot: makeSnapshot(pools), request, intents, bounds, ttl: TTL, now: NOW });
   });
   Deno.bench({ name: `arbitrate, ${dgds} DGDs, all partners`, group: `${dgds} DGDs` }, () => {
