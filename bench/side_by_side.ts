@@ -90,7 +90,14 @@ const TARGETS: Target[] = [
     // Deno.execPath() is the deno binary itself: the child pid is the serving process.
     command: (kv) =>
       new Deno.Command(Deno.execPath(), {
-        args: ["run", "-P=service", "--quiet", "main.ts", "--no-operation"],
+        args: [
+          "run",
+          "-P=service",
+          "--v8-flags=--max-semi-space-size=1",
+          "--quiet",
+          "main.ts",
+          "--no-operation",
+        ],
         cwd: ROOT,
         env: { ...loopback, DYN_FILE_KV: kv, DYN_NAMESPACE: "bench-ours" },
         clearEnv: true,

@@ -24,7 +24,8 @@ export class Dispatcher {
   #openResponse: ResponseOpener;
   #logger: Logger;
   #inFlight = new Set<Promise<void>>();
-  #shutdown = new AbortController();
+  /** Per-request abort controllers, aborted together at shutdown. */
+  #running = new Set<AbortController>();
 
   constructor(endpoints: Endpoint[], openResponse: ResponseOpener, logger: Logger) {
     for (const endpoint of endpoints) this.#endpoints.set(endpoint.name, endpoint);
@@ -72,7 +73,7 @@ export class Dispatcher {
     ]);
     clearTimeout(timer);
     if (timedOut) {
-      this.#shutdown.abort(new Error("service is shutting down"));
+      for (const controller of this.#running) controller.abort("service is shutting down");
       await all;
     }
   }
@@ -106,7 +107,28 @@ export class Dispatcher {
       return;
     }
 
-    const signal = AbortSignal.any([sink.stopped, this.#shutdown.signal]);
+    // One controller per request (AbortSignal.any would keep a little state per request alive).
+    const controller = new AbortController();
+    const stop = () => controller.abort(sink.stopped.reason);
+    sink.stopped.addEventListener("abort", stop, { once: true });
+    this.#running.add(controller);
+    try {
+      await this.#stream(endpoint, sink, control, headers, data, codec, controller.signal);
+    } finally {
+      sink.stopped.removeEventListener("abort", stop);
+      this.#running.delete(controller);
+    }
+  }
+
+  async #stream(
+    endpoint: Endpoint,
+    sink: ResponseSink,
+    control: ControlHeader,
+    headers: Record<string, string>,
+    data: Uint8Array | undefined,
+    codec: PayloadCodec | undefined,
+    signal: AbortSignal,
+  ) {
     try {
       const request = decodeBody(control.payload_codec, codec, data);
       for await (const item of endpoint.handler(request, { id: control.id, headers, signal })) {

@@ -9,12 +9,14 @@ export interface Readable {
 
 export class ByteReader {
   #source: Readable;
-  #buffer = new Uint8Array(64 * 1024);
+  #buffer: Uint8Array;
   #start = 0;
   #end = 0;
 
-  constructor(source: Readable) {
+  /** `initialSize`: small for connections that carry only rare, tiny frames (it still grows). */
+  constructor(source: Readable, initialSize = 64 * 1024) {
     this.#source = source;
+    this.#buffer = new Uint8Array(initialSize);
   }
 
   /** Bytes already buffered and not yet consumed. */

@@ -18,6 +18,8 @@ export const CALL_HOME_TRANSPORT = "tcp_server";
 
 const PROLOGUE_OK = encodeTwoPart(utf8(`{"error":null}`));
 const SENTINEL = encodeTwoPart(utf8(`"sentinel"`));
+/** The normal end of every stream: a constant, so no error (and stack) is built per request. */
+const CALLER_CLOSED = "caller closed";
 /** How long to wait for the caller to close after the sentinel. */
 const LINGER_MS = 10_000;
 
@@ -131,7 +133,8 @@ class CallHomeSink implements ResponseSink {
   }
 
   async #watchCaller(): Promise<void> {
-    const reader = new ByteReader(this.#conn);
+    // Only `"stop"`/`"kill"` ever arrive here: a small buffer, not 64 KiB per request.
+    const reader = new ByteReader(this.#conn, 512);
     try {
       while (true) {
         const prefix = await reader.readExact(TWO_PART_PREFIX);
@@ -147,7 +150,7 @@ class CallHomeSink implements ResponseSink {
     } catch (error) {
       if (!this.#closed) this.#logger.debug("call-home read ended", { error });
     } finally {
-      if (!this.#stop.signal.aborted) this.#stop.abort(new ProtocolError("caller closed"));
+      if (!this.#stop.signal.aborted) this.#stop.abort(CALLER_CLOSED);
       this.#close();
     }
   }

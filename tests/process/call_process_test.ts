@@ -1,0 +1,63 @@
+/** `global-planner call` as a process with the service's permission set, against the running service. */
+import assert from "node:assert/strict";
+import { serviceCommand, type ServiceProcess, startService } from "../support/service.ts";
+
+Deno.test({
+  name:
+    "call subcommand (deno run -P=service main.ts call ...) against the service: health, scale, rejection",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const kv = await Deno.makeTempDir({ prefix: "gp-kv-" });
+    const env = { DYN_DISCOVERY_BACKEND: "file", DYN_FILE_KV: kv, DYN_TCP_RESPONSE_STREAM_HOST: "127.0.0.1" };
+    let service: ServiceProcess | undefined;
+    const call = async (args: string[]) => {
+      const out = await serviceCommand(["call", "--namespace", "gp-call", ...args], env).output();
+      return {
+        code: out.code,
+        stdout: new TextDecoder().decode(out.stdout),
+        stderr: new TextDecoder().decode(out.stderr),
+      };
+    };
+    try {
+      service = await startService({
+        args: ["--no-operation", "--managed-namespaces", "prod-llama"],
+        env: { ...env, DYN_NAMESPACE: "gp-call" },
+      });
+      const health = await call(["--health"]);
+      assert.equal(health.code, 0, health.stderr);
+      assert.deepEqual(JSON.parse(health.stdout), {
+        status: "healthy",
+        component: "GlobalPlanner",
+        namespace: "gp-call",
+        managed_namespaces: ["prod-llama"],
+      });
+      const scaled = await call([
+        "--prefill",
+        "2",
+        "--decode",
+        "3",
+        "--dgd",
+        "llama",
+        "--k8s-namespace",
+        "prod",
+      ]);
+      assert.equal(scaled.code, 0, scaled.stderr);
+      assert.equal(JSON.parse(scaled.stdout).status, "success");
+      const log = await service.waitForLog((l) => l.message === "scale request" && l.caller === "prod-llama");
+      assert.deepEqual(log.targets, { prefill: 2, decode: 3 });
+      const refused = await call(["--decode", "1", "--dgd", "other", "--k8s-namespace", "prod"]);
+      assert.equal(refused.code, 1);
+      assert.deepEqual(JSON.parse(refused.stdout), {
+        status: "error",
+        message: "Namespace prod-other not authorized",
+        current_replicas: {},
+      });
+      const usage = await call(["--prefill", "x"]);
+      assert.equal(usage.code, 2);
+    } finally {
+      await service?.stop();
+      await Deno.remove(kv, { recursive: true });
+    }
+  },
+});
