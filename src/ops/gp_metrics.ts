@@ -90,6 +90,8 @@ export interface GlobalPlannerMetrics extends MetricsSource {
   setDgdWatchUp(up: boolean): void;
   /** Counts one request in flight; call the returned function once it ends (extra calls are no-ops). */
   trackInflight(): () => void;
+  /** Kubernetes API calls made so far (a running total from the client). */
+  setKubeApiCalls(total: number): void;
 }
 
 export interface GlobalPlannerMetricsOptions {
@@ -144,6 +146,11 @@ export function createGlobalPlannerMetrics(options: GlobalPlannerMetricsOptions)
     help: "Always 1; labels carry the Global Planner version and the Deno version running it.",
     labelNames: ["version", "deno"],
   });
+  const kubeApiCalls = registry.counter({
+    name: name("kube_api_calls_total"),
+    help: "Kubernetes API calls made (reads, writes, watches, discovery).",
+  });
+  let kubeApiCallsSeen = 0;
   const inflight = registry.gauge({
     name: name("inflight_requests"),
     help: "Scale requests currently being handled.",
@@ -175,6 +182,10 @@ export function createGlobalPlannerMetrics(options: GlobalPlannerMetricsOptions)
     },
     setDiscoveryRegistered: (registered) => discoveryRegistered.set(registered ? 1 : 0),
     setDgdWatchUp: (up) => dgdWatchUp.set(up ? 1 : 0),
+    setKubeApiCalls(total) {
+      if (total > kubeApiCallsSeen) kubeApiCalls.add(total - kubeApiCallsSeen);
+      kubeApiCallsSeen = Math.max(kubeApiCallsSeen, total);
+    },
     trackInflight() {
       inflight.add(1);
       let done = false;

@@ -1,0 +1,142 @@
+/** The budget planner over a fake port: serialization, apply order, failure reporting. */
+import assert from "node:assert/strict";
+import { BudgetBreach, NotReady } from "../../src/errors.ts";
+import { createLogger } from "../../src/ops/log.ts";
+import { BudgetPlanner, type BudgetPort } from "../../src/service/budget_planner.ts";
+import { makeSnapshot, type ParticipantId, type Pool } from "../../src/service/budget/mod.ts";
+import { parseScaleRequest, type TargetReplica } from "../../src/service/contract.ts";
+
+const logger = createLogger({ level: "error", sink: () => {} });
+
+/** A fleet in memory: applying a write changes it; hooks inject delays and failures. */
+class FakePort implements BudgetPort<string> {
+  pools = new Map<string, Pool>();
+  applied: string[] = [];
+  failFor = new Map<ParticipantId, Error>();
+  applyDelayMs = 0;
+  waitDelayMs = new Map<ParticipantId, number>();
+
+  add(participant: string, role: "prefill" | "decode", replicas: number, gpuPerReplica: number) {
+    this.pools.set(`${participant}/${role}`, { participant, role, replicas, gpuPerReplica });
+  }
+  snapshot() {
+    return Promise.resolve(makeSnapshot([...this.pools.values()].map((p) => ({ ...p }))));
+  }
+  async apply(participant: ParticipantId, targets: readonly TargetReplica[]) {
+    if (this.applyDelayMs) await new Promise((r) => setTimeout(r, this.applyDelayMs));
+    const failure = this.failFor.get(participant);
+    if (failure) throw failure;
+    for (const t of targets) {
+      const key = `${participant}/${t.sub_component_type}`;
+      this.pools.set(key, { ...this.pools.get(key)!, replicas: t.desired_replicas });
+    }
+    this.applied.push(
+      `${participant}:${targets.map((t) => `${t.sub_component_type}=${t.desired_replicas}`).join(",")}`,
+    );
+    const replicas: Record<string, number> = {};
+    for (const p of this.pools.values()) if (p.participant === participant) replicas[p.role] = p.replicas;
+    return { replicas, applied: participant };
+  }
+  async waitApplied(participant: ParticipantId) {
+    await new Promise((r) => setTimeout(r, this.waitDelayMs.get(participant) ?? 0));
+  }
+}
+
+const request = (dgd: string, targets: Record<string, number>, blocking = false) =>
+  parseScaleRequest({
+    caller_namespace: "c",
+    graph_deployment_name: dgd,
+    k8s_namespace: "ns",
+    blocking,
+    target_replicas: Object.entries(targets).map(([sub_component_type, desired_replicas]) => ({
+      sub_component_type,
+      desired_replicas,
+    })),
+  });
+
+function fleet(): FakePort {
+  const port = new FakePort();
+  port.add("ns/a", "prefill", 2, 2); // 4
+  port.add("ns/a", "decode", 2, 1); // 2
+  port.add("ns/b", "prefill", 1, 1); // 1
+  port.add("ns/b", "decode", 2, 2); // 4  → total 11
+  return port;
+}
+
+const planner = (port: FakePort, max = 12, min = -1) =>
+  new BudgetPlanner({ port, bounds: { max, min }, intentTtlSeconds: 300, logger, clock: () => 1000 });
+
+Deno.test("two concurrent requests can never both pass against the same pre-scale state", async () => {
+  const port = fleet();
+  port.applyDelayMs = 20; // both would see total 11 if decisions were not serialized
+  const gp = planner(port);
+  const results = await Promise.allSettled([
+    gp.scale(request("a", { decode: 3 }), new AbortController().signal), // +1 → 12
+    gp.scale(request("b", { prefill: 2 }), new AbortController().signal), // +1 → 13 > 12
+  ]);
+  assert.equal(results[0].status, "fulfilled");
+  assert.equal(results[1].status, "rejected");
+  assert.ok((results[1] as PromiseRejectedResult).reason instanceof BudgetBreach);
+  assert.equal(
+    (results[1] as PromiseRejectedResult).reason.message,
+    "GPU budget breach: total 13 exceeds ceiling (12); no feasible pair packing",
+  );
+});
+
+Deno.test("an approved pairing is applied scale-down first, and the requester's replicas come back", async () => {
+  const port = fleet();
+  const gp = planner(port);
+  await assert.rejects(gp.scale(request("a", { prefill: 3 }), new AbortController().signal), BudgetBreach); // 13 > 12: intent stays
+  const response = await gp.scale(request("b", { decode: 1 }), new AbortController().signal); // frees 2
+  assert.deepEqual(port.applied, ["ns/b:decode=1", "ns/a:prefill=3"]);
+  assert.deepEqual(response, {
+    status: "success",
+    message: "Scaled b successfully",
+    current_replicas: { prefill: 1, decode: 1 },
+  });
+});
+
+Deno.test("a failing later partner is named in the success message, never hidden", async () => {
+  const port = fleet();
+  const gp = planner(port);
+  await assert.rejects(gp.scale(request("a", { prefill: 3 }), new AbortController().signal), BudgetBreach);
+  port.failFor.set("ns/a", new NotReady("DynamoGraphDeployment is not ready (name: 'a' in namespace 'ns')"));
+  const response = await gp.scale(request("b", { decode: 1 }), new AbortController().signal);
+  assert.equal(response.status, "success");
+  assert.equal(
+    response.message,
+    "Scaled b successfully; partner scaling failed (it will be retried by the partner's next request): " +
+      "ns/a: DynamoGraphDeployment is not ready (name: 'a' in namespace 'ns')",
+  );
+});
+
+Deno.test("the first write failing answers for the request and nothing else is attempted", async () => {
+  const port = fleet();
+  const gp = planner(port);
+  await assert.rejects(gp.scale(request("a", { prefill: 3 }), new AbortController().signal), BudgetBreach);
+  port.failFor.set("ns/b", new NotReady("DynamoGraphDeployment is not ready (name: 'b' in namespace 'ns')"));
+  await assert.rejects(gp.scale(request("b", { decode: 1 }), new AbortController().signal), NotReady);
+  assert.deepEqual(port.applied, []);
+});
+
+Deno.test("a blocking wait does not hold the budget lock: a request for another DGD completes meanwhile", async () => {
+  const port = fleet();
+  port.waitDelayMs.set("ns/a", 1500);
+  const gp = planner(port, 20);
+  const slow = gp.scale(request("a", { decode: 3 }, true), new AbortController().signal);
+  await new Promise((r) => setTimeout(r, 50));
+  const started = Date.now();
+  const fast = await gp.scale(request("b", { decode: 3 }), new AbortController().signal);
+  assert.equal(fast.status, "success");
+  assert.ok(Date.now() - started < 500, `waited ${Date.now() - started} ms behind a blocking wait`);
+  assert.equal((await slow).status, "success");
+});
+
+Deno.test("empty target_replicas is an error before any decision", async () => {
+  const gp = planner(fleet());
+  await assert.rejects(
+    gp.scale(request("a", {}), new AbortController().signal),
+    /target_replicas cannot be empty/,
+  );
+  assert.equal(gp.intents.size, 0);
+});
