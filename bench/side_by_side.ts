@@ -93,7 +93,7 @@ const TARGETS: Target[] = [
         args: [
           "run",
           "-P=service",
-          "--v8-flags=--max-semi-space-size=1",
+          "--v8-flags=--max-semi-space-size=1,--max-old-space-size=96",
           "--quiet",
           "main.ts",
           "--no-operation",
