@@ -7,6 +7,7 @@ import type { EtcdSettings, FileKvSettings, RuntimeSettings } from "../config/en
 import { DiscoveryError, errorText } from "../errors.ts";
 import { INSTANCES_BUCKET } from "../runtime/discovery/discovery.ts";
 import { type InstanceRecord, parseInstanceRecord } from "./records.ts";
+import { EtcdGateway } from "../runtime/discovery/etcd_gateway.ts";
 
 export interface EndpointName {
   namespace: string;
@@ -101,83 +102,27 @@ function _prefixEnd(prefix: string): string {
 
 async function _lookupEtcd(settings: EtcdSettings, prefix: string, signal?: AbortSignal): Promise<Lookup> {
   const key = `${INSTANCES_BUCKET}/${prefix}`;
-  const client = await _httpClient(settings);
-  const errors: string[] = [];
+  let gateway: EtcdGateway | undefined;
   try {
-    // Each endpoint in turn, as the service's gateway client does.
-    for (const endpoint of settings.endpoints.map((e) => e.replace(/\/+$/, ""))) {
-      try {
-        const token = settings.username ? await _authenticate(endpoint, settings, client, signal) : undefined;
-        const reply = await _post<{ kvs?: { key: string; value: string }[] }>(
-          endpoint,
-          "/v3/kv/range",
-          { key: _b64(key), range_end: btoa(_prefixEnd(key)) },
-          client,
-          token,
-          signal,
-        );
-        const records: InstanceRecord[] = [];
-        for (const kv of reply.kvs ?? []) {
-          const record = parseInstanceRecord(_unb64(kv.value), `etcd key ${_unb64(kv.key)}`);
-          if (record) records.push(record);
-        }
-        return { records, where: `etcd ${endpoint} under ${key}` };
-      } catch (error) {
-        if (error instanceof DiscoveryError || signal?.aborted) throw error;
-        errors.push(`${endpoint}: ${errorText(error)}`);
-      }
+    gateway = await EtcdGateway.open(settings);
+    const reply = await gateway.call<{ kvs?: { key: string; value: string }[] }>(
+      "/v3/kv/range",
+      { key: _b64(key), range_end: btoa(_prefixEnd(key)) },
+      true,
+      signal,
+    );
+    const records: InstanceRecord[] = [];
+    for (const kv of reply.kvs ?? []) {
+      const record = parseInstanceRecord(_unb64(kv.value), `etcd key ${_unb64(kv.key)}`);
+      if (record) records.push(record);
     }
+    return { records, where: `etcd ${settings.endpoints.join(",")} under ${key}` };
+  } catch (error) {
+    if (error instanceof DiscoveryError || signal?.aborted) throw error;
+    throw new DiscoveryError(`cannot read etcd at ${settings.endpoints.join(",")}: ${errorText(error)}`, {
+      cause: error,
+    });
   } finally {
-    client?.close();
+    gateway?.close();
   }
-  throw new DiscoveryError(`cannot read etcd (${errors.join("; ")})`);
-}
-
-async function _httpClient(settings: EtcdSettings): Promise<Deno.HttpClient | undefined> {
-  if (!settings.caFile && !settings.clientCertFile) return undefined;
-  return Deno.createHttpClient({
-    caCerts: settings.caFile ? [await Deno.readTextFile(settings.caFile)] : undefined,
-    cert: settings.clientCertFile ? await Deno.readTextFile(settings.clientCertFile) : undefined,
-    key: settings.clientKeyFile ? await Deno.readTextFile(settings.clientKeyFile) : undefined,
-  } as Deno.CreateHttpClientOptions);
-}
-
-async function _authenticate(
-  endpoint: string,
-  settings: EtcdSettings,
-  client: Deno.HttpClient | undefined,
-  signal?: AbortSignal,
-): Promise<string | undefined> {
-  const reply = await _post<{ token?: string }>(
-    endpoint,
-    "/v3/auth/authenticate",
-    {
-      name: settings.username,
-      password: settings.password ?? "",
-    },
-    client,
-    undefined,
-    signal,
-  );
-  return reply.token;
-}
-
-async function _post<T>(
-  endpoint: string,
-  path: string,
-  body: unknown,
-  client: Deno.HttpClient | undefined,
-  token: string | undefined,
-  signal?: AbortSignal,
-): Promise<T> {
-  const response = await fetch(endpoint + path, {
-    method: "POST",
-    headers: { "content-type": "application/json", ...(token ? { authorization: token } : {}) },
-    body: JSON.stringify(body),
-    client,
-    signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(5000)]) : AbortSignal.timeout(5000),
-  });
-  const text = await response.text();
-  if (!response.ok) throw new Error(`${path} → HTTP ${response.status}: ${text.slice(0, 200)}`);
-  return JSON.parse(text) as T;
 }

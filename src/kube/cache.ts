@@ -21,6 +21,7 @@ import type { Logger } from "../ops/log.ts";
 import type { KubeClient } from "./client.ts";
 import { DGD_KIND, type DgdApiVersion, type DgdView, viewDgd } from "./dgd.ts";
 import { DGD, GROUP } from "./resources.ts";
+import { type WatchEvent, watchEvents } from "./watch_events.ts";
 
 export const DEFAULT_DOWN_BOUND_MS = 30_000;
 export const DEFAULT_WATCH_TIMEOUT_SECONDS = 300;
@@ -69,11 +70,6 @@ export interface UnreadableDgd {
   /** `"{namespace}/{name}"`. */
   dgd: string;
   reason: string;
-}
-
-interface WatchEvent {
-  type: string;
-  object: unknown;
 }
 
 export class DgdCache {
@@ -257,7 +253,7 @@ export class DgdCache {
         signal: AbortSignal.any([this.#stop.signal, abort.signal]),
       });
       this.#opened(fromVersion);
-      for await (const event of _events(response.body!)) {
+      for await (const event of watchEvents(response.body!)) {
         events++;
         if (event.type === "ERROR") {
           const status = event.object as { code?: number; message?: string } | undefined;
@@ -401,17 +397,4 @@ function _backoffMs(failures: number): number {
 function _after(a: string | undefined, b: string | undefined): boolean {
   if (!a || !b || !/^\d+$/.test(a) || !/^\d+$/.test(b)) return false;
   return BigInt(a) > BigInt(b);
-}
-
-async function* _events(body: ReadableStream<Uint8Array>): AsyncGenerator<WatchEvent> {
-  let buffered = "";
-  for await (const chunk of body.pipeThrough(new TextDecoderStream())) {
-    buffered += chunk;
-    let nl;
-    while ((nl = buffered.indexOf("\n")) >= 0) {
-      const line = buffered.slice(0, nl).trim();
-      buffered = buffered.slice(nl + 1);
-      if (line) yield JSON.parse(line) as WatchEvent;
-    }
-  }
 }

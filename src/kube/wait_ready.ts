@@ -9,6 +9,7 @@ import type { Logger } from "../ops/log.ts";
 import type { KubeClient } from "./client.ts";
 import { type DgdApiVersion, type DgdView, viewDgd } from "./dgd.ts";
 import { dgdRequest, dgdWatchRequest, type ObjectRef } from "./resources.ts";
+import { watchEvents } from "./watch_events.ts";
 
 export interface WaitOptions {
   client: KubeClient;
@@ -58,7 +59,7 @@ export async function waitReady(options: WaitOptions): Promise<DgdView> {
         ...dgdWatchRequest(version, ref, view.resourceVersion ?? "0", left / 1000),
         signal,
       });
-      for await (const event of _events(response.body!)) {
+      for await (const event of watchEvents(response.body!)) {
         if (event.type === "ERROR") {
           expired = (event.object as { code?: number })?.code === 410;
           break;
@@ -103,24 +104,6 @@ export async function waitReady(options: WaitOptions): Promise<DgdView> {
           signal: options.signal,
         }),
       );
-    }
-  }
-}
-
-interface WatchEvent {
-  type: string;
-  object: unknown;
-}
-
-async function* _events(body: ReadableStream<Uint8Array>): AsyncGenerator<WatchEvent> {
-  let buffered = "";
-  for await (const chunk of body.pipeThrough(new TextDecoderStream())) {
-    buffered += chunk;
-    let nl;
-    while ((nl = buffered.indexOf("\n")) >= 0) {
-      const line = buffered.slice(0, nl).trim();
-      buffered = buffered.slice(nl + 1);
-      if (line) yield JSON.parse(line) as WatchEvent;
     }
   }
 }

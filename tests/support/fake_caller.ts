@@ -5,21 +5,12 @@
 import { ByteReader } from "../../src/runtime/codec/byte_reader.ts";
 import { encodeTwoPart, readTwoPartPrefix, TWO_PART_PREFIX } from "../../src/runtime/codec/two_part.ts";
 import { writeAll } from "../../src/runtime/net.ts";
+import { encodeRequestFrame } from "../../src/client/request_frame.ts";
 
 const utf8 = (s: string) => new TextEncoder().encode(s);
 
 export function requestFrame(path: string, body: Uint8Array, headers = "{}"): Uint8Array {
-  const p = utf8(path);
-  const h = utf8(headers);
-  const out = new Uint8Array(2 + p.length + 2 + h.length + 4 + body.length);
-  const view = new DataView(out.buffer);
-  view.setUint16(0, p.length);
-  out.set(p, 2);
-  view.setUint16(2 + p.length, h.length);
-  out.set(h, 4 + p.length);
-  view.setUint32(4 + p.length + h.length, body.length);
-  out.set(body, 8 + p.length + h.length);
-  return out;
+  return encodeRequestFrame(path, headers, body);
 }
 
 export function requestBody(

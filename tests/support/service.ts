@@ -33,7 +33,14 @@ export function baseEnv(): Record<string, string> {
 export function serviceCommand(args: string[], env: Record<string, string>): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
     // As `deno task start` runs it (same permission set, same V8 flags).
-    args: ["run", "-P=service", "--v8-flags=--max-semi-space-size=1,--max-old-space-size=96", "--quiet", "main.ts", ...args],
+    args: [
+      "run",
+      "-P=service",
+      "--v8-flags=--max-semi-space-size=1,--max-old-space-size=96",
+      "--quiet",
+      "main.ts",
+      ...args,
+    ],
     cwd: PROJECT_ROOT,
     env,
     clearEnv: true,

@@ -5,6 +5,7 @@
  * are base64 and 64-bit integers are JSON strings on the gateway.
  */
 import type { EtcdSettings } from "../../config/env.ts";
+import { EtcdGateway } from "./etcd_gateway.ts";
 import { DiscoveryError } from "../../errors.ts";
 import type { Logger } from "../../ops/log.ts";
 import { type Discovery, type EndpointRecord, INSTANCES_BUCKET, recordJson, recordKey } from "./discovery.ts";
@@ -136,71 +137,5 @@ export class EtcdDiscovery implements Discovery {
     this.#closed = true;
     this.#logger.error("discovery registration lost", { error: error.message });
     this.#fail(error);
-  }
-}
-
-/** Minimal client of etcd's JSON gateway: tries each endpoint in turn, keeps one auth token. */
-class EtcdGateway {
-  #endpoints: string[];
-  #client?: Deno.HttpClient;
-  #settings: EtcdSettings;
-  #token?: string;
-  #current = 0;
-
-  private constructor(settings: EtcdSettings, client?: Deno.HttpClient) {
-    this.#settings = settings;
-    this.#endpoints = settings.endpoints.map((e) => e.replace(/\/+$/, ""));
-    this.#client = client;
-  }
-
-  static async open(settings: EtcdSettings): Promise<EtcdGateway> {
-    let client: Deno.HttpClient | undefined;
-    if (settings.caFile || settings.clientCertFile) {
-      client = Deno.createHttpClient({
-        caCerts: settings.caFile ? [await Deno.readTextFile(settings.caFile)] : undefined,
-        cert: settings.clientCertFile ? await Deno.readTextFile(settings.clientCertFile) : undefined,
-        key: settings.clientKeyFile ? await Deno.readTextFile(settings.clientKeyFile) : undefined,
-      } as Deno.CreateHttpClientOptions);
-    }
-    const gateway = new EtcdGateway(settings, client);
-    if (settings.username) {
-      const reply = await gateway.call<{ token?: string }>("/v3/auth/authenticate", {
-        name: settings.username,
-        password: settings.password ?? "",
-      }, false);
-      gateway.#token = reply.token;
-    }
-    return gateway;
-  }
-
-  async call<T = Record<string, unknown>>(path: string, body: unknown, auth = true): Promise<T> {
-    let lastError: unknown;
-    for (let attempt = 0; attempt < this.#endpoints.length; attempt++) {
-      const endpoint = this.#endpoints[this.#current];
-      try {
-        const response = await fetch(endpoint + path, {
-          method: "POST",
-          headers: {
-            "content-type": "application/json",
-            ...(auth && this.#token ? { authorization: this.#token } : {}),
-          },
-          body: JSON.stringify(body),
-          client: this.#client,
-          signal: AbortSignal.timeout(5000),
-        });
-        const text = await response.text();
-        if (!response.ok) throw new Error(`${path} → HTTP ${response.status}: ${text.slice(0, 200)}`);
-        // keepalive on the gateway streams newline-delimited results; the first one is ours.
-        return JSON.parse(text.split("\n")[0]) as T;
-      } catch (error) {
-        lastError = error;
-        this.#current = (this.#current + 1) % this.#endpoints.length;
-      }
-    }
-    throw lastError;
-  }
-
-  close() {
-    this.#client?.close();
   }
 }
