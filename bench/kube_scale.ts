@@ -28,9 +28,9 @@
  * for both; ours is cross-checked with its own `dynamo_global_planner_kube_api_calls_total`.
  */
 import { parseArgs } from "node:util";
-import { parseAllDocuments } from "yaml";
+import { parseAllDocuments, stringify as yamlStringify } from "yaml";
 import { applyManifest, createDgd, DGD_PATH, v1beta1Dgd } from "../tests/support/dgd_fixtures.ts";
-import { type KubeCluster, startKubeCluster } from "../tests/support/kube_cluster.ts";
+import { type KubeCluster, REDUCED_DGD_CRD, startKubeCluster } from "../tests/support/kube_cluster.ts";
 import { type ServiceProcess, startService } from "../tests/support/service.ts";
 import { type CountingProxy, startCountingProxy } from "../tests/support/tcp_proxy.ts";
 
@@ -157,6 +157,8 @@ async function reconcile(cluster: KubeCluster): Promise<number> {
     components[c.name] = {
       componentKind: "Deployment",
       componentName: `${DGD}-${c.name}`,
+      gpusPerEngine: 1,
+      gpusPerReplica: 1,
       replicas: n, updatedReplicas: n, readyReplicas: n, availableReplicas: n };
   }
   const r = await cluster.request("PATCH", DGD_PATH("v1beta1", K8S_NS, DGD) + "/status", {
@@ -506,7 +508,16 @@ let peer: Result | undefined;
 let peerError: string | undefined;
 try {
   console.error("kube bench: starting etcd + kube-apiserver ...");
+  // The project's reduced DGD CRD stores v1alpha1, whose status schema has `services`, so a v1beta1
+  // `status.components` (which upstream reads) would be pruned. Same CRD, v1beta1 as storage version.
+  const crd = parseAllDocuments(await Deno.readTextFile(REDUCED_DGD_CRD))
+    .map((d) => d.toJS({ maxAliasCount: -1 }))
+    .find((o) => o?.kind === "CustomResourceDefinition");
+  for (const v of crd.spec.versions) v.storage = v.name === "v1beta1";
+  await Deno.writeTextFile(`${scratch}/dgd-crd-v1beta1-storage.yaml`, yamlStringify(crd, { aliasDuplicateObjects: false }));
   cluster = await startKubeCluster({
+    dgdCrd: "none",
+    extraCrdFiles: [`${scratch}/dgd-crd-v1beta1-storage.yaml`],
     extraApiserverArgs: [`--audit-policy-file=${scratch}/audit-policy.yaml`, `--audit-log-path=${audit}`],
   });
   await cluster.createNamespace(K8S_NS);

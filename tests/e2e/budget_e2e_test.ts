@@ -7,9 +7,7 @@
  * beta (v1beta1) prefill 1×1 + decode 2×2 = 5; total 11; band [8, 12].
  */
 import assert from "node:assert/strict";
-import { parseAllDocuments } from "yaml";
 import {
-  applyManifest,
   createDgd,
   DGD_PATH,
   readDgd,
@@ -18,7 +16,7 @@ import {
   v1beta1Dgd,
 } from "../support/dgd_fixtures.ts";
 import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
-import { PROJECT_ROOT } from "../support/paths.ts";
+import { installRbac } from "../support/rbac.ts";
 import { assertVenv, runDriver } from "../support/python.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 
@@ -69,18 +67,14 @@ Deno.test({
     try {
       cluster = await startKubeCluster();
       await cluster.createNamespace(POOL);
-      await cluster.createNamespace(SA_NS);
-      await applyManifest(
-        cluster,
-        parseAllDocuments(await Deno.readTextFile(`${PROJECT_ROOT}/deploy/rbac.yaml`)).map((d) => d.toJSON()),
-      );
+      const token = await installRbac(cluster);
       const saDir = await Deno.makeTempDir({ dir: "/tmp", prefix: "gp-budget-sa-" });
       const kvDir = await Deno.makeTempDir({ dir: "/tmp", prefix: "gp-budget-kv-" });
       temp.push(saDir, kvDir);
       await cluster.writeServiceAccountDir(
         saDir,
         SA_NS,
-        await cluster.createServiceAccountToken(SA_NS, "global-planner"),
+        token,
       );
       await createDgd(
         cluster,

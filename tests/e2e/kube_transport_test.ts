@@ -3,22 +3,14 @@
  * in-cluster token re-read after 60 s and after a 401, kubeconfig for development.
  */
 import assert from "node:assert/strict";
-import { parseAllDocuments } from "yaml";
 import { KubeClient } from "../../src/kube/client.ts";
 import { loadCredentials } from "../../src/kube/credentials.ts";
 import { connectKubernetes } from "../../src/kube/mod.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import { parseScaleRequest } from "../../src/service/contract.ts";
-import {
-  applyManifest,
-  createDgd,
-  DGD_PATH,
-  readDgd,
-  replicasOf,
-  v1alpha1Dgd,
-} from "../support/dgd_fixtures.ts";
+import { createDgd, DGD_PATH, readDgd, replicasOf, v1alpha1Dgd } from "../support/dgd_fixtures.ts";
 import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
-import { PROJECT_ROOT } from "../support/paths.ts";
+import { installRbac } from "../support/rbac.ts";
 import { startCountingProxy } from "../support/tcp_proxy.ts";
 
 const NS = "transport";
@@ -47,12 +39,7 @@ Deno.test({
     const cluster = await startKubeCluster();
     try {
       await cluster.createNamespace(NS);
-      await cluster.createNamespace("dynamo-system");
-      await applyManifest(
-        cluster,
-        parseAllDocuments(await Deno.readTextFile(`${PROJECT_ROOT}/deploy/rbac.yaml`)).map((d) => d.toJSON()),
-      );
-      const token = await cluster.createServiceAccountToken("dynamo-system", "global-planner");
+      const token = await installRbac(cluster);
       await cluster.createServiceAccount("dynamo-system", "powerless");
       const powerless = await cluster.createServiceAccountToken("dynamo-system", "powerless");
       for (const name of ["a", "b", "c"]) {

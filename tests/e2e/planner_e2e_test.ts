@@ -7,11 +7,10 @@
  * (file discovery, TCP request plane).
  */
 import assert from "node:assert/strict";
-import { parseAllDocuments } from "yaml";
-import { applyManifest, createDgd, readDgd, replicasOf, v1beta1Dgd } from "../support/dgd_fixtures.ts";
+import { createDgd, readDgd, replicasOf, v1beta1Dgd } from "../support/dgd_fixtures.ts";
 import { markReady } from "../support/fake_operator.ts";
 import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
-import { PROJECT_ROOT } from "../support/paths.ts";
+import { installRbac } from "../support/rbac.ts";
 import { assertVenv, runDriver } from "../support/python.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 
@@ -57,11 +56,7 @@ Deno.test({
     try {
       cluster = await startKubeCluster();
       await cluster.createNamespace(K8S_NS);
-      await cluster.createNamespace(SA_NS);
-      const manifests = parseAllDocuments(await Deno.readTextFile(`${PROJECT_ROOT}/deploy/rbac.yaml`))
-        .map((d) => d.toJSON());
-      await applyManifest(cluster, manifests);
-      const token = await cluster.createServiceAccountToken(SA_NS, "global-planner");
+      const token = await installRbac(cluster);
       // Under /tmp: the service's permission set reads only /tmp and the standard SA path.
       const saDir = await Deno.makeTempDir({ dir: "/tmp", prefix: "gp-e2e-sa-" });
       const kvDir = await Deno.makeTempDir({ dir: "/tmp", prefix: "gp-e2e-kv-" });

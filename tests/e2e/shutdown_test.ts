@@ -3,12 +3,11 @@
  * answered (a blocking wait ends with a clear error), the registration is gone, exit code 0.
  */
 import assert from "node:assert/strict";
-import { parseAllDocuments } from "yaml";
-import { applyManifest, createDgd, readDgd, replicasOf, v1beta1Dgd } from "../support/dgd_fixtures.ts";
+import { createDgd, readDgd, replicasOf, v1beta1Dgd } from "../support/dgd_fixtures.ts";
 import { startEtcd } from "../support/etcd.ts";
 import { startFakeOperator } from "../support/fake_operator.ts";
 import { startKubeCluster } from "../support/kube_cluster.ts";
-import { PROJECT_ROOT } from "../support/paths.ts";
+import { installRbac } from "../support/rbac.ts";
 import { runDriver } from "../support/python.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 
@@ -27,15 +26,11 @@ Deno.test({
     const saDir = await Deno.makeTempDir({ prefix: "gp-sa-" });
     try {
       await cluster.createNamespace(NS);
-      await cluster.createNamespace("dynamo-system");
-      await applyManifest(
-        cluster,
-        parseAllDocuments(await Deno.readTextFile(`${PROJECT_ROOT}/deploy/rbac.yaml`)).map((d) => d.toJSON()),
-      );
+      const token = await installRbac(cluster);
       await cluster.writeServiceAccountDir(
         saDir,
         "dynamo-system",
-        await cluster.createServiceAccountToken("dynamo-system", "global-planner"),
+        token,
       );
       await createDgd(
         cluster,
