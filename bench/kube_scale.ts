@@ -43,7 +43,7 @@ const { values: flags } = parseArgs({
   options: { smoke: { type: "boolean", default: false }, json: { type: "string" } },
 });
 const SMOKE = flags.smoke || Deno.env.get("BENCH_SMOKE") === "1";
-const PLAN = SMOKE ? { warmup: 2, n: 5 } : { warmup: 2, n: 200 };
+const PLAN = SMOKE ? { warmup: 2, n: 5 } : { warmup: 2, n: 300 };
 
 const K8S_NS = "bench-kube";
 const SA_NS = "dynamo-system";
@@ -159,7 +159,11 @@ async function reconcile(cluster: KubeCluster): Promise<number> {
       componentName: `${DGD}-${c.name}`,
       gpusPerEngine: 1,
       gpusPerReplica: 1,
-      replicas: n, updatedReplicas: n, readyReplicas: n, availableReplicas: n };
+      replicas: n,
+      updatedReplicas: n,
+      readyReplicas: n,
+      availableReplicas: n,
+    };
   }
   const r = await cluster.request("PATCH", DGD_PATH("v1beta1", K8S_NS, DGD) + "/status", {
     status: {
@@ -180,7 +184,10 @@ async function reconcile(cluster: KubeCluster): Promise<number> {
 }
 
 /** Audit events (ResponseComplete) of one user so far, with a verb/resource/code breakdown. */
-async function auditCalls(path: string, user: string): Promise<{ total: number; by: Record<string, number> }> {
+async function auditCalls(
+  path: string,
+  user: string,
+): Promise<{ total: number; by: Record<string, number> }> {
   const text = await Deno.readTextFile(path).catch(() => "");
   const by: Record<string, number> = {};
   let total = 0;
@@ -455,14 +462,14 @@ function perRequest(r: Result) {
 function report(ours: Result, peer: Result | undefined, peerError: string | undefined): string {
   const o = perRequest(ours);
   const p = peer ? perRequest(peer) : undefined;
-  type Row = [string, (x: ReturnType<typeof perRequest>) => number];
+  type Row = [string, (x: ReturnType<typeof perRequest>) => number, boolean?];
   const rows: Row[] = [
     ["non-blocking scale, p50 (ms)", (x) => x.p50],
     ["non-blocking scale, p99 (ms)", (x) => x.p99],
     ["mean (ms)", (x) => x.mean],
     ["max (ms)", (x) => x.max],
-    ["answered `success` (of N)", (x) => x.ok],
-    ["DGD writes per request (metadata.generation delta / N)", (x) => x.writes],
+    ["answered `success` (of N)", (x) => x.ok, false],
+    ["DGD writes per request (metadata.generation delta / N)", (x) => x.writes, false],
     ["API calls per request (API server audit log)", (x) => x.auditCalls],
     ["API calls per request (our `kube_api_calls_total`)", (x) => x.ownCalls],
     ["new TLS connections per request (proxy, measured requests)", (x) => x.connections],
@@ -470,10 +477,14 @@ function report(ours: Result, peer: Result | undefined, peerError: string | unde
     ["API calls before the first request (start-up)", (x) => x.startupCalls],
   ];
   let out = `| metric (N = ${o.n}) | ours | Python GP | ours / Python GP |\n|---|---:|---:|---:|\n`;
-  for (const [name, get] of rows) {
+  for (const [name, get, compare = true] of rows) {
     const a = get(o), b = p ? get(p) : NaN;
-    const ratio = p && b !== 0 && Number.isFinite(a / b) ? `${fmt(a / b)}×` : "—";
+    const ratio = compare && p && b !== 0 && Number.isFinite(a / b) ? `${fmt(a / b)}×` : "—";
     out += `| ${name} | ${fmt(a)} | ${fmt(b)} | ${ratio} |\n`;
+  }
+  if (o.ownCalls === 0 && o.auditCalls > 0) {
+    out += "\nnote: ours' `dynamo_global_planner_kube_api_calls_total` did not move while the audit log " +
+      "saw its calls (the counter is not fed by the Kubernetes client in this build).\n";
   }
   out += "\nAPI calls per request by verb, resource and HTTP code (audit log):\n\n";
   const show = (label: string, by: Record<string, number>) =>
@@ -514,7 +525,10 @@ try {
     .map((d) => d.toJS({ maxAliasCount: -1 }))
     .find((o) => o?.kind === "CustomResourceDefinition");
   for (const v of crd.spec.versions) v.storage = v.name === "v1beta1";
-  await Deno.writeTextFile(`${scratch}/dgd-crd-v1beta1-storage.yaml`, yamlStringify(crd, { aliasDuplicateObjects: false }));
+  await Deno.writeTextFile(
+    `${scratch}/dgd-crd-v1beta1-storage.yaml`,
+    yamlStringify(crd, { aliasDuplicateObjects: false }),
+  );
   cluster = await startKubeCluster({
     dgdCrd: "none",
     extraCrdFiles: [`${scratch}/dgd-crd-v1beta1-storage.yaml`],
@@ -562,7 +576,9 @@ try {
 }
 
 console.log(
-  `## Kubernetes: non-blocking scale that writes one DGD${SMOKE ? " (SMOKE: 5 requests, figures meaningless)" : ""}\n`,
+  `## Kubernetes: non-blocking scale that writes one DGD${
+    SMOKE ? " (SMOKE: 5 requests, figures meaningless)" : ""
+  }\n`,
 );
 console.log(
   `real etcd + kube-apiserver on loopback; one v1beta1 DGD (prefill + decode, Ready); per request prefill 1 ` +
@@ -571,6 +587,9 @@ console.log(
 );
 console.log(report(ours!, peer, peerError));
 if (flags.json) {
-  await Deno.writeTextFile(flags.json, JSON.stringify({ plan: PLAN, smoke: SMOKE, ours, peer, peerError }, null, 2));
+  await Deno.writeTextFile(
+    flags.json,
+    JSON.stringify({ plan: PLAN, smoke: SMOKE, ours, peer, peerError }, null, 2),
+  );
   console.error(`kube bench: raw figures in ${flags.json}; logs and audit log in ${scratch}`);
 }

@@ -8,6 +8,9 @@
  *   npx -y deno@2.9.6 task bench            full run (≈ 2–3 min on 2 cores)
  *   npx -y deno@2.9.6 task bench --smoke    tiny counts, proves the harness works (< 60 s)
  *   (or BENCH_SMOKE=1)                      --json FILE also writes the raw figures
+ *   --no-kube                               skip the Kubernetes phase (bench/kube_scale.ts: real
+ *                                           kube-apiserver, non-blocking scale writing one DGD),
+ *                                           which otherwise runs last, with the same --smoke/--json
  *
  * No assertion on timings: the run fails only if a process cannot be started or a target does
  * not answer at all. Failed/lost responses are counted and printed.
@@ -21,7 +24,11 @@ const ECHO = `${ROOT}/tests/interop/py/echo_server.py`;
 
 const { values: flags } = parseArgs({
   args: Deno.args,
-  options: { smoke: { type: "boolean", default: false }, json: { type: "string" } },
+  options: {
+    smoke: { type: "boolean", default: false },
+    json: { type: "string" },
+    "no-kube": { type: "boolean", default: false },
+  },
 });
 const SMOKE = flags.smoke || Deno.env.get("BENCH_SMOKE") === "1";
 
@@ -424,4 +431,24 @@ console.log(targets);
 if (flags.json) {
   await Deno.writeTextFile(flags.json, JSON.stringify({ plan: PLAN, smoke: SMOKE, results }, null, 2));
   console.error(`bench: raw figures in ${flags.json}; server logs in ${scratch}`);
+}
+
+// The Kubernetes rows (real test cluster, ours vs upstream without --no-operation): a separate
+// script, run in its own process after the no-op phases.
+if (!flags["no-kube"]) {
+  console.error("bench: Kubernetes phase (bench/kube_scale.ts) ...");
+  const args = ["run", "-P=test", "--quiet", `${ROOT}/bench/kube_scale.ts`];
+  if (SMOKE) args.push("--smoke");
+  if (flags.json) args.push("--json", flags.json.replace(/(\.json)?$/, ".kube.json"));
+  const kube = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!kube.success) {
+    console.error(`bench: the Kubernetes phase failed (exit ${kube.code})`);
+    Deno.exit(1);
+  }
 }

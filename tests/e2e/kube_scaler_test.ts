@@ -3,14 +3,12 @@
  * authenticated as the ServiceAccount of deploy/rbac.yaml, with a stand-in operator.
  */
 import assert from "node:assert/strict";
-import { parseAllDocuments } from "yaml";
 import { KubeError } from "../../src/errors.ts";
 import { connectKubernetes, type KubeConnector } from "../../src/kube/mod.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import { parseScaleRequest, type ScaleResponse } from "../../src/service/contract.ts";
 import { createScaleRequestHandler } from "../../src/service/handlers.ts";
 import {
-  applyManifest,
   createDgd,
   DGD_PATH,
   readDgd,
@@ -20,7 +18,7 @@ import {
 } from "../support/dgd_fixtures.ts";
 import { startFakeOperator } from "../support/fake_operator.ts";
 import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
-import { PROJECT_ROOT } from "../support/paths.ts";
+import { installRbac, serviceAccountDir } from "../support/rbac.ts";
 
 const NS = "models";
 const QUIET = "quiet";
@@ -31,8 +29,7 @@ async function connector(
   token: string,
   blockingTimeoutSeconds = 30,
 ): Promise<KubeConnector> {
-  const dir = await Deno.makeTempDir({ prefix: "gp-sa-" });
-  await cluster.writeServiceAccountDir(dir, "dynamo-system", token);
+  const dir = await serviceAccountDir(cluster, token);
   const env = cluster.inClusterEnv();
   return await connectKubernetes({ serviceAccountDir: dir, blockingTimeoutSeconds }, (n) => env[n], logger);
 }
@@ -72,12 +69,7 @@ Deno.test({
     const operator = startFakeOperator(cluster, NS, { readyDelayMs: 800 });
     try {
       await cluster.createNamespace(NS);
-      await cluster.createNamespace("dynamo-system");
-      const manifests = parseAllDocuments(await Deno.readTextFile(`${PROJECT_ROOT}/deploy/rbac.yaml`)).map((
-        d,
-      ) => d.toJSON());
-      await applyManifest(cluster, manifests);
-      const token = await cluster.createServiceAccountToken("dynamo-system", "global-planner");
+      const token = await installRbac(cluster);
       kube = await connector(cluster, token);
 
       await t.step(

@@ -10,7 +10,7 @@ import { createLogger } from "../../src/ops/log.ts";
 import { parseScaleRequest } from "../../src/service/contract.ts";
 import { createDgd, DGD_PATH, readDgd, replicasOf, v1alpha1Dgd } from "../support/dgd_fixtures.ts";
 import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
-import { installRbac } from "../support/rbac.ts";
+import { installRbac, serviceAccountDir } from "../support/rbac.ts";
 import { startCountingProxy } from "../support/tcp_proxy.ts";
 
 const NS = "transport";
@@ -26,8 +26,7 @@ const getDgd = (name: string) => ({
 });
 
 async function saDir(cluster: KubeCluster, token: string): Promise<string> {
-  const dir = await Deno.makeTempDir({ prefix: "gp-sa-" });
-  await cluster.writeServiceAccountDir(dir, "dynamo-system", token);
+  const dir = await serviceAccountDir(cluster, token);
   return dir;
 }
 
@@ -173,7 +172,7 @@ Deno.test({
 
       await t.step("outside a cluster, KUBECONFIG is used", async () => {
         const path = await cluster.kubeconfig(
-          `${await Deno.makeTempDir({ prefix: "gp-kc-" })}/config`,
+          `${await Deno.makeTempDir({ dir: cluster.dir, prefix: "kc-" })}/config`,
           token,
           NS,
         );

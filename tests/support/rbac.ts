@@ -20,9 +20,12 @@ export async function installRbac(cluster: KubeCluster): Promise<string> {
   return await cluster.createServiceAccountToken(SA_NAMESPACE, SA_NAME);
 }
 
-/** A service-account directory under /tmp (the service's permission set reads /tmp) for `token`. */
+/**
+ * A service-account directory for `token`, inside the cluster's temp dir (under /tmp, which the
+ * service's permission set reads), so `cluster.stop()` removes it.
+ */
 export async function serviceAccountDir(cluster: KubeCluster, token: string): Promise<string> {
-  const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "gp-sa-" });
+  const dir = await Deno.makeTempDir({ dir: cluster.dir, prefix: "sa-" });
   await cluster.writeServiceAccountDir(dir, SA_NAMESPACE, token);
   return dir;
 }

@@ -2,8 +2,13 @@ import assert from "node:assert/strict";
 import { ConfigError } from "../../src/errors.ts";
 import { loadCredentials } from "../../src/kube/credentials.ts";
 
+const made: string[] = [];
+globalThis.addEventListener("unload", () => {
+  for (const dir of made) Deno.removeSync(dir, { recursive: true });
+});
 async function saDir(files: Record<string, string>): Promise<string> {
   const dir = await Deno.makeTempDir({ prefix: "gp-sa-unit-" });
+  made.push(dir);
   for (const [name, text] of Object.entries(files)) await Deno.writeTextFile(`${dir}/${name}`, text);
   return dir;
 }
@@ -43,6 +48,7 @@ Deno.test("neither in cluster nor KUBECONFIG → a clear ConfigError pointing at
 
 Deno.test("kubeconfig: exec users are refused with a reason", async () => {
   const dir = await Deno.makeTempDir();
+  made.push(dir);
   const path = `${dir}/config`;
   await Deno.writeTextFile(
     path,
