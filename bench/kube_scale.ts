@@ -190,6 +190,7 @@ async function auditCalls(
 ): Promise<{ total: number; by: Record<string, number> }> {
   const text = await Deno.readTextFile(path).catch(() => "");
   const by: Record<string, number> = {};
+  const serverMs: number[] = [];
   let total = 0;
   for (const line of text.split("\n")) {
     if (!line.includes(user)) continue;
@@ -201,13 +202,30 @@ async function auditCalls(
     }
     if ((e.user as Json)?.username !== user || e.stage !== "ResponseComplete") continue;
     total++;
+    serverMs.push(
+      micro(e.stageTimestamp) - micro(e.requestReceivedTimestamp),
+    );
     const ref = (e.objectRef ?? {}) as Json;
     const key = `${e.verb} ${ref.resource ?? e.requestURI}${ref.subresource ? "/" + ref.subresource : ""} ${
       (e.responseStatus as Json)?.code ?? "?"
     }`;
     by[key] = (by[key] ?? 0) + 1;
   }
-  return { total, by };
+  return { total, by, serverMs };
+}
+
+interface Audit {
+  total: number;
+  by: Record<string, number>;
+  /** Per event: stageTimestamp − requestReceivedTimestamp (ms, µs resolution). */
+  serverMs: number[];
+}
+
+/** Milliseconds of an RFC 3339 timestamp with microseconds (Date.parse keeps only ms). */
+function micro(ts: unknown): number {
+  const m = /\.(\d+)Z$/.exec(String(ts));
+  const frac = m ? Number(`0.${m[1]}`) * 1000 : 0;
+  return Date.parse(String(ts).replace(/\.\d+Z$/, "Z")) + frac;
 }
 
 async function ourApiCalls(metricsPort: number): Promise<number> {
@@ -234,7 +252,7 @@ async function stopChild(child: Deno.ChildProcess, graceMs = 15_000): Promise<vo
 
 interface Snapshot {
   connections: number;
-  audit: { total: number; by: Record<string, number> };
+  audit: Audit;
   own?: number;
   generation: number;
 }
@@ -449,6 +467,7 @@ function perRequest(r: Result) {
     mean: r.latMs.reduce((s, x) => s + x, 0) / n,
     max: r.latMs[n - 1],
     auditCalls: (r.after.audit.total - r.before.audit.total) / n,
+    serverMs: r.after.audit.serverMs.slice(r.before.audit.total).reduce((a, b) => a + b, 0) / n,
     ownCalls: r.after.own !== undefined ? (r.after.own - r.before.own!) / n : NaN,
     connections: (r.after.connections - r.before.connections) / n,
     connectionsTotal: r.after.connections,
@@ -472,6 +491,7 @@ function report(ours: Result, peer: Result | undefined, peerError: string | unde
     ["DGD writes per request (metadata.generation delta / N)", (x) => x.writes, false],
     ["API calls per request (API server audit log)", (x) => x.auditCalls],
     ["API calls per request (our `kube_api_calls_total`)", (x) => x.ownCalls],
+    ["API server time per request (ms, sum over its calls, audit timestamps)", (x) => x.serverMs],
     ["new TLS connections per request (proxy, measured requests)", (x) => x.connections],
     ["TLS connections in total (start + warm-up + N requests)", (x) => x.connectionsTotal],
     ["API calls before the first request (start-up)", (x) => x.startupCalls],

@@ -123,3 +123,39 @@ Deno.test({
     await Deno.remove(kv, { recursive: true });
   },
 });
+
+Deno.test({
+  name: "status server: 503 with the reason while the Kubernetes API is unreachable",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const kv = await Deno.makeTempDir({ prefix: "gp-kv-" });
+    const sa = await Deno.makeTempDir({ prefix: "gp-sa-" });
+    await Deno.writeTextFile(`${sa}/token`, "token");
+    await Deno.writeTextFile(`${sa}/ca.crt`, "not a certificate the service will ever use");
+    let service: ServiceProcess | undefined;
+    try {
+      service = await startService({
+        args: ["--service-account-dir", sa],
+        env: {
+          DYN_DISCOVERY_BACKEND: "file",
+          DYN_FILE_KV: kv,
+          DYN_NAMESPACE: "gp-unready",
+          DYN_SYSTEM_PORT: "0",
+          DYN_SYSTEM_HOST: "127.0.0.1",
+          KUBERNETES_SERVICE_HOST: "127.0.0.1",
+          KUBERNETES_SERVICE_PORT: "1",
+        },
+      });
+      const response = await fetch(`http://127.0.0.1:${service.ready.system_port}/health`);
+      assert.equal(response.status, 503);
+      const body = await response.json();
+      assert.equal(body.status, "notready");
+      assert.match(body.reason, /^Kubernetes API https:\/\/127\.0\.0\.1:1 not reachable/);
+    } finally {
+      await service?.stop("SIGKILL");
+      await Deno.remove(kv, { recursive: true });
+      await Deno.remove(sa, { recursive: true });
+    }
+  },
+});
