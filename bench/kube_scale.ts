@@ -10,8 +10,9 @@
  *
  * Per target, one after the other, on the same cluster and the same v1beta1 DGD (components
  * `prefill` and `decode`, marked Ready):
- *   - the server's Kubernetes traffic goes through its own counting TCP proxy
- *     (tests/support/tcp_proxy.ts; TLS stays end to end, so the proxy counts connections);
+ *   - the server's Kubernetes traffic goes through its own counting TCP proxy (as
+ *     tests/support/tcp_proxy.ts (TCP_NODELAY on both legs); TLS stays end to end,
+ *     so the proxy counts connections);
  *   - ours runs in-cluster mode (KUBERNETES_SERVICE_HOST/PORT = the proxy, --service-account-dir
  *     with a token of deploy/rbac.yaml's ServiceAccount), DYN_SYSTEM_PORT=0 for /metrics;
  *   - upstream runs with KUBECONFIG (server = the proxy, token of its own ServiceAccount): its
@@ -187,7 +188,7 @@ async function reconcile(cluster: KubeCluster): Promise<number> {
 async function auditCalls(
   path: string,
   user: string,
-): Promise<{ total: number; by: Record<string, number> }> {
+): Promise<Audit> {
   const text = await Deno.readTextFile(path).catch(() => "");
   const by: Record<string, number> = {};
   const serverMs: number[] = [];
@@ -378,6 +379,10 @@ async function startOurs(cluster: KubeCluster, scratch: string, token: string): 
       readyTimeoutMs: 60_000,
     });
     const status = await service.waitForLog((l) => l.message === "system status server listening");
+    const connector = await service.waitForLog((l) => l.message === "Kubernetes connector ready");
+    if (connector.server !== `https://127.0.0.1:${proxy.port}`) {
+      throw new Error(`ours talks to ${connector.server}, not to the counting proxy`);
+    }
     const s = service;
     return {
       namespace: "bench-kube-ours",

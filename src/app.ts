@@ -78,9 +78,19 @@ export async function startGlobalPlanner(
     return { ready: true, endpoints };
   };
 
+  // Gauges that mirror live state are refreshed when scraped.
+  const scrape = {
+    render: () => {
+      readiness();
+      const state = kube?.cacheState();
+      if (state) metrics.setDgdWatchUp(state.watching);
+      if (kube) metrics.setKubeApiCalls(kube.client.calls);
+      return metrics.render();
+    },
+  };
   // The status server comes first, so probes see 503 with a reason instead of a refused port.
   const status = statusSettings
-    ? await startStatusServer(statusSettings, readiness, metrics, logger)
+    ? await startStatusServer(statusSettings, readiness, scrape, logger)
     : undefined;
   try {
     if (!config.noOperation) {

@@ -36,6 +36,10 @@ export function startCountingProxy(targetPort: number): CountingProxy {
     for await (const client of listener) {
       proxy.connections++;
       const upstream = await Deno.connect({ hostname: "127.0.0.1", port: targetPort });
+      // Without this, Nagle on the proxy's writes meets the peers' delayed ACKs: +40 ms per
+      // round trip, which would make every timing through the proxy meaningless.
+      (client as Deno.TcpConn).setNoDelay(true);
+      upstream.setNoDelay(true);
       open.add(client).add(upstream);
       pipe(client, upstream);
       pipe(upstream, client);
