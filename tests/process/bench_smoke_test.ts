@@ -1,0 +1,48 @@
+/**
+ * The side-by-side benchmark still works (smoke mode: tiny counts, figures meaningless). It
+ * asserts only that every target answered every request, never timings.
+ */
+import assert from "node:assert/strict";
+import { PROJECT_ROOT } from "../support/paths.ts";
+
+interface Phase {
+  n: number;
+  ok: number;
+  failed: number;
+  lost: number;
+}
+
+Deno.test({
+  name: "deno task bench --smoke: ours, the Python Global Planner and the echo limit answer every request",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "gp-bench-smoke-" });
+    try {
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-P=test", "bench/side_by_side.ts", "--smoke", "--json", `${dir}/result.json`],
+        cwd: PROJECT_ROOT,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stdout = new TextDecoder().decode(out.stdout);
+      assert.equal(out.code, 0, `${stdout}\n${new TextDecoder().decode(out.stderr).slice(-3000)}`);
+      assert.match(stdout, /\| metric \| ours \| Python GP \| echo limit \|/);
+      assert.match(stdout, /## Kubernetes: non-blocking scale that writes one DGD/);
+      const { results } = JSON.parse(await Deno.readTextFile(`${dir}/result.json`));
+      for (const target of ["ours", "peer", "echo"]) {
+        const phases = results[target].phases as Phase[];
+        assert.ok(phases.length >= 3, `${target}: ${phases.length} phases`);
+        for (const phase of phases) {
+          assert.deepEqual(
+            [phase.ok, phase.failed, phase.lost],
+            [phase.n, 0, 0],
+            `${target}: ${JSON.stringify(phase)}`,
+          );
+        }
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
