@@ -6,11 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { runCall } from "../../src/cli/call.ts";
-import { startEtcd } from "../support/etcd.ts";
 import { PY_DRIVERS, VENV_PYTHON } from "../support/paths.ts";
 import { waitFor } from "../support/ports.ts";
 import { assertVenv } from "../support/python.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
+import { etcdBackend, fileBackend } from "../support/backends.ts";
 
 const NS = "gp-call";
 const SCALE_FLAGS = ["--prefill", "2", "--decode", "3", "--dgd", "llama", "--k8s-namespace", "prod"];
@@ -30,29 +30,9 @@ async function _call(env: Record<string, string>, args: string[]): Promise<Outco
   return { code, out: out.map((l) => JSON.parse(l)), err: err.join("\n") };
 }
 
-type Backend = { name: string; env: Record<string, string>; cleanup: () => Promise<void> };
-
-async function _etcdBackend(): Promise<Backend> {
-  const etcd = await startEtcd();
-  return {
-    name: "etcd",
-    env: { DYN_DISCOVERY_BACKEND: "etcd", ETCD_ENDPOINTS: etcd.endpoint },
-    cleanup: etcd.stop,
-  };
-}
-
-async function _fileBackend(): Promise<Backend> {
-  const dir = await Deno.makeTempDir({ prefix: "gp-call-kv-" });
-  return {
-    name: "file",
-    env: { DYN_DISCOVERY_BACKEND: "file", DYN_FILE_KV: dir },
-    cleanup: () => Deno.remove(dir, { recursive: true }),
-  };
-}
-
-for (const makeBackend of [_etcdBackend, _fileBackend]) {
+for (const makeBackend of [etcdBackend, fileBackend]) {
   Deno.test({
-    name: `call → our Global Planner (${makeBackend.name.replace(/^_|Backend$/g, "")} discovery)`,
+    name: `call → our Global Planner (${makeBackend.name.replace(/Backend$/, "")} discovery)`,
     sanitizeOps: false,
     sanitizeResources: false,
     async fn(t) {

@@ -4,9 +4,9 @@
  * plane and the response plane 1.6.1 asks for.
  */
 import assert from "node:assert/strict";
-import { startEtcd } from "../support/etcd.ts";
 import { runDriver } from "../support/python.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
+import { type DiscoveryBackend, etcdBackend, fileBackend } from "../support/backends.ts";
 
 const NS = "gp-interop";
 const SCALE = `${NS}.GlobalPlanner.scale_request`;
@@ -24,27 +24,7 @@ const REQUEST = {
   predicted_load: { num_requests: 10, isl: null, osl: 128 },
 };
 
-type Backend = { name: string; env: Record<string, string>; cleanup: () => Promise<void> };
-
-async function etcdBackend(): Promise<Backend> {
-  const etcd = await startEtcd();
-  return {
-    name: "etcd",
-    env: { DYN_DISCOVERY_BACKEND: "etcd", ETCD_ENDPOINTS: etcd.endpoint },
-    cleanup: etcd.stop,
-  };
-}
-
-async function fileBackend(): Promise<Backend> {
-  const dir = await Deno.makeTempDir({ prefix: "gp-kv-" });
-  return {
-    name: "file",
-    env: { DYN_DISCOVERY_BACKEND: "file", DYN_FILE_KV: dir },
-    cleanup: () => Deno.remove(dir, { recursive: true }),
-  };
-}
-
-async function call(backend: Backend, endpoint: string, args: string[]) {
+async function call(backend: DiscoveryBackend, endpoint: string, args: string[]) {
   const result = await runDriver(
     "call_endpoint.py",
     ["--endpoint", endpoint, "--timeout", "20", ...args],
@@ -63,7 +43,7 @@ function item(lines: Record<string, unknown>[]): Record<string, unknown> {
 for (const makeBackend of [etcdBackend, fileBackend]) {
   Deno.test({
     name: `real ai-dynamo-runtime 1.6.1 caller ↔ Global Planner (${
-      makeBackend.name.replace("Backend", "")
+      makeBackend.name.replace(/Backend$/, "")
     } discovery)`,
     sanitizeOps: false,
     sanitizeResources: false,
