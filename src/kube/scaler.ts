@@ -117,8 +117,9 @@ export class KubeScaler implements Scaler {
     signal: AbortSignal,
   ): Promise<Applied> {
     for (let attempt = 0;; attempt++) {
+      // A cached view that says "not Ready" may just be behind the watch: confirm by reading.
       const cached = attempt === 0 ? this.#options.cachedView?.(ref) : undefined;
-      const view = cached ?? await this.#readDgd(ref, versions, signal);
+      const view = cached?.ready ? cached : await this.#readDgd(ref, versions, signal);
       if (!view.ready) {
         throw new NotReady(
           `DynamoGraphDeployment is not ready (name: '${ref.name}' in namespace '${ref.namespace}')`,
