@@ -34,6 +34,7 @@ import { applyManifest, createDgd, DGD_PATH, v1beta1Dgd } from "../tests/support
 import { type KubeCluster, REDUCED_DGD_CRD, startKubeCluster } from "../tests/support/kube_cluster.ts";
 import { type ServiceProcess, startService } from "../tests/support/service.ts";
 import { type CountingProxy, startCountingProxy } from "../tests/support/tcp_proxy.ts";
+import { type Json, JsonLines as Lines } from "./_json_lines.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const PYTHON = `${ROOT}/.cache/venv/bin/python`;
@@ -51,8 +52,6 @@ const SA_NS = "dynamo-system";
 const DGD = "bench-dgd";
 const CALLER = "bench-caller";
 const UPSTREAM_SA = "upstream-global-planner";
-
-type Json = Record<string, unknown>;
 
 /** RBAC for upstream: what ai-dynamo 1.6.1's KubernetesAPI calls on this path (pods list included). */
 const UPSTREAM_RBAC = [
@@ -92,55 +91,6 @@ rules:
 `;
 
 // ------------------------------------------------------------------------------ helpers
-
-/** JSON-line reader over a child's stdout. */
-class Lines {
-  #lines: Json[] = [];
-  #waiters: (() => void)[] = [];
-  #eof = false;
-  constructor(stream: ReadableStream<Uint8Array>) {
-    (async () => {
-      let buf = "";
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-        buf += chunk;
-        let nl;
-        while ((nl = buf.indexOf("\n")) >= 0) {
-          const text = buf.slice(0, nl).trim();
-          buf = buf.slice(nl + 1);
-          if (text.startsWith("{")) {
-            try {
-              this.#lines.push(JSON.parse(text));
-            } catch { /* not ours */ }
-          }
-        }
-        this.#waiters.splice(0).forEach((w) => w());
-      }
-    })().catch(() => {}).finally(() => {
-      this.#eof = true;
-      this.#waiters.splice(0).forEach((w) => w());
-    });
-  }
-  async next(key: string, timeoutMs: number): Promise<Json> {
-    const deadline = Date.now() + timeoutMs;
-    while (true) {
-      const i = this.#lines.findIndex((l) => key in l || "exception" in l);
-      if (i >= 0) {
-        const [line] = this.#lines.splice(i, 1);
-        if (!(key in line)) throw new Error(`driver: ${JSON.stringify(line)}`);
-        return line;
-      }
-      if (this.#eof) throw new Error(`driver ended before a "${key}" line`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no "${key}" line within ${timeoutMs} ms`);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await new Promise<void>((resolve) => {
-        this.#waiters.push(resolve);
-        timer = setTimeout(resolve, Math.min(left, 250));
-      });
-      clearTimeout(timer);
-    }
-  }
-}
 
 function pct(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;

@@ -16,6 +16,7 @@
  * not answer at all. Failed/lost responses are counted and printed.
  */
 import { parseArgs } from "node:util";
+import { type Json, JsonLines as Lines } from "./_json_lines.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const PYTHON = `${ROOT}/.cache/venv/bin/python`;
@@ -36,8 +37,6 @@ const SMOKE = flags.smoke || Deno.env.get("BENCH_SMOKE") === "1";
 const PLAN = SMOKE
   ? { startupTrials: 1, warmup: 5, lat: 20, c16: 32, c64: 64, soak: 64 }
   : { startupTrials: 3, warmup: 100, lat: 1_900, c16: 4_000, c64: 4_000, soak: 10_000 };
-
-type Json = Record<string, unknown>;
 
 interface Target {
   key: "ours" | "peer" | "echo";
@@ -114,56 +113,6 @@ const TARGETS: Target[] = [
       }),
   },
 ];
-
-/** Line reader over a child's stdout (JSON lines; others ignored). */
-class Lines {
-  #lines: Json[] = [];
-  #waiters: (() => void)[] = [];
-  closed: Promise<void>;
-  constructor(stream: ReadableStream<Uint8Array>) {
-    this.closed = (async () => {
-      let buf = "";
-      for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-        buf += chunk;
-        let nl;
-        while ((nl = buf.indexOf("\n")) >= 0) {
-          const text = buf.slice(0, nl).trim();
-          buf = buf.slice(nl + 1);
-          if (text.startsWith("{")) {
-            try {
-              this.#lines.push(JSON.parse(text));
-            } catch { /* not ours */ }
-          }
-        }
-        this.#waiters.splice(0).forEach((w) => w());
-      }
-      this.#waiters.splice(0).forEach((w) => w());
-    })();
-  }
-  /** Next line with `key` (consumed), or an error after `timeoutMs` / at EOF. */
-  async next(key: string, timeoutMs: number): Promise<Json> {
-    const deadline = Date.now() + timeoutMs;
-    let eof = false;
-    this.closed.then(() => (eof = true));
-    while (true) {
-      const i = this.#lines.findIndex((l) => key in l || "exception" in l);
-      if (i >= 0) {
-        const [line] = this.#lines.splice(i, 1);
-        if (!(key in line)) throw new Error(`driver: ${JSON.stringify(line)}`);
-        return line;
-      }
-      if (eof) throw new Error(`driver ended before a "${key}" line`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no "${key}" line within ${timeoutMs} ms`);
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await new Promise<void>((resolve) => {
-        this.#waiters.push(resolve);
-        timer = setTimeout(resolve, Math.min(left, 250));
-      });
-      clearTimeout(timer);
-    }
-  }
-}
 
 function epochMs(): number {
   return performance.timeOrigin + performance.now();
