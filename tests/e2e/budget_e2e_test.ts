@@ -55,6 +55,24 @@ async function plan(
   return result.lines[0] as unknown as Outcome;
 }
 
+/** Waits until the service's DGD cache (as its health endpoint reports it) holds `count` DGDs. */
+async function watchedDgds(env: Record<string, string>, count: number) {
+  let seen: unknown;
+  for (let i = 0; i < 30; i++) {
+    const result = await runDriver("call_endpoint.py", [
+      "--endpoint",
+      `${GP_NS}.GlobalPlanner.health`,
+      "--payload",
+      "{}",
+    ], env);
+    const item = result.lines.find((l) => "item" in l)?.item as { dgd_watch?: { dgds?: number } } | undefined;
+    seen = item?.dgd_watch?.dgds;
+    if (seen === count) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`the DGD cache never held ${count} DGDs (last seen: ${seen})`);
+}
+
 Deno.test({
   name: "GPU budget end to end: ceiling, pairing with a fresh intent, floor, fail closed",
   sanitizeOps: false,
@@ -165,7 +183,7 @@ Deno.test({
         delete (broken.spec.components[0].podTemplate.spec.containers[0] as { resources?: unknown })
           .resources;
         await createDgd(cluster!, broken);
-        await new Promise((r) => setTimeout(r, 500)); // the watch delivers it
+        await watchedDgds(discovery, 3); // the watch has delivered it
         const outcome = await plan(discovery, "alpha", { decode: 1 });
         assert.equal(outcome.response?.status, "error");
         assert.match(
@@ -174,7 +192,7 @@ Deno.test({
         );
         assert.equal(replicasOf(await readDgd(cluster!, "v1alpha1", POOL, "alpha")).D, 0, "nothing written");
         await cluster!.request("DELETE", DGD_PATH("v1beta1", POOL, "gamma"));
-        await new Promise((r) => setTimeout(r, 500));
+        await watchedDgds(discovery, 2);
         assert.equal((await plan(discovery, "alpha", { decode: 1 })).response?.status, "success");
       });
 
