@@ -12,10 +12,10 @@
  *
  * Permissions: --allow-run (kube-apiserver, etcd, bash for the build script and the watchdog),
  * --allow-net=127.0.0.1, --allow-read, --allow-write (temp dirs, files written for tests),
- * --allow-env (KUBE_APISERVER_BIN, ETCD_BIN, DYNAMO_SHARED_DIR, PATH, TMPDIR, and LOG_TOKENS,
+ * --allow-env (KUBE_APISERVER_BIN, ETCD_BIN, PATH, TMPDIR, and LOG_TOKENS,
  * LOG_STREAM which npm:yaml reads). Narrowest set that passes:
  *   --allow-run=bash,etcd,.cache/bin/kube-apiserver --allow-net=127.0.0.1 --allow-read --allow-write
- *   --allow-env=KUBE_APISERVER_BIN,ETCD_BIN,DYNAMO_SHARED_DIR,PATH,TMPDIR,LOG_TOKENS,LOG_STREAM
+ *   --allow-env=KUBE_APISERVER_BIN,ETCD_BIN,PATH,TMPDIR,LOG_TOKENS,LOG_STREAM
  *
  * Not running: kube-controller-manager / scheduler. So no namespace finalization (deleted
  * namespaces stay Terminating), no garbage collection of owner-referenced objects, no default
@@ -34,27 +34,23 @@ export const DEFAULT_APISERVER_BIN = `${REPO_ROOT}/.cache/bin/kube-apiserver`;
 /** Project-owned reduced DGD CRD serving v1alpha1 (storage) + v1beta1, conversion None. */
 export const REDUCED_DGD_CRD = `${REPO_ROOT}/tests/fixtures/crds/dgd_v1alpha1_v1beta1.yaml`;
 
-/** shared/crds: $DYNAMO_SHARED_DIR/crds, else <repo>/../shared/crds (CI lays shared/ beside the clone). */
-export function sharedCrdDir(): string {
-  const env = Deno.env.get("DYNAMO_SHARED_DIR");
-  if (env) return `${env.replace(/\/$/, "")}/crds`;
-  return `${REPO_ROOT.replace(/\/[^/]+$/, "")}/shared/crds`;
-}
-export const upstreamDgdCrd = (): string => `${sharedCrdDir()}/nvidia.com_dynamographdeployments.yaml`;
+/** Upstream's CRDs, kept verbatim in the repository (deploy/crds/README.md names their source). */
+export const UPSTREAM_CRD_DIR = `${REPO_ROOT}/deploy/crds`;
+export const upstreamDgdCrd = (): string => `${UPSTREAM_CRD_DIR}/nvidia.com_dynamographdeployments.yaml`;
 export const upstreamDgdsaCrd = (): string =>
-  `${sharedCrdDir()}/nvidia.com_dynamographdeploymentscalingadapters.yaml`;
-export const upstreamDwmCrd = (): string => `${sharedCrdDir()}/nvidia.com_dynamoworkermetadatas.yaml`;
+  `${UPSTREAM_CRD_DIR}/nvidia.com_dynamographdeploymentscalingadapters.yaml`;
+export const upstreamDwmCrd = (): string => `${UPSTREAM_CRD_DIR}/nvidia.com_dynamoworkermetadatas.yaml`;
 
 // ----------------------------------------------------------------------------------- types
 
 export interface KubeClusterOptions {
   /**
    * Which DGD CRD to install: "reduced" (default) = tests/fixtures/crds/dgd_v1alpha1_v1beta1.yaml
-   * (v1alpha1 + v1beta1); "upstream-v1alpha1" = shared/crds/nvidia.com_dynamographdeployments.yaml
+   * (v1alpha1 + v1beta1); "upstream-v1alpha1" = deploy/crds/nvidia.com_dynamographdeployments.yaml
    * verbatim (v1alpha1 only); "none" = no DGD CRD.
    */
   dgdCrd?: "reduced" | "upstream-v1alpha1" | "none";
-  /** Install shared/crds/nvidia.com_dynamographdeploymentscalingadapters.yaml verbatim (default true). */
+  /** Install deploy/crds/nvidia.com_dynamographdeploymentscalingadapters.yaml verbatim (default true). */
   dgdsaCrd?: boolean;
   /** Further CRD manifest files to install (e.g. upstreamDwmCrd()). */
   extraCrdFiles?: string[];
