@@ -3,6 +3,7 @@
  * metrics, system status server, handlers → endpoints → host. Owns the shutdown order.
  */
 import { budgetEnabled } from "./config/config.ts";
+import { ConfigError } from "./errors.ts";
 import type { Config } from "./config/mod.ts";
 import {
   connectKubernetes,
@@ -102,7 +103,16 @@ export async function startGlobalPlanner(
     : undefined;
   try {
     if (!config.noOperation || config.runtime.discovery === "kubernetes") {
-      api = await openKubeClient(config.kube.serviceAccountDir, getEnv, logger);
+      api = await openKubeClient(config.kube.serviceAccountDir, getEnv, logger).catch((error) => {
+        // With --no-operation only discovery needs the API; say so instead of suggesting the flag.
+        if (!config.noOperation || !(error instanceof ConfigError)) throw error;
+        throw new ConfigError(
+          `DYN_DISCOVERY_BACKEND=kubernetes publishes through the Kubernetes API: ${
+            error.message.replace(/; run with --no-operation.*$/, "")
+          }`,
+          { cause: error },
+        );
+      });
     }
     if (!config.noOperation) {
       const budget = budgetEnabled(config.budget)
