@@ -1,6 +1,7 @@
 /**
  * Transport and credentials against the real API server: one TLS connection for every call,
- * in-cluster token re-read after 60 s and after a 401, kubeconfig for development.
+ * in-cluster token re-read after 60 s and after a 401, kubeconfig for development; the running
+ * service's scaler, DGD cache and kubernetes discovery share that one client and connection.
  */
 import assert from "node:assert/strict";
 import { KubeClient } from "../../src/kube/client.ts";
@@ -9,8 +10,10 @@ import { connectKubernetes } from "../../src/kube/mod.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import { parseScaleRequest } from "../../src/service/contract.ts";
 import { createDgd, DGD_PATH, readDgd, replicasOf, v1alpha1Dgd } from "../support/dgd_fixtures.ts";
-import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
-import { installRbac, serviceAccountDir } from "../support/rbac.ts";
+import { type KubeCluster, startKubeCluster, upstreamDwmCrd } from "../support/kube_cluster.ts";
+import { DWM_PATH } from "../support/kube_discovery.ts";
+import { installRbac, SA_NAMESPACE, serviceAccountDir } from "../support/rbac.ts";
+import { startService } from "../support/service.ts";
 import { startCountingProxy } from "../support/tcp_proxy.ts";
 
 const NS = "transport";
@@ -35,7 +38,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
-    const cluster = await startKubeCluster();
+    const cluster = await startKubeCluster({ extraCrdFiles: [upstreamDwmCrd()] });
     try {
       await cluster.createNamespace(NS);
       const token = await installRbac(cluster);
@@ -92,6 +95,38 @@ Deno.test({
             assert.equal(replicasOf(await readDgd(cluster, "v1alpha1", NS, "b")).P, 5);
           } finally {
             kube.close();
+            await proxy.close();
+          }
+        },
+      );
+
+      await t.step(
+        "the service process: DGD cache, discovery publish, discovery watch and re-apply on one connection",
+        async () => {
+          const proxy = startCountingProxy(cluster.port);
+          const dir = await saDir(cluster, token);
+          const service = await startService({
+            args: ["--service-account-dir", dir, "--max-total-gpus", "100"],
+            env: {
+              DYN_NAMESPACE: "gp-one-client",
+              KUBERNETES_SERVICE_HOST: "127.0.0.1",
+              KUBERNETES_SERVICE_PORT: String(proxy.port),
+              DYN_DISCOVERY_BACKEND: "kubernetes",
+              POD_NAME: "gp-one-0",
+              POD_UID: "uid-gp-one-0",
+              POD_NAMESPACE: SA_NAMESPACE,
+            },
+          });
+          try {
+            await service.waitForLog((l) => l.message === "DGD cache synced");
+            const healed = service.waitForLog((l) => l.message === "DynamoWorkerMetadata re-applied");
+            assert.equal((await cluster.request("DELETE", DWM_PATH(SA_NAMESPACE, "gp-one-0"))).status, 200);
+            await healed;
+            assert.equal((await cluster.request("GET", DWM_PATH(SA_NAMESPACE, "gp-one-0"))).status, 200);
+            assert.equal(proxy.connections, 1, "one client, one pooled connection");
+            assert.equal(await service.stop(), 0);
+          } finally {
+            await service.stop("SIGKILL");
             await proxy.close();
           }
         },
