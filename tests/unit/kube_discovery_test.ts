@@ -337,3 +337,33 @@ Deno.test("watch: a failing watch backs off and re-applies before watching again
   assert.equal(discovery.healthy, true);
   await discovery.close();
 });
+
+Deno.test("readiness: unhealthy from a detected deletion until the re-apply succeeds", async () => {
+  const api = new ScriptedApi();
+  let release!: () => void;
+  let pausedResolve!: () => void;
+  const paused = new Promise<void>((r) => (pausedResolve = r));
+  const logs: string[] = [];
+  const discovery = new KubernetesDiscovery({
+    identity: IDENTITY,
+    api,
+    logger: createLogger({ level: "debug", sink: (line) => logs.push(JSON.parse(line).message) }),
+    // The re-apply's backoff blocks until the test releases it.
+    sleep: () => {
+      pausedResolve();
+      return new Promise<void>((r) => (release = r));
+    },
+  });
+  await discovery.register(RECORDS);
+  assert.equal(discovery.healthy, true);
+  const stored = await api.apply(discovery.desired());
+  api.answers = [503];
+  api.push({ type: "DELETED", object: stored });
+  await paused;
+  assert.equal(discovery.healthy, false, "not ready while the CR is gone");
+  assert.ok(logs.includes("DynamoWorkerMetadata deleted by someone else; re-applying"));
+  release();
+  while (!logs.includes("DynamoWorkerMetadata re-applied")) await new Promise((r) => setTimeout(r, 0));
+  assert.equal(discovery.healthy, true);
+  await discovery.close();
+});
