@@ -156,6 +156,8 @@ export async function startGlobalPlanner(
         handler: createHealthHandler({
           namespace: config.dynNamespace,
           managedNamespaces: config.managedNamespaces,
+          registered: () => host?.discovery.healthy,
+          discovery: config.runtime.discovery,
           dgdWatch: () => {
             const state = kube?.cacheState();
             if (state) metrics.setDgdWatchUp(state.watching);

@@ -120,6 +120,13 @@ export interface HealthHandlerOptions {
   managedNamespaces: readonly string[] | null;
   /** With a GPU budget: the DGD watch cache's state (spec §5, proposed `dgd_watch`). */
   dgdWatch?: () => DgdWatchState | undefined;
+  /**
+   * Whether this process's discovery registration is in place (`undefined` = not known yet).
+   * A lost registration (e.g. a deleted DynamoWorkerMetadata being re-applied) reports `degraded`.
+   */
+  registered?: () => boolean | undefined;
+  /** Discovery backend name for the degraded message. */
+  discovery?: string;
 }
 
 export function createHealthHandler(options: HealthHandlerOptions): Handler {
@@ -131,14 +138,22 @@ export function createHealthHandler(options: HealthHandlerOptions): Handler {
   };
   return async function* health() {
     const watch = options.dgdWatch?.();
+    const lost = options.registered?.() === false;
+    const registration = lost
+      ? {
+        status: "degraded",
+        message: `discovery registration (${options.discovery ?? "discovery"}) is not in place; restoring it`,
+      }
+      : {};
     if (!watch) {
-      yield base;
+      yield { ...base, ...registration };
       return;
     }
     yield {
       ...base,
       status: watch.degraded ? "degraded" : "healthy",
       ...(watch.degraded && watch.message ? { message: watch.message } : {}),
+      ...registration,
       dgd_watch: watch,
     };
   };

@@ -167,3 +167,37 @@ Deno.test("health with a GPU budget reports the DGD watch and turns degraded wit
   assert.equal(item.status, "degraded");
   assert.equal(item.message, "DGD watch down for 45 s: boom; GPU budget cache may be stale");
 });
+
+Deno.test("health turns degraded while the discovery registration is not in place", async () => {
+  let registered: boolean | undefined = undefined;
+  const handler = createHealthHandler({
+    namespace: "n",
+    managedNamespaces: null,
+    registered: () => registered,
+    discovery: "kubernetes",
+  });
+  const healthy = {
+    status: "healthy",
+    component: "GlobalPlanner",
+    namespace: "n",
+    managed_namespaces: "all",
+  };
+  assert.deepEqual(await collect(handler, {}), [healthy], "not known yet: as upstream");
+  registered = true;
+  assert.deepEqual(await collect(handler, {}), [healthy], "in place: exactly upstream's answer");
+  registered = false;
+  assert.deepEqual(await collect(handler, {}), [{
+    ...healthy,
+    status: "degraded",
+    message: "discovery registration (kubernetes) is not in place; restoring it",
+  }]);
+  // It also wins over a healthy DGD watch.
+  const budget = createHealthHandler({
+    namespace: "n",
+    managedNamespaces: null,
+    registered: () => false,
+    dgdWatch: () => ({ degraded: false }),
+  });
+  const [item] = await collect(budget, {}) as Record<string, unknown>[];
+  assert.equal(item.status, "degraded");
+});
