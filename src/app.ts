@@ -21,6 +21,7 @@ import {
   type StatusServer,
 } from "./ops/status_server.ts";
 import { type EndpointHost, startEndpointHost } from "./runtime/host.ts";
+import { BudgetPlanner } from "./service/budget_planner.ts";
 import {
   COMPONENT,
   createHealthHandler,
@@ -28,6 +29,7 @@ import {
   HEALTH_CHECK_PAYLOAD,
   HEALTH_ENDPOINT,
   SCALE_ENDPOINT,
+  type Scaler,
 } from "./service/handlers.ts";
 import { VERSION } from "./version.ts";
 
@@ -55,6 +57,7 @@ export async function startGlobalPlanner(
   let kube: KubeConnector | undefined;
   /** The one Kubernetes API client: scaling (unless no-operation) and kubernetes discovery share it. */
   let api: OpenedKubeClient | undefined;
+  let scaler: Scaler | undefined;
   let lastProbe = 0;
 
   const readiness = (): Readiness => {
@@ -117,7 +120,6 @@ export async function startGlobalPlanner(
     if (!config.noOperation) {
       const budget = budgetEnabled(config.budget)
         ? {
-          settings: config.budget,
           podNamespace: config.podNamespace,
           managedNamespaces: config.managedNamespaces,
           onPools: (gpus: Record<string, number>) => metrics.setManagedGpus(gpus),
@@ -130,6 +132,15 @@ export async function startGlobalPlanner(
         });
       }
       kube = await connectKubernetes(config.kube, getEnv, logger, budget, api);
+      // The core's budget planner on top of the Kubernetes budget port, or the plain scaler.
+      scaler = kube.budgetPort
+        ? new BudgetPlanner({
+          port: kube.budgetPort,
+          bounds: { max: config.budget.maxTotalGpus, min: config.budget.minTotalGpus },
+          intentTtlSeconds: config.budget.intentCacheTtlSeconds,
+          logger,
+        })
+        : kube.kubeScaler;
       lastProbe = Date.now();
       const reachable = await kube.client.probe();
       logger.info("Kubernetes connector ready", {
@@ -144,7 +155,7 @@ export async function startGlobalPlanner(
         handler: createScaleRequestHandler({
           managedNamespaces: config.managedNamespaces,
           noOperation: config.noOperation,
-          scaler: kube?.scaler,
+          scaler,
           logger,
           observe: (result, reason, seconds) =>
             metrics.recordScale(result, isScaleReason(reason) ? reason : "internal_error", seconds),

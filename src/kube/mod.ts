@@ -1,12 +1,11 @@
 /**
  * The Kubernetes port: credentials → one client (`openKubeClient`, created once by the wiring
  * and shared by the scaler and the kubernetes discovery backend) → the scaler the core talks
- * to; with a GPU budget, also the DGD watch cache and the budget planner on top of it.
+ * to; with a GPU budget, also the DGD watch cache and the budget port the wiring hands to the
+ * core's budget planner.
  */
-import type { BudgetSettings, KubeSettings } from "../config/config.ts";
+import type { KubeSettings } from "../config/config.ts";
 import type { Logger } from "../ops/log.ts";
-import { BudgetPlanner } from "../service/budget_planner.ts";
-import type { Scaler } from "../service/handlers.ts";
 import { KubeBudgetPort } from "./budget_port.ts";
 import { DgdCache, type DgdCacheState } from "./cache.ts";
 import { KubeClient } from "./client.ts";
@@ -36,7 +35,6 @@ export async function openKubeClient(
 }
 
 export interface BudgetWiring {
-  settings: BudgetSettings;
   podNamespace: string;
   managedNamespaces: readonly string[] | null;
   onPools?: (gpusByDgd: Record<string, number>) => void;
@@ -44,10 +42,11 @@ export interface BudgetWiring {
 
 export interface KubeConnector {
   client: KubeClient;
-  /** What scale requests go to: the budget planner when a budget is on, else the scaler. */
-  scaler: Scaler;
+  /** Applies scale requests (without a budget, what scale requests go to). */
   kubeScaler: KubeScaler;
   cache?: DgdCache;
+  /** With a budget: what the core's `BudgetPlanner` reads and writes through. */
+  budgetPort?: KubeBudgetPort;
   source: string;
   cacheState(): DgdCacheState | undefined;
   close(): Promise<void>;
@@ -86,7 +85,6 @@ export async function connectKubernetes(
     cachedView: (ref) => port?.viewOf(ref),
     onApplied: (ref, applied) => port?.recordApplied(ref, applied),
   });
-  let scaler: Scaler = kubeScaler;
   let cache: DgdCache | undefined;
   if (budget) {
     cache = new DgdCache({
@@ -103,19 +101,13 @@ export async function connectKubernetes(
       version: async () => (await apiVersions()).dgd,
       onPools: budget.onPools,
     });
-    scaler = new BudgetPlanner({
-      port,
-      bounds: { max: budget.settings.maxTotalGpus, min: budget.settings.minTotalGpus },
-      intentTtlSeconds: budget.settings.intentCacheTtlSeconds,
-      logger,
-    });
     await _firstList(cache, logger);
   }
   return {
     client,
-    scaler,
     kubeScaler,
     cache,
+    budgetPort: port,
     source,
     cacheState: () => cache?.state(),
     async close() {

@@ -38,7 +38,7 @@ async function scale(kube: KubeConnector, request: Record<string, unknown>): Pro
   const handler = createScaleRequestHandler({
     managedNamespaces: null,
     noOperation: false,
-    scaler: kube.scaler,
+    scaler: kube.kubeScaler,
     logger,
   });
   for await (

@@ -67,7 +67,7 @@ Deno.test({
           );
           try {
             const request = (dgd: string, n: number) =>
-              kube.scaler.scale(
+              kube.kubeScaler.scale(
                 parseScaleRequest({
                   caller_namespace: "x",
                   graph_deployment_name: dgd,
@@ -142,7 +142,7 @@ Deno.test({
         );
         try {
           const before = kube.client.calls;
-          await kube.scaler.scale(
+          await kube.kubeScaler.scale(
             parseScaleRequest({
               caller_namespace: "x",
               graph_deployment_name: "c",

@@ -14,6 +14,7 @@ import { kubeInstanceId } from "../../src/runtime/discovery/instance_id.ts";
 import { KubernetesDiscovery } from "../../src/runtime/discovery/kubernetes.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import type { ScaleResponse } from "../../src/service/contract.ts";
+import { BudgetPlanner } from "../../src/service/budget_planner.ts";
 import { createScaleRequestHandler } from "../../src/service/handlers.ts";
 import { applyManifest, createDgd, readDgd, replicasOf, v1alpha1Dgd } from "../support/dgd_fixtures.ts";
 import { startFakeOperator } from "../support/fake_operator.ts";
@@ -72,7 +73,6 @@ async function connectAs(cluster: KubeCluster, serviceAccount: string, budget = 
     // The budget's DGD cache lists and watches POD_NAMESPACE.
     budget
       ? {
-        settings: { maxTotalGpus: 1000, minTotalGpus: -1, intentCacheTtlSeconds: 360 },
         podNamespace: QUIET,
         managedNamespaces: null,
       }
@@ -90,7 +90,15 @@ async function scale(
   const handler = createScaleRequestHandler({
     managedNamespaces: null,
     noOperation: false,
-    scaler: kube.scaler,
+    // As the wiring composes it: the core's budget planner over the budget port, if any.
+    scaler: kube.budgetPort
+      ? new BudgetPlanner({
+        port: kube.budgetPort,
+        bounds: { max: 1000, min: -1 },
+        intentTtlSeconds: 360,
+        logger,
+      })
+      : kube.kubeScaler,
     logger,
   });
   const context = { id: "rbac", headers: {}, signal: new AbortController().signal };
