@@ -9,7 +9,10 @@
  * its data or owner references made by anyone else, is answered by applying it again (force
  * takes our fields back). A watch that breaks is reopened after a jittered backoff, and every
  * reopening applies first, since a deletion may have gone unseen. `healthy` is false from a
- * detected loss until the re-apply succeeds.
+ * detected loss until the re-apply succeeds. A broken watch alone (API server unreachable) does
+ * not turn it false: the CR is most likely still in place, and dropping every replica from its
+ * EndpointSlice because the API server blinked would be worse; the apply after reconnecting
+ * settles it. Unlike the runtime (one apply per endpoint), all endpoints go in one apply.
  *
  * Failures: at start, transient API errors (unreachable, 408, 409, 429, 5xx) are retried with
  * jittered backoff until `startTimeoutMs`; an error retrying cannot fix (403 without the RBAC
