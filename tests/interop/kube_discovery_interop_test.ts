@@ -14,6 +14,7 @@ import { startFakeOperator } from "../support/fake_operator.ts";
 import { type KubeCluster, startKubeCluster, upstreamDwmCrd } from "../support/kube_cluster.ts";
 import { putSlice, type SliceTarget } from "../support/kube_discovery.ts";
 import { installRbac, SA_NAMESPACE, serviceAccountDir } from "../support/rbac.ts";
+import { PY_DRIVERS, VENV_PYTHON } from "../support/paths.ts";
 import { assertVenv, runDriver } from "../support/python.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 
@@ -63,6 +64,53 @@ async function waitSettled(cluster: KubeCluster, name: string) {
   throw new Error(`${NS}/${name} never became Ready`);
 }
 
+/** A long-lived 1.6.1 client (watch_instances.py): the instance lists it routes over, as they change. */
+function watchInstances(env: Record<string, string>, endpoint: string) {
+  const child = new Deno.Command(VENV_PYTHON, {
+    args: [`${PY_DRIVERS}/watch_instances.py`, "--endpoint", endpoint],
+    env: { DYN_TCP_RESPONSE_STREAM_HOST: "127.0.0.1", ...env },
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const seen: string[][] = [];
+  let buffered = "";
+  /** Resolves with the first list (from now on) that equals `ids`, sorted. */
+  const until = async (ids: bigint[], timeoutMs = 20_000) => {
+    const want = JSON.stringify(ids.map(String).sort());
+    const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+    try {
+      while (true) {
+        let nl;
+        while ((nl = buffered.indexOf("\n")) >= 0) {
+          const line = buffered.slice(0, nl);
+          buffered = buffered.slice(nl + 1);
+          // The ids are beyond 2^53 only for other backends; kubernetes ids fit a number.
+          const list = (JSON.parse(line).instances as number[]).map(String).sort();
+          seen.push(list);
+          if (JSON.stringify(list) === want) return;
+        }
+        const { value, done } = await reader.read();
+        if (done) {
+          throw new Error(`watch_instances.py ended before ${want}; lists seen: ${JSON.stringify(seen)}`);
+        }
+        buffered += value;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  return {
+    until,
+    async stop() {
+      await child.stdin.close();
+      await reader.cancel().catch(() => {});
+      await child.status;
+    },
+  };
+}
+
 Deno.test({
   name: "real 1.6.1 callers in kubernetes discovery mode find and call our service",
   // kube-apiserver, etcd and the Python drivers are subprocesses whose pipes Deno counts as ours.
@@ -73,6 +121,7 @@ Deno.test({
     const cluster = await startKubeCluster({ extraCrdFiles: [upstreamDwmCrd()] });
     const operator = startFakeOperator(cluster, NS, { readyDelayMs: 500 });
     const replicas: Replica[] = [];
+    let watcher: ReturnType<typeof watchInstances> | undefined;
     try {
       const token = await installRbac(cluster);
       const saDir = await serviceAccountDir(cluster, token);
@@ -133,6 +182,9 @@ Deno.test({
       replicas.push(first);
       await slice([{ pod: first.pod, uid: first.uid, ready: true }]);
       const id = String(first.service.ready.instance_id);
+      const idOf = (r: Replica) => BigInt(`0x${r.service.ready.instance_id}`);
+      watcher = watchInstances(callerEnv, `${GP_NS}.GlobalPlanner.health`);
+      await watcher.until([idOf(first)]);
 
       await t.step("health: discovered through CR + ready slice entry, answered", async () => {
         const result = await call("health", {});
@@ -178,18 +230,21 @@ Deno.test({
         assert.equal(replicasOf(await readDgd(cluster, "v1beta1", NS, "llama")).prefill, 4);
       });
 
-      await t.step("the slice entry turns not ready → no instance for a caller", async () => {
+      await t.step("the slice entry turns not ready → callers stop routing to us, and resume", async () => {
         await slice([{ pod: first.pod, uid: first.uid, ready: false }]);
+        await watcher!.until([]); // the long-lived client drops us
         const result = await call("health", {}, ["--wait-timeout", "3"]);
         assert.equal(result.code, 2, result.stdout);
         assert.equal((result.lines[0] as { exception?: string }).exception, "TimeoutError");
         await slice([{ pod: first.pod, uid: first.uid, ready: true }]);
+        await watcher!.until([idOf(first)]);
       });
 
       await t.step("two replicas: both discovered, both answer", async () => {
         const second = await startReplica(cluster, saDir, "global-planner-1");
         replicas.push(second);
         await slice(replicas.map((r) => ({ pod: r.pod, uid: r.uid, ready: true })));
+        await watcher!.until(replicas.map(idOf));
         // Wait until the caller's listing has both, then send enough requests to reach both.
         let listed = "";
         for (let attempt = 0; attempt < 20 && !listed.includes(","); attempt++) {
@@ -218,12 +273,15 @@ Deno.test({
       await t.step("SIGTERM withdraws the endpoints → a caller no longer finds the replica", async () => {
         const second = replicas.pop()!;
         assert.equal(await second.service.stop("SIGTERM"), 0);
-        // The slice still lists it as ready (no kubelet here): only the withdrawn CR hides it.
+        // The slice still lists it as ready (no kubelet here): only the withdrawn CR hides it,
+        // from the long-lived client and from a new one.
+        await watcher!.until([idOf(first)]);
         const result = await call("health", {});
         assert.equal(result.code, 0, result.stderr.slice(-2000));
         assert.match(result.stdout, new RegExp(`"instances": \\[${BigInt(`0x${id}`)}\\]`));
       });
     } finally {
+      await watcher?.stop();
       for (const r of replicas) await r.service.stop("SIGKILL");
       await operator.stop();
       await cluster.stop();
