@@ -12,7 +12,7 @@ async function main(argv: string[]): Promise<number> {
   if (argv[0] === "call") return await runCall(argv.slice(1), (name) => Deno.env.get(name));
   let loaded;
   try {
-    loaded = loadConfig(argv, (name) => Deno.env.get(name));
+    loaded = loadConfig(argv, (name) => Deno.env.get(name), readSmallFile);
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(`global-planner: ${error.message}`);
@@ -68,6 +68,16 @@ async function main(argv: string[]): Promise<number> {
   await planner.stop();
   logger.info("stopped");
   return 0;
+}
+
+/** The downward-API files (/etc/podinfo): absent files are normal outside Kubernetes. */
+function readSmallFile(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw new ConfigError(`cannot read ${path}: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

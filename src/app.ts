@@ -3,8 +3,15 @@
  * metrics, system status server, handlers → endpoints → host. Owns the shutdown order.
  */
 import { budgetEnabled } from "./config/config.ts";
+import { ConfigError } from "./errors.ts";
 import type { Config } from "./config/mod.ts";
-import { connectKubernetes, type KubeConnector } from "./kube/mod.ts";
+import {
+  connectKubernetes,
+  type KubeConnector,
+  KubeWorkerMetadataApi,
+  type OpenedKubeClient,
+  openKubeClient,
+} from "./kube/mod.ts";
 import { createGlobalPlannerMetrics, type GlobalPlannerMetrics, isScaleReason } from "./ops/gp_metrics.ts";
 import type { Logger } from "./ops/log.ts";
 import {
@@ -46,6 +53,8 @@ export async function startGlobalPlanner(
   let host: EndpointHost | undefined;
   let stopping = false;
   let kube: KubeConnector | undefined;
+  /** The one Kubernetes API client: scaling (unless no-operation) and kubernetes discovery share it. */
+  let api: OpenedKubeClient | undefined;
   let lastProbe = 0;
 
   const readiness = (): Readiness => {
@@ -93,6 +102,18 @@ export async function startGlobalPlanner(
     ? await startStatusServer(statusSettings, readiness, scrape, logger)
     : undefined;
   try {
+    if (!config.noOperation || config.runtime.discovery === "kubernetes") {
+      api = await openKubeClient(config.kube.serviceAccountDir, getEnv, logger).catch((error) => {
+        // With --no-operation only discovery needs the API; say so instead of suggesting the flag.
+        if (!config.noOperation || !(error instanceof ConfigError)) throw error;
+        throw new ConfigError(
+          `DYN_DISCOVERY_BACKEND=kubernetes publishes through the Kubernetes API: ${
+            error.message.replace(/; run with --no-operation.*$/, "")
+          }`,
+          { cause: error },
+        );
+      });
+    }
     if (!config.noOperation) {
       const budget = budgetEnabled(config.budget)
         ? {
@@ -108,7 +129,7 @@ export async function startGlobalPlanner(
           min: config.budget.minTotalGpus >= 0 ? config.budget.minTotalGpus : undefined,
         });
       }
-      kube = await connectKubernetes(config.kube, getEnv, logger, budget);
+      kube = await connectKubernetes(config.kube, getEnv, logger, budget, api);
       lastProbe = Date.now();
       const reachable = await kube.client.probe();
       logger.info("Kubernetes connector ready", {
@@ -150,9 +171,13 @@ export async function startGlobalPlanner(
       endpoints,
       runtime: config.runtime,
       logger,
+      workerMetadata: api && config.runtime.discovery === "kubernetes"
+        ? new KubeWorkerMetadataApi(api.client)
+        : undefined,
     });
   } catch (error) {
     await kube?.close();
+    api?.client.close();
     await status?.close();
     throw error;
   }
@@ -163,6 +188,7 @@ export async function startGlobalPlanner(
     instance_id: host.instanceId.toString(16),
     address: host.address,
     discovery: config.runtime.discovery,
+    ...(config.runtime.kube ? { cr_name: config.runtime.kube.crName, pod: config.runtime.kube.podName } : {}),
     request_plane: config.runtime.requestPlane,
     managed_namespaces: config.managedNamespaces ?? "all",
     no_operation: config.noOperation,
@@ -182,6 +208,7 @@ export async function startGlobalPlanner(
       // error; in-flight requests get up to `graceMs` to answer.
       await running.stop(graceMs, () => kube?.kubeScaler.cancelWaits("the Global Planner is shutting down"));
       await kube?.close();
+      api?.client.close();
       await status?.close();
     },
   };

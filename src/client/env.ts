@@ -61,6 +61,12 @@ export function readCallEnv(getEnv: EnvGetter, namespaceFlag?: string): CallEnv 
     if (fromEnv === undefined || fromEnv.trim() === "") throw new ConfigError(NAMESPACE_MISSING);
     namespace = validateNamespace("DYN_NAMESPACE", fromEnv);
   }
+  if (getEnv("DYN_DISCOVERY_BACKEND")?.trim().toLowerCase() === "kubernetes") {
+    // Listing needs the EndpointSlice/DynamoWorkerMetadata join; the service side is done, the caller is not.
+    throw new ConfigError(
+      'DYN_DISCOVERY_BACKEND=kubernetes is not supported by "call" yet; use etcd or file, or a Dynamo runtime client',
+    );
+  }
   // The service's reader, with the namespace already settled (it requires DYN_NAMESPACE).
   const env = readEnv((name) => name === "DYN_NAMESPACE" ? namespace : getEnv(name));
 

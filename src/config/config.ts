@@ -4,7 +4,7 @@ import { ConfigError } from "../errors.ts";
 import { DEFAULT_SERVICE_ACCOUNT_DIR } from "../kube/credentials.ts";
 import { type CliFlags, parseCliFlags } from "./args.ts";
 import { type FileConfig, readConfigOption } from "./config_file.ts";
-import { type EnvGetter, type EnvSettings, readEnv } from "./env.ts";
+import { type EnvGetter, type EnvSettings, type FileReader, readEnv } from "./env.ts";
 
 export interface KubeSettings {
   serviceAccountDir: string;
@@ -53,7 +53,8 @@ const kubeSchema = z.object({
 
 export type LoadResult = { kind: "help" } | { kind: "config"; config: Config };
 
-export function loadConfig(argv: string[], getEnv: EnvGetter): LoadResult {
+/** `readFile` reads the downward-API files of kubernetes discovery (see `readEnv`). */
+export function loadConfig(argv: string[], getEnv: EnvGetter, readFile?: FileReader): LoadResult {
   const flags: CliFlags = parseCliFlags(argv);
   if (flags.help) return { kind: "help" };
   if (flags.environment !== undefined && flags.environment !== "kubernetes") {
@@ -61,7 +62,7 @@ export function loadConfig(argv: string[], getEnv: EnvGetter): LoadResult {
       `--environment: invalid choice "${flags.environment}" (choose from "kubernetes")`,
     );
   }
-  const env = readEnv(getEnv);
+  const env = readEnv(getEnv, readFile);
   const file = flags.config !== undefined ? readConfigOption(flags.config) : {};
   const budget = _budget(flags, file);
   const managedList = flags.managedNamespaces ?? file.managed_namespaces ?? null;

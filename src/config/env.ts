@@ -37,9 +37,37 @@ export const ENV_VARS = [
   "KUBERNETES_SERVICE_HOST",
   "KUBERNETES_SERVICE_PORT",
   "KUBECONFIG",
+  // Kubernetes discovery: the pod's identity (the downward API), as the runtime reads it.
+  "POD_NAME",
+  "POD_UID",
+  "CONTAINER_NAME",
+  "DYN_KUBE_DISCOVERY_MODE",
+  // Not ours: npm:yaml reads these debug switches while parsing a KUBECONFIG (a denied read
+  // throws, so the kubeconfig start path needs them).
+  "LOG_TOKENS",
+  "LOG_STREAM",
 ] as const;
 
-export type DiscoveryBackend = "etcd" | "file";
+export type DiscoveryBackend = "etcd" | "file" | "kubernetes";
+
+/** Where the downward-API volume puts the pod's identity; these files win over the env vars. */
+export const PODINFO_DIR = "/etc/podinfo";
+
+/** Reads a small file; `undefined` when it does not exist. */
+export type FileReader = (path: string) => string | undefined;
+
+/** Who this process is, for the Kubernetes discovery backend. */
+export interface KubeIdentity {
+  podName: string;
+  podUid: string;
+  podNamespace: string;
+  mode: "pod" | "container";
+  containerName?: string;
+  /** The DynamoWorkerMetadata name: the pod name, or `{pod}-{container}` in container mode. */
+  crName: string;
+  /** Whether the CR's Pod ownerReference is the controller (only when the CR is named after the pod). */
+  controller: boolean;
+}
 
 export interface EtcdSettings {
   endpoints: string[];
@@ -69,6 +97,8 @@ export interface RuntimeSettings {
   fileKv: FileKvSettings;
   requestPlane: "tcp";
   tcp: TcpSettings;
+  /** Set when `discovery` is `kubernetes`. */
+  kube?: KubeIdentity;
 }
 
 export interface EnvSettings {
@@ -99,11 +129,11 @@ const schema = z.object({
   DYN_NAMESPACE: nonEmpty("DYN_NAMESPACE"),
   POD_NAMESPACE: z.string().trim().min(1, "POD_NAMESPACE must not be empty").default("default"),
   DYN_DISCOVERY_BACKEND: z.string().trim().toLowerCase().default("etcd").pipe(
-    z.enum(["etcd", "file"], {
+    z.enum(["etcd", "file", "kubernetes"], {
       error: (issue) =>
-        issue.input === "kubernetes" || issue.input === "mem"
-          ? `DYN_DISCOVERY_BACKEND=${issue.input} is not supported yet; use "etcd" or "file"`
-          : `DYN_DISCOVERY_BACKEND must be "etcd" or "file", got "${issue.input}"`,
+        issue.input === "mem"
+          ? `DYN_DISCOVERY_BACKEND=mem is process-local and cannot be reached by callers; use "etcd", "file" or "kubernetes"`
+          : `DYN_DISCOVERY_BACKEND must be "etcd", "file" or "kubernetes", got "${issue.input}"`,
     }),
   ),
   ETCD_ENDPOINTS: z.string().default("http://localhost:2379").transform((s) =>
@@ -137,9 +167,25 @@ const schema = z.object({
     32 * 1024 * 1024,
   ),
   DYN_LOG: z.string().optional(),
+  POD_NAME: z.string().trim().optional(),
+  POD_UID: z.string().trim().optional(),
+  CONTAINER_NAME: z.string().trim().optional(),
+  DYN_KUBE_DISCOVERY_MODE: z.string().trim().toLowerCase().default("pod").pipe(
+    z.enum(["pod", "container"], {
+      error: (issue) => `DYN_KUBE_DISCOVERY_MODE must be "pod" or "container", got "${issue.input}"`,
+    }),
+  ),
 });
 
-export function readEnv(getEnv: EnvGetter): EnvSettings {
+/** A Kubernetes object name (DNS-1123 subdomain), as the API server validates it. */
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+export const MAX_CR_NAME = 253;
+
+/**
+ * `readFile` reads the downward-API files under /etc/podinfo (kubernetes discovery only);
+ * the default finds none.
+ */
+export function readEnv(getEnv: EnvGetter, readFile: FileReader = () => undefined): EnvSettings {
   const raw: Record<string, string> = {};
   for (const name of ENV_VARS) {
     const value = getEnv(name);
@@ -155,10 +201,11 @@ export function readEnv(getEnv: EnvGetter): EnvSettings {
     );
   }
   const env = parsed.data;
+  const kube = env.DYN_DISCOVERY_BACKEND === "kubernetes" ? _kubeIdentity(env, readFile) : undefined;
   const tmp = (env.TMPDIR ?? "/tmp").replace(/\/+$/, "") || "/";
   return {
     dynNamespace: env.DYN_NAMESPACE,
-    podNamespace: env.POD_NAMESPACE,
+    podNamespace: kube?.podNamespace ?? env.POD_NAMESPACE,
     logFilter: env.DYN_LOG,
     runtime: {
       discovery: env.DYN_DISCOVERY_BACKEND,
@@ -182,6 +229,52 @@ export function readEnv(getEnv: EnvGetter): EnvSettings {
         advertiseHost: env.DYN_TCP_RPC_ADVERTISE_HOST,
         maxMessageSize: env.DYN_TCP_MAX_MESSAGE_SIZE,
       },
+      kube,
     },
+  };
+}
+
+type ParsedEnv = z.infer<typeof schema>;
+
+/** The pod identity: /etc/podinfo files first, then the env vars; names checked before any API call. */
+function _kubeIdentity(env: ParsedEnv, readFile: FileReader): KubeIdentity {
+  const file = (name: string) => readFile(`${PODINFO_DIR}/${name}`)?.trim() || undefined;
+  const podName = file("pod_name") ?? env.POD_NAME;
+  const podUid = file("pod_uid") ?? env.POD_UID;
+  const podNamespace = file("pod_namespace") ?? env.POD_NAMESPACE;
+  const missing = [podName ? undefined : "POD_NAME", podUid ? undefined : "POD_UID"].filter(Boolean);
+  if (missing.length) {
+    throw new ConfigError(
+      `DYN_DISCOVERY_BACKEND=kubernetes needs the pod's identity: ${missing.join(" and ")} ` +
+        `${missing.length > 1 ? "are" : "is"} not set (nor ${PODINFO_DIR}/` +
+        `${missing.map((m) => m!.toLowerCase()).join(", " + PODINFO_DIR + "/")}); ` +
+        "set them from the downward API (metadata.name, metadata.uid)",
+    );
+  }
+  const mode = env.DYN_KUBE_DISCOVERY_MODE;
+  let crName = podName!;
+  if (mode === "container") {
+    if (!env.CONTAINER_NAME) {
+      throw new ConfigError("DYN_KUBE_DISCOVERY_MODE=container needs CONTAINER_NAME, which is not set");
+    }
+    if (env.CONTAINER_NAME !== "main") crName = `${podName}-${env.CONTAINER_NAME}`;
+  }
+  if (crName.length > MAX_CR_NAME || !DNS_SUBDOMAIN.test(crName)) {
+    throw new ConfigError(
+      `DynamoWorkerMetadata name "${crName}" (from ${
+        mode === "container" ? "POD_NAME-CONTAINER_NAME" : "POD_NAME"
+      }) ` +
+        `is not a valid Kubernetes object name: at most ${MAX_CR_NAME} characters of lower-case letters, ` +
+        "digits, '-' and '.', starting and ending with a letter or digit",
+    );
+  }
+  return {
+    podName: podName!,
+    podUid: podUid!,
+    podNamespace,
+    mode,
+    containerName: env.CONTAINER_NAME,
+    crName,
+    controller: crName === podName,
   };
 }

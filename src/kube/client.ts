@@ -144,9 +144,11 @@ export class KubeClient {
     const what = _describe(request);
     let message: string;
     if (status === 403) {
-      message =
-        `Kubernetes denied ${request.verb} on ${what} (HTTP 403): the service account needs RBAC verb ` +
-        `"${request.verb}" on "${request.resource}" in API group "${request.group}"` +
+      // A server-side apply that creates the object is also authorized as `create`: the
+      // server's message names the verb it checked, which is the one to grant.
+      const verb = /\bcannot (\w+) resource\b/.exec(reason)?.[1] ?? request.verb;
+      message = `Kubernetes denied ${verb} on ${what} (HTTP 403): the service account needs RBAC verb ` +
+        `"${verb}" on "${request.resource}" in API group "${request.group}"` +
         (request.namespace ? ` in namespace "${request.namespace}"` : "");
     } else if (status === 401) {
       message =

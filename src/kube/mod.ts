@@ -1,6 +1,7 @@
 /**
- * The Kubernetes port: credentials → one client → the scaler the core talks to; with a GPU
- * budget, also the DGD watch cache and the budget planner on top of it.
+ * The Kubernetes port: credentials → one client (`openKubeClient`, created once by the wiring
+ * and shared by the scaler and the kubernetes discovery backend) → the scaler the core talks
+ * to; with a GPU budget, also the DGD watch cache and the budget planner on top of it.
  */
 import type { BudgetSettings, KubeSettings } from "../config/config.ts";
 import type { Logger } from "../ops/log.ts";
@@ -16,6 +17,23 @@ import { KubeScaler } from "./scaler.ts";
 
 export { KubeClient } from "./client.ts";
 export { KubeScaler } from "./scaler.ts";
+export { KubeWorkerMetadataApi } from "./worker_metadata.ts";
+
+/** The one API client of the process and where its credentials came from. */
+export interface OpenedKubeClient {
+  client: KubeClient;
+  source: string;
+}
+
+/** Loads the credentials once and builds the one client on them. */
+export async function openKubeClient(
+  serviceAccountDir: string,
+  getEnv: (name: string) => string | undefined,
+  logger: Logger,
+): Promise<OpenedKubeClient> {
+  const credentials = await loadCredentials({ serviceAccountDir, getEnv });
+  return { client: new KubeClient(credentials, logger), source: credentials.source };
+}
 
 export interface BudgetWiring {
   settings: BudgetSettings;
@@ -38,14 +56,19 @@ export interface KubeConnector {
 /** How long start-up waits for the first DGD list before serving (the cache keeps retrying). */
 const FIRST_LIST_WAIT_MS = 10_000;
 
+/**
+ * `shared`: the process's client (from `openKubeClient`); the connector then leaves closing it
+ * to its owner. Otherwise (tests) a client is opened from `getEnv` and closed with the connector.
+ */
 export async function connectKubernetes(
   settings: KubeSettings,
   getEnv: (name: string) => string | undefined,
   logger: Logger,
   budget?: BudgetWiring,
+  shared?: OpenedKubeClient,
 ): Promise<KubeConnector> {
-  const credentials = await loadCredentials({ serviceAccountDir: settings.serviceAccountDir, getEnv });
-  const client = new KubeClient(credentials, logger);
+  const owned = shared === undefined;
+  const { client, source } = shared ?? await openKubeClient(settings.serviceAccountDir, getEnv, logger);
   let versions: Promise<ApiVersions> | undefined;
   // Discovered once, on first use; a failure is not cached so the next request retries.
   const apiVersions = () =>
@@ -93,11 +116,11 @@ export async function connectKubernetes(
     scaler,
     kubeScaler,
     cache,
-    source: credentials.source,
+    source,
     cacheState: () => cache?.state(),
     async close() {
       await cache?.stop();
-      client.close();
+      if (owned) client.close();
     },
   };
 }

@@ -4,7 +4,7 @@
  * record is visible to callers and the request plane listens.
  */
 import type { RuntimeSettings } from "../config/env.ts";
-import { ProtocolError } from "../errors.ts";
+import { DiscoveryError, ProtocolError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import { instanceHex } from "./codec/json.ts";
 import type { PayloadCodec } from "./codec/payload_codec.ts";
@@ -12,6 +12,8 @@ import type { ControlHeader } from "./control_header.ts";
 import type { Discovery, EndpointRecord } from "./discovery/discovery.ts";
 import { EtcdDiscovery } from "./discovery/etcd.ts";
 import { FileDiscovery } from "./discovery/file.ts";
+import { KubernetesDiscovery } from "./discovery/kubernetes.ts";
+import type { WorkerMetadataApi } from "./discovery/worker_metadata.ts";
 import { Dispatcher } from "./dispatcher.ts";
 import type { Endpoint, ResponseSink } from "./endpoint.ts";
 import { TcpRequestPlane } from "./request_plane/tcp.ts";
@@ -23,6 +25,8 @@ export interface HostOptions {
   endpoints: Endpoint[];
   runtime: RuntimeSettings;
   logger: Logger;
+  /** The Kubernetes API port of the `kubernetes` discovery backend. */
+  workerMetadata?: WorkerMetadataApi;
 }
 
 export interface EndpointHost {
@@ -38,12 +42,21 @@ export interface EndpointHost {
   stop(graceMs: number, afterDeregister?: () => void): Promise<void>;
 }
 
-export async function openDiscovery(runtime: RuntimeSettings, logger: Logger): Promise<Discovery> {
+export async function openDiscovery(
+  runtime: RuntimeSettings,
+  logger: Logger,
+  workerMetadata?: WorkerMetadataApi,
+): Promise<Discovery> {
   switch (runtime.discovery) {
     case "etcd":
       return await EtcdDiscovery.connect(runtime.etcd, logger);
     case "file":
       return new FileDiscovery(runtime.fileKv, logger);
+    case "kubernetes":
+      if (!runtime.kube || !workerMetadata) {
+        throw new DiscoveryError("kubernetes discovery needs the pod identity and a Kubernetes API client");
+      }
+      return new KubernetesDiscovery({ identity: runtime.kube, api: workerMetadata, logger });
   }
 }
 
@@ -61,7 +74,7 @@ export function openResponse(
 
 export async function startEndpointHost(options: HostOptions): Promise<EndpointHost> {
   const { logger } = options;
-  const discovery = await openDiscovery(options.runtime, logger);
+  const discovery = await openDiscovery(options.runtime, logger, options.workerMetadata);
   const hex = instanceHex(discovery.instanceId);
   let plane: TcpRequestPlane;
   try {

@@ -4,16 +4,20 @@
  * `dynamographdeploymentscalingadapters/scale`) and a blocking request (watch of the DGD, with the
  * stand-in operator); and for every (resource, verb) pair of its ClusterRole, the same rules minus
  * that one verb make the scenario needing it fail, with a message naming the missing permission.
+ * The same holds for the namespaced Role of kubernetes discovery (apply + watch of the pod's
+ * DynamoWorkerMetadata in the ServiceAccount's namespace).
  */
 import assert from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
-import { connectKubernetes, type KubeConnector } from "../../src/kube/mod.ts";
+import { connectKubernetes, type KubeConnector, KubeWorkerMetadataApi } from "../../src/kube/mod.ts";
+import { kubeInstanceId } from "../../src/runtime/discovery/instance_id.ts";
+import { KubernetesDiscovery } from "../../src/runtime/discovery/kubernetes.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import type { ScaleResponse } from "../../src/service/contract.ts";
 import { createScaleRequestHandler } from "../../src/service/handlers.ts";
 import { applyManifest, createDgd, readDgd, replicasOf, v1alpha1Dgd } from "../support/dgd_fixtures.ts";
 import { startFakeOperator } from "../support/fake_operator.ts";
-import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
+import { type KubeCluster, startKubeCluster, upstreamDwmCrd } from "../support/kube_cluster.ts";
 import { PROJECT_ROOT } from "../support/paths.ts";
 
 /** Watched by the stand-in operator: blocking requests. */
@@ -24,11 +28,12 @@ const SA_NS = "dynamo-system";
 const GROUP = "nvidia.com";
 const DGD = "dynamographdeployments";
 const SCALE = "dynamographdeploymentscalingadapters/scale";
+const DWM = "dynamoworkermetadatas";
 /** Short blocking timeout: a denied watch must not leave a request hanging for 30 minutes. */
 const BLOCKING_TIMEOUT_S = 4;
 
 type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
-type Scenario = "plain" | "adapter" | "blocking" | "budget";
+type Scenario = "plain" | "adapter" | "blocking" | "budget" | "discovery";
 
 /** Which scenario exercises each permission of the manifest (a new rule needs a new entry). */
 const NEEDED_BY: Record<string, Scenario> = {
@@ -38,6 +43,9 @@ const NEEDED_BY: Record<string, Scenario> = {
   [`${DGD} watch`]: "blocking",
   [`${SCALE} get`]: "adapter",
   [`${SCALE} patch`]: "adapter",
+  [`${DWM} create`]: "discovery",
+  [`${DWM} patch`]: "discovery",
+  [`${DWM} watch`]: "discovery",
 };
 
 /** Service-account dirs written by `connectAs`, removed at the end. */
@@ -95,6 +103,52 @@ async function scale(
 let counter = 0;
 
 /**
+ * Kubernetes discovery as the service runs it, on the connector's one client: publish the CR
+ * (server-side apply), then watch it. Returns whether the start succeeded, its error, and the
+ * log lines of the watch.
+ */
+async function runDiscovery(kube: KubeConnector) {
+  const name = `gp-pod-${++counter}`;
+  const logs: Record<string, unknown>[] = [];
+  const { promise: watchFailed, resolve } = Promise.withResolvers<void>();
+  const logger = createLogger({
+    level: "info",
+    sink: (line) => {
+      const parsed = JSON.parse(line);
+      logs.push(parsed);
+      if (parsed.message === "DynamoWorkerMetadata watch failed; re-applying after a pause") resolve();
+    },
+  });
+  const discovery = new KubernetesDiscovery({
+    identity: {
+      podName: name,
+      podUid: `uid-${name}`,
+      podNamespace: SA_NS,
+      mode: "pod",
+      crName: name,
+      controller: true,
+    },
+    api: new KubeWorkerMetadataApi(kube.client),
+    logger,
+    startTimeoutMs: 2_000,
+  });
+  const id = kubeInstanceId(name);
+  let error: Error | undefined;
+  try {
+    await discovery.register([{
+      namespace: "gp",
+      component: "GlobalPlanner",
+      endpoint: "health",
+      instanceId: id,
+      transport: { tcp: `127.0.0.1:1/${id.toString(16)}/gp/GlobalPlanner/health` },
+    }]);
+  } catch (e) {
+    error = e as Error;
+  }
+  return { name, error, logs, watchFailed, discovery };
+}
+
+/**
  * Creates a fresh Ready DGD for the scenario (so a write is always needed) and sends the request.
  * Returns the answer and the names involved.
  */
@@ -133,7 +187,13 @@ async function waitSettled(cluster: KubeCluster, ns: string, name: string) {
 }
 
 /** Waits until the API server's authorizer applies `rules` to the ServiceAccount (RBAC is cached). */
-async function waitForRbac(cluster: KubeCluster, serviceAccount: string, allowed: Rule[], denied?: string) {
+async function waitForRbac(
+  cluster: KubeCluster,
+  serviceAccount: string,
+  allowed: Rule[],
+  denied?: string,
+  namespace = NS,
+) {
   const checks: { resource: string; verb: string; expect: boolean }[] = [];
   for (const rule of allowed) {
     for (const resource of rule.resources) {
@@ -154,7 +214,7 @@ async function waitForRbac(cluster: KubeCluster, serviceAccount: string, allowed
         spec: {
           user: `system:serviceaccount:${SA_NS}:${serviceAccount}`,
           groups: ["system:serviceaccounts", `system:serviceaccounts:${SA_NS}`, "system:authenticated"],
-          resourceAttributes: { namespace: NS, group: GROUP, resource, subresource, verb: c.verb },
+          resourceAttributes: { namespace, group: GROUP, resource, subresource, verb: c.verb },
         },
       });
       assert.ok(review.ok, `SubjectAccessReview: ${review.status} ${review.text}`);
@@ -173,7 +233,7 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
-    const cluster = await startKubeCluster();
+    const cluster = await startKubeCluster({ extraCrdFiles: [upstreamDwmCrd()] });
     const operator = startFakeOperator(cluster, NS, { readyDelayMs: 500 });
     const opened: KubeConnector[] = [];
     try {
@@ -194,7 +254,17 @@ Deno.test({
         namespace: SA_NS,
       }]);
 
-      const pairs = rules.flatMap((r) => {
+      // Discovery's Role: namespaced, in the ServiceAccount's (the pod's) namespace, bound to it.
+      const discoveryRole = manifests.find((m) => m.kind === "Role");
+      assert.equal(discoveryRole?.metadata.namespace, SA_NS);
+      const discoveryRules = discoveryRole.rules as Rule[];
+      const roleBinding = manifests.find((m) => m.kind === "RoleBinding");
+      assert.equal(roleBinding?.metadata.namespace, SA_NS);
+      assert.equal(roleBinding?.roleRef.kind, "Role");
+      assert.equal(roleBinding?.roleRef.name, discoveryRole.metadata.name);
+      assert.deepEqual(roleBinding?.subjects, binding?.subjects);
+
+      const pairs = [...rules, ...discoveryRules].flatMap((r) => {
         assert.deepEqual(r.apiGroups, [GROUP], "only nvidia.com resources");
         return r.resources.flatMap((res) => r.verbs.map((verb) => `${res} ${verb}`));
       });
@@ -205,6 +275,7 @@ Deno.test({
       );
 
       await waitForRbac(cluster, "global-planner", rules);
+      await waitForRbac(cluster, "global-planner", discoveryRules, undefined, SA_NS);
       const full = await connectAs(cluster, "global-planner");
       opened.push(full.kube);
 
@@ -259,11 +330,89 @@ Deno.test({
         assert.deepEqual(full.logs, [], "no warnings with the full manifest");
       });
 
+      await t.step("the manifest's ServiceAccount: kubernetes discovery (apply + watch its CR)", async () => {
+        const run = await runDiscovery(full.kube);
+        assert.equal(run.error, undefined);
+        assert.equal(run.discovery.healthy, true);
+        // The watch is what re-applies a deleted CR: prove it works under this identity.
+        const path = `/apis/${GROUP}/v1alpha1/namespaces/${SA_NS}/${DWM}/${run.name}`;
+        assert.equal((await cluster.request("DELETE", path)).status, 200);
+        const deadline = Date.now() + 10_000;
+        while (Date.now() < deadline && (await cluster.request("GET", path)).status === 404) {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        assert.equal((await cluster.request("GET", path)).status, 200, "re-applied after deletion");
+        await run.discovery.close();
+        assert.deepEqual(
+          run.logs.filter((l) => l.level !== "info").map((l) => l.message),
+          ["DynamoWorkerMetadata deleted by someone else; re-applying"],
+          "no other warning with the full manifest",
+        );
+      });
+
       for (const pair of Object.keys(NEEDED_BY)) {
         const [resource, verb] = pair.split(" ");
         const scenario = NEEDED_BY[pair];
         await t.step(`without ${verb} on ${resource}: the ${scenario} request fails naming it`, async () => {
           const name = `gp-minus-${verb}-${resource.replace("/", "-")}`.slice(0, 63);
+          const minus = (list: Rule[]) =>
+            list.flatMap((r) =>
+              r.resources.map((res) => ({
+                apiGroups: r.apiGroups,
+                resources: [res],
+                verbs: res === resource ? r.verbs.filter((v) => v !== verb) : r.verbs,
+              }))
+            ).filter((r) => r.verbs.length > 0);
+          if (scenario === "discovery") {
+            const reducedRole = minus(discoveryRules);
+            await cluster.createServiceAccount(SA_NS, name);
+            await applyManifest(cluster, [
+              {
+                apiVersion: "rbac.authorization.k8s.io/v1",
+                kind: "Role",
+                metadata: { name, namespace: SA_NS },
+                rules: reducedRole,
+              },
+              {
+                apiVersion: "rbac.authorization.k8s.io/v1",
+                kind: "RoleBinding",
+                metadata: { name, namespace: SA_NS },
+                roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name },
+                subjects: [{ kind: "ServiceAccount", name, namespace: SA_NS }],
+              },
+            ]);
+            await waitForRbac(cluster, name, reducedRole, pair, SA_NS);
+            const weak = await connectAs(cluster, name);
+            opened.push(weak.kube);
+            const run = await runDiscovery(weak.kube);
+            const denied = new RegExp(
+              `Kubernetes denied ${verb} on ${
+                escape(`${DWM}.${GROUP}`)
+              } '${run.name}' in namespace '${SA_NS}' ` +
+                `\\(HTTP 403\\): the service account needs RBAC verb "${verb}" on "${DWM}" ` +
+                `in API group "nvidia\\.com" in namespace "${SA_NS}"`,
+            );
+            if (verb !== "watch") {
+              // Nothing can be published: the start fails at once (no retrying a 403), naming it.
+              assert.ok(run.error, "register must fail");
+              assert.match(
+                run.error.message,
+                new RegExp(`^cannot publish DynamoWorkerMetadata '${run.name}'`),
+              );
+              assert.match(run.error.message, denied);
+            } else {
+              // Published, but it could not heal itself: the watch failure names the permission.
+              assert.equal(run.error, undefined);
+              await run.watchFailed;
+              const line = run.logs.find((l) =>
+                l.message === "DynamoWorkerMetadata watch failed; re-applying after a pause"
+              )!;
+              assert.equal(line.status, 403);
+              assert.match(String(line.error), denied);
+            }
+            await run.discovery.close();
+            return;
+          }
           const reduced: Rule[] = rules.flatMap((r) =>
             r.resources.map((res) => ({
               apiGroups: r.apiGroups,

@@ -78,3 +78,42 @@ Deno.test("the service permission set lists exactly the variables the config rea
   assert.equal(config.version, VERSION, "src/version.ts must match deno.json");
   assert.doesNotMatch(JSON.stringify(config.tasks), /(-A\b|--allow-all)/);
 });
+
+Deno.test("kubernetes discovery without POD_UID (or with a name no CR can have) → one line naming it, exit 2", async () => {
+  const missing = await run(["--no-operation"], {
+    DYN_NAMESPACE: "n",
+    DYN_DISCOVERY_BACKEND: "kubernetes",
+    POD_NAME: "gp-0",
+  });
+  assert.equal(missing.code, 2);
+  const lines = missing.stderr.trim().split("\n").filter((l) => !l.includes("experimental feature"));
+  assert.deepEqual(lines, [
+    "global-planner: DYN_DISCOVERY_BACKEND=kubernetes needs the pod's identity: POD_UID is not set " +
+    "(nor /etc/podinfo/pod_uid); set them from the downward API (metadata.name, metadata.uid)",
+  ]);
+  const badName = await run(["--no-operation"], {
+    DYN_NAMESPACE: "n",
+    DYN_DISCOVERY_BACKEND: "kubernetes",
+    POD_NAME: "GP_0",
+    POD_UID: "u",
+  });
+  assert.equal(badName.code, 2);
+  assert.match(
+    badName.stderr,
+    /DynamoWorkerMetadata name "GP_0" \(from POD_NAME\) is not a valid Kubernetes object name/,
+  );
+});
+
+Deno.test("kubernetes discovery with --no-operation still needs Kubernetes credentials → clear error, exit 2", async () => {
+  const { code, stderr } = await run(["--no-operation"], {
+    DYN_NAMESPACE: "n",
+    DYN_DISCOVERY_BACKEND: "kubernetes",
+    POD_NAME: "gp-0",
+    POD_UID: "u",
+  });
+  assert.equal(code, 2);
+  assert.match(
+    stderr,
+    /DYN_DISCOVERY_BACKEND=kubernetes publishes through the Kubernetes API: no Kubernetes credentials: KUBERNETES_SERVICE_HOST is not set \(not in a cluster\) and KUBECONFIG names no file"/,
+  );
+});

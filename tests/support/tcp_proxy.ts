@@ -5,8 +5,9 @@ export interface CountingProxy {
   close(): Promise<void>;
 }
 
-export function startCountingProxy(targetPort: number): CountingProxy {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+/** `listenPort`: a fixed port (e.g. one a client was told about before the proxy existed). */
+export function startCountingProxy(targetPort: number, listenPort = 0): CountingProxy {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: listenPort });
   const open = new Set<Deno.Conn>();
   const proxy: CountingProxy = {
     port: listener.addr.port,

@@ -109,11 +109,15 @@ Deno.test("an invalid value names the variable and what was expected", () => {
   );
   assert.match(
     refused([], { ...BASE, DYN_DISCOVERY_BACKEND: "zookeeper" }),
-    /DYN_DISCOVERY_BACKEND must be "etcd" or "file", got "zookeeper"/,
+    /DYN_DISCOVERY_BACKEND must be "etcd", "file" or "kubernetes", got "zookeeper"/,
+  );
+  assert.match(
+    refused([], { ...BASE, DYN_DISCOVERY_BACKEND: "mem" }),
+    /DYN_DISCOVERY_BACKEND=mem is process-local/,
   );
   assert.match(
     refused([], { ...BASE, DYN_DISCOVERY_BACKEND: "kubernetes" }),
-    /kubernetes is not supported yet/,
+    /DYN_DISCOVERY_BACKEND=kubernetes needs the pod's identity: POD_NAME and POD_UID are not set/,
   );
   assert.match(
     refused([], { ...BASE, DYN_REQUEST_PLANE: "nats" }),
