@@ -279,7 +279,8 @@ function fmt(x: number | undefined, digits = 2): string {
 function report(r: Record<Key, Result>): string {
   const na = (k: Key) => r[k].unavailable !== undefined;
   const cell = (k: Key, x: number) => na(k) ? "not available" : fmt(x);
-  const ratio = (a: Key, b: Key, f: (k: Key) => number) => na(a) || na(b) ? "—" : `${fmt(f(a) / f(b))}×`;
+  const ratio = (a: Key, b: Key, f: (k: Key) => number) =>
+    na(a) || na(b) || !Number.isFinite(f(a) / f(b)) ? "—" : `${fmt(f(a) / f(b))}×`;
   type Row = [string, (k: Key) => number];
   const rows: Row[] = [
     ["spawn → health AND scale_request answered (ms, median)", (k) => median(r[k].startupMs)],

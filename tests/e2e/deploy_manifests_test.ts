@@ -2,15 +2,18 @@
  * deploy/rbac.yaml and deploy/deployment.yaml are valid Kubernetes objects: every document is sent
  * to a real kube-apiserver as a server-side dry run with strict field validation (unknown or
  * duplicate fields are errors), so a typo anywhere in a manifest fails here instead of at
- * `kubectl apply`. And the Deployment's pod is found by a real 1.6.1 caller through Kubernetes
- * discovery with the identity its downward API gives and the labels its Service gives the slices.
+ * `kubectl apply`. And our service, run with the Deployment's env and args, is found by a real
+ * 1.6.1 caller through Kubernetes discovery with the identity the downward API gives and the
+ * labels the Service gives its slices.
  * (The control DGD examples: deploy_dgd_examples_test.ts.)
  */
 import assert from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
 import { type KubeCluster, startKubeCluster, upstreamDwmCrd } from "../support/kube_cluster.ts";
-import { PROJECT_ROOT, PY_DRIVERS, VENV_PYTHON } from "../support/paths.ts";
+import { applyManifest } from "../support/dgd_fixtures.ts";
+import { PROJECT_ROOT } from "../support/paths.ts";
 import { assertVenv, runDriver } from "../support/python.ts";
+import { startService } from "../support/service.ts";
 
 // deno-lint-ignore no-explicit-any
 type Manifest = Record<string, any>;
@@ -162,7 +165,7 @@ Deno.test({
         assert.deepEqual((list.json as { items: unknown[] }).items, []);
       });
 
-      await t.step("Service + downward API: a real 1.6.1 caller finds the pod through them", async () => {
+      await t.step("Service + downward API: a real 1.6.1 caller finds our service through them", async () => {
         await discoveredThroughManifest(cluster);
       });
     } finally {
@@ -200,10 +203,11 @@ function controllerSlice(service: Manifest, pod: Manifest): Manifest {
 
 /**
  * The pod of deploy/deployment.yaml is created for real; its env is resolved the way the kubelet
- * resolves the downward API (against that pod object); the slice its Service would get is created.
- * A writer with that env registers in Kubernetes discovery and a real 1.6.1 caller in the same
- * namespace finds and calls it. The writer is the runtime's own Python server: what is under test is
- * the manifest (identity env, Service labels, probe port), not our discovery backend.
+ * resolves the downward API (against that pod object). Our service starts with that env and the
+ * manifest's args, in-cluster with a token of deploy/rbac.yaml's ServiceAccount (all of rbac.yaml
+ * applied), answers the readiness probe, and only then gets the slice its Service would get (no
+ * controller-manager or kubelet runs here). A real 1.6.1 caller in the same namespace then finds
+ * and calls it.
  */
 async function discoveredThroughManifest(cluster: KubeCluster): Promise<void> {
   await assertVenv();
@@ -239,12 +243,6 @@ async function discoveredThroughManifest(cluster: KubeCluster): Promise<void> {
     `/api/v1/namespaces/${ns}/pods?labelSelector=${encodeURIComponent(selector)}`,
   );
   assert.deepEqual(selected.json.items.map((p: Manifest) => p.metadata.name), [pod.metadata.name]);
-  const slice = await cluster.request(
-    "POST",
-    `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`,
-    controllerSlice(service, pod),
-  );
-  assert.ok(slice.ok, `HTTP ${slice.status} ${slice.text}`);
 
   const fieldRef = (path: string): string => {
     const value: unknown = path.split(".").reduce((o: Manifest | undefined, k) => o?.[k], pod);
@@ -257,35 +255,49 @@ async function discoveredThroughManifest(cluster: KubeCluster): Promise<void> {
     env[e.name] = e.value ?? fieldRef(e.valueFrom.fieldRef.fieldPath);
   }
   assert.equal(env.POD_UID, pod.metadata.uid);
-  assert.equal(env.DYN_DISCOVERY_BACKEND, "kubernetes");
+  assert.equal(env.DYN_SYSTEM_PORT, String(systemPort.containerPort));
 
-  const dir = await Deno.makeTempDir({ prefix: "gp-deploy-discovery-" });
-  const kubeconfig = await cluster.kubeconfig(`${dir}/kubeconfig`, cluster.adminToken, ns);
-  const endpoint = `${env.DYN_NAMESPACE}.GlobalPlanner.health`;
-  const writer = new Deno.Command(VENV_PYTHON, {
-    args: [`${PY_DRIVERS}/echo_server.py`, "--endpoint", endpoint, "--mode", "raw"],
-    env: { ...env, KUBECONFIG: kubeconfig, DYN_TCP_RPC_HOST: "127.0.0.1", PATH: "/usr/bin:/bin" },
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr = new Response(writer.stderr).text();
+  await applyManifest(cluster, await readManifests("deploy/rbac.yaml"));
+  const saDir = await Deno.makeTempDir({ prefix: "gp-deploy-sa-" }); // under /tmp: the service reads it
+  await cluster.writeServiceAccountDir(
+    saDir,
+    ns,
+    await cluster.createServiceAccountToken(ns, "global-planner"),
+  );
+  const ours = await startService({
+    args: [...c.args, "--service-account-dir", saDir],
+    env: {
+      ...env,
+      ...cluster.inClusterEnv(),
+      // A free port rather than the manifest's 9090 (other tests run beside this one).
+      DYN_SYSTEM_PORT: "0",
+      DYN_SYSTEM_HOST: "127.0.0.1",
+    },
+  });
   try {
-    const lines = writer.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let seen = "";
-    while (!seen.includes('"ready": true')) {
-      const { value, done } = await lines.read();
-      assert.ok(!done, `the writer exited before it was ready: ${seen}`);
-      seen += value;
-    }
-    lines.releaseLock();
+    const status = await ours.waitForLog((l) => l.message === "system status server listening");
+    // The kubelet's readiness probe: only a 200 here makes the slice entry ready.
+    const probe = await fetch(`http://127.0.0.1:${status.port}${c.readinessProbe.httpGet.path}`);
+    assert.equal(probe.status, 200, await probe.text());
+    const cr = await cluster.request(
+      "GET",
+      `/apis/nvidia.com/v1alpha1/namespaces/${ns}/dynamoworkermetadatas/${pod.metadata.name}`,
+    );
+    assert.ok(cr.ok, `our DynamoWorkerMetadata is named after the pod: ${cr.text}`);
+    assert.equal(cr.json.metadata.ownerReferences[0].uid, pod.metadata.uid);
+    const slice = await cluster.request(
+      "POST",
+      `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`,
+      controllerSlice(service, pod),
+    );
+    assert.ok(slice.ok, `HTTP ${slice.status} ${slice.text}`);
+
     const call = await runDriver(
       "call_endpoint.py",
-      ["--endpoint", endpoint, "--payload", '{"probe": 1}', "--wait-timeout", "30", "--timeout", "60"],
+      ["--endpoint", `${env.DYN_NAMESPACE}.GlobalPlanner.health`, "--wait-timeout", "30", "--timeout", "60"],
       {
         DYN_DISCOVERY_BACKEND: "kubernetes",
-        KUBECONFIG: kubeconfig,
+        KUBECONFIG: await cluster.kubeconfig(`${saDir}/caller-kubeconfig`, cluster.adminToken, ns),
         POD_NAME: "planner-0",
         POD_UID: crypto.randomUUID(),
         POD_NAMESPACE: ns,
@@ -293,12 +305,11 @@ async function discoveredThroughManifest(cluster: KubeCluster): Promise<void> {
       },
     );
     assert.equal(call.code, 0, `${call.stdout}\n${call.stderr.slice(-2000)}`);
-    assert.deepEqual(call.lines.find((l) => "item" in l), { item: { probe: 1 } }, call.stdout);
+    const item = call.lines.find((l) => "item" in l)?.item as Manifest;
+    assert.equal(item?.namespace, env.DYN_NAMESPACE, call.stdout);
+    assert.deepEqual(item.managed_namespaces, c.args.slice(1));
   } finally {
-    writer.kill("SIGTERM");
-    await writer.status;
-    await writer.stdout.cancel().catch(() => {});
-    await stderr;
-    await Deno.remove(dir, { recursive: true });
+    await ours.stop("SIGTERM");
+    await Deno.remove(saDir, { recursive: true });
   }
 }

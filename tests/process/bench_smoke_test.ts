@@ -42,20 +42,11 @@ Deno.test({
           );
         }
       }
-      // Kubernetes discovery: every target is found through the API server and answers every
-      // request — except ours while this build refuses DYN_DISCOVERY_BACKEND=kubernetes, which the
-      // bench must then report as not available (with the service's own reason), not as a figure.
+      // Kubernetes discovery: every target, ours included, is found through the API server and
+      // answers every request.
       const { discovery } = JSON.parse(await Deno.readTextFile(`${dir}/result.kube.json`));
       for (const target of ["ours", "peer", "echo"]) {
         const r = discovery.results[target] as { startupMs: number[]; phase?: Phase; unavailable?: string };
-        if (target === "ours" && r.unavailable !== undefined) {
-          assert.match(r.unavailable, /DYN_DISCOVERY_BACKEND=kubernetes is not supported yet/, r.unavailable);
-          assert.match(
-            stdout,
-            /\| spawn → health AND scale_request answered \(ms, median\) \| not available \|/,
-          );
-          continue;
-        }
         assert.equal(r.unavailable, undefined, `${target}: ${r.unavailable}`);
         assert.equal(r.startupMs.length, discovery.plan.starts, `${target}: ${JSON.stringify(r)}`);
         assert.deepEqual(
