@@ -4,12 +4,18 @@
  * against upstream's DGD CRD (deploy/crds/), the v1beta1 one against the project's v1beta1 test CRD
  * (upstream 1.6.1's planner reads and writes DGDs at v1beta1). The reduced CRD keeps the pod
  * template as unknown fields, so the pod the operator would make from each component is dry-run as
- * a Pod too (strict, Pod Security "restricted"): a typo in the pod template fails there.
+ * a Pod too (strict, Pod Security "restricted"): a typo in the pod template fails there. And our
+ * service, run as that pod (the operator's env, the example's args, the operator's planner
+ * ServiceAccount with the example's binding), scales a model DGD for upstream's own planner client.
  */
 import assert from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
-import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
+import { applyManifest, createDgd, readDgd, replicasOf, v1beta1Dgd } from "../support/dgd_fixtures.ts";
+import { type KubeCluster, startKubeCluster, upstreamDwmCrd } from "../support/kube_cluster.ts";
+import { putSlice } from "../support/kube_discovery.ts";
 import { PROJECT_ROOT } from "../support/paths.ts";
+import { assertVenv, runDriver } from "../support/python.ts";
+import { startService } from "../support/service.ts";
 
 // deno-lint-ignore no-explicit-any
 type Manifest = Record<string, any>;
@@ -162,7 +168,8 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
-    const cluster = await startKubeCluster(); // the project's v1alpha1 + v1beta1 DGD CRD
+    // The project's v1alpha1 + v1beta1 DGD CRD, and upstream's DynamoWorkerMetadata CRD.
+    const cluster = await startKubeCluster({ extraCrdFiles: [upstreamDwmCrd()] });
     try {
       const docs = await readManifests(V1BETA1);
       const dgd = byKind(docs, "DynamoGraphDeployment");
@@ -219,6 +226,13 @@ Deno.test({
           /violates PodSecurity "restricted:latest": allowPrivilegeEscalation/,
         );
       });
+
+      await t.step(
+        "run as the operator's pod, it scales a model DGD for upstream's planner client",
+        async () => {
+          await scalesForUpstreamPlanner(cluster, docs, dgd);
+        },
+      );
     } finally {
       await cluster.stop();
     }
@@ -281,3 +295,116 @@ Deno.test({
     }
   },
 });
+
+/**
+ * The operator's pod of the v1beta1 example, created for real, with its downward-API env resolved
+ * against it; our service runs with that env and the example's args, in-cluster as the operator's
+ * `planner-serviceaccount`, with deploy/rbac.yaml and the example's ClusterRoleBinding applied.
+ * The DynamoWorkerMetadata verbs in the DGD's namespace are granted here by a Role like
+ * deploy/rbac.yaml's discovery Role: on a real cluster the operator's planner RBAC provides them
+ * (upstream's own Global Planner registers the same way under the same ServiceAccount). No
+ * kubelet or EndpointSlice controller runs: the test plays them (readiness, then the ready slice).
+ * A real 1.6.1 local planner of model DGD `llama` (upstream's GlobalPlannerConnector) scales it.
+ */
+async function scalesForUpstreamPlanner(
+  cluster: KubeCluster,
+  docs: Manifest[],
+  dgd: Manifest,
+): Promise<void> {
+  await assertVenv();
+  const ns = dgd.metadata.namespace;
+  const [component] = dgd.spec.components;
+  const podObject = operatorPlannerPod(dgd, component.name, component.podTemplate.spec);
+  const created = await cluster.request("POST", `/api/v1/namespaces/${ns}/pods`, podObject);
+  assert.ok(created.ok, `HTTP ${created.status} ${created.text}`);
+  const pod = created.json as Manifest;
+  const [main] = pod.spec.containers;
+  const env: Record<string, string> = {};
+  for (const e of main.env as Manifest[]) {
+    const path: string | undefined = e.valueFrom?.fieldRef?.fieldPath;
+    env[e.name] = e.value ?? path!.split(".").reduce((o: Manifest, k: string) => o[k], pod);
+  }
+  assert.equal(env.DYN_NAMESPACE, "team-a-gp-ctrl");
+
+  const rbac = parseAllDocuments(await Deno.readTextFile(`${PROJECT_ROOT}/deploy/rbac.yaml`))
+    .map((d) => d.toJSON()).filter((d) => d);
+  for (const n of new Set(rbac.map((d) => d.metadata.namespace).filter(Boolean))) {
+    await cluster.createNamespace(n);
+  }
+  await applyManifest(cluster, rbac);
+  await applyManifest(cluster, [byKind(docs, "ClusterRoleBinding")]);
+  const discoveryRole = rbac.find((d) =>
+    d.kind === "Role" && /dynamoworkermetadatas/.test(JSON.stringify(d))
+  );
+  assert.ok(discoveryRole, "deploy/rbac.yaml has a discovery Role");
+  await applyManifest(cluster, [
+    { ...discoveryRole, metadata: { name: "operator-planner-discovery", namespace: ns } },
+    {
+      apiVersion: "rbac.authorization.k8s.io/v1",
+      kind: "RoleBinding",
+      metadata: { name: "operator-planner-discovery", namespace: ns },
+      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "operator-planner-discovery" },
+      subjects: [{ kind: "ServiceAccount", name: pod.spec.serviceAccountName, namespace: ns }],
+    },
+  ]);
+  await createDgd(
+    cluster,
+    v1beta1Dgd("llama", ns, {
+      prefill: { type: "prefill", replicas: 1 },
+      decode: { type: "decode", replicas: 1 },
+    }),
+  );
+
+  const saDir = await Deno.makeTempDir({ prefix: "gp-dgd-sa-" }); // under /tmp: the service reads it
+  await cluster.writeServiceAccountDir(
+    saDir,
+    ns,
+    await cluster.createServiceAccountToken(ns, pod.spec.serviceAccountName),
+  );
+  const ours = await startService({
+    args: [...main.args, "--service-account-dir", saDir],
+    // A free system port rather than the operator's 9090 (other tests run beside this one).
+    env: { ...env, ...cluster.inClusterEnv(), DYN_SYSTEM_PORT: "0", DYN_SYSTEM_HOST: "127.0.0.1" },
+  });
+  try {
+    const status = await ours.waitForLog((l) => l.message === "system status server listening");
+    const probe = await fetch(`http://127.0.0.1:${status.port}${main.readinessProbe.httpGet.path}`);
+    assert.equal(probe.status, 200, await probe.text());
+    await putSlice(cluster, ns, "gp-ctrl-globalplanner", [{
+      pod: pod.metadata.name,
+      uid: pod.metadata.uid,
+      ready: true,
+    }]);
+
+    const plan = async (caller: string) => {
+      const r = await runDriver(
+        "planner_client.py",
+        ["--gp-namespace", env.DYN_NAMESPACE, "--caller-namespace", caller, "--dgd", "llama"]
+          .concat(["--k8s-namespace", ns, "--prefill", "2", "--decode", "3", "--timeout", "40"]),
+        {
+          DYN_DISCOVERY_BACKEND: "kubernetes",
+          KUBECONFIG: await cluster.kubeconfig(`${saDir}/planner-kubeconfig`, cluster.adminToken, ns),
+          POD_NAME: "llama-planner-0",
+          POD_UID: crypto.randomUUID(),
+          POD_NAMESPACE: ns,
+          DYN_PARENT_DGD_K8S_NAME: "llama",
+          DYN_TCP_RPC_HOST: "127.0.0.1",
+        },
+        60_000,
+      );
+      assert.equal(r.code, 0, `${r.stdout}\n${r.stderr.slice(-2000)}`);
+      return r.lines[0] as { response: { status: string; message: string } | null; raised: unknown };
+    };
+    // --managed-namespaces of the example: the Dynamo namespace of DGD llama is allowed…
+    const allowed = await plan("team-a-llama");
+    assert.equal(allowed.response?.status, "success", JSON.stringify(allowed));
+    assert.equal(allowed.raised, null);
+    assert.deepEqual(replicasOf(await readDgd(cluster, "v1beta1", ns, "llama")), { prefill: 2, decode: 3 });
+    // …and one it does not name is refused with upstream's message.
+    const refused = await plan("team-a-other");
+    assert.equal(refused.response?.message, "Namespace team-a-other not authorized", JSON.stringify(refused));
+  } finally {
+    await ours.stop("SIGTERM");
+    await Deno.remove(saDir, { recursive: true });
+  }
+}
