@@ -46,6 +46,7 @@ async function dryRunCreate(cluster: KubeCluster, doc: Manifest) {
 
 Deno.test({
   name: "deploy/rbac.yaml, deploy/deployment.yaml: strict server-side dry run; the pod is discoverable",
+  // etcd, kube-apiserver, our service and the Python caller are subprocesses whose pipes span the test.
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
