@@ -35,6 +35,7 @@ import { type KubeCluster, REDUCED_DGD_CRD, startKubeCluster } from "../tests/su
 import { type ServiceProcess, startService } from "../tests/support/service.ts";
 import { type CountingProxy, startCountingProxy } from "../tests/support/tcp_proxy.ts";
 import { type Json, JsonLines as Lines } from "./_json_lines.ts";
+import { type KubeDiscoveryPhase, runKubeDiscoveryPhase } from "./kube_discovery.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const PYTHON = `${ROOT}/.cache/venv/bin/python`;
@@ -492,6 +493,7 @@ let cluster: KubeCluster | undefined;
 let ours: Result | undefined;
 let peer: Result | undefined;
 let peerError: string | undefined;
+let discovery: KubeDiscoveryPhase | undefined;
 try {
   console.error("kube bench: starting etcd + kube-apiserver ...");
   // The project's reduced DGD CRD stores v1alpha1, whose status schema has `services`, so a v1beta1
@@ -545,6 +547,8 @@ try {
     const tail = await Deno.readTextFile(`${scratch}/upstream.stderr`).catch(() => "");
     console.error(`kube bench: upstream failed: ${peerError}\n${tail.slice(-3000)}`);
   }
+  // The Kubernetes-discovery rows (bench/kube_discovery.ts) share this cluster: one start fewer.
+  discovery = await runKubeDiscoveryPhase(cluster, scratch, SMOKE);
 } finally {
   await cluster?.stop();
   if (!flags.json) await Deno.remove(scratch, { recursive: true }).catch(() => {});
@@ -561,10 +565,11 @@ console.log(
     `target, 1 caller; wall ${((Date.now() - started) / 1000).toFixed(0)} s\n`,
 );
 console.log(report(ours!, peer, peerError));
+console.log(discovery!.markdown);
 if (flags.json) {
   await Deno.writeTextFile(
     flags.json,
-    JSON.stringify({ plan: PLAN, smoke: SMOKE, ours, peer, peerError }, null, 2),
+    JSON.stringify({ plan: PLAN, smoke: SMOKE, ours, peer, peerError, discovery }, null, 2),
   );
   console.error(`kube bench: raw figures in ${flags.json}; logs and audit log in ${scratch}`);
 }

@@ -1,12 +1,19 @@
 /**
- * deploy/*.yaml are valid Kubernetes objects: every document is sent to a real kube-apiserver as a
- * server-side dry run with strict field validation (unknown or duplicate fields are errors), so a
- * typo anywhere in a manifest fails here instead of at `kubectl apply`.
+ * deploy/rbac.yaml and deploy/deployment.yaml are valid Kubernetes objects: every document is sent
+ * to a real kube-apiserver as a server-side dry run with strict field validation (unknown or
+ * duplicate fields are errors), so a typo anywhere in a manifest fails here instead of at
+ * `kubectl apply`. And our service, run with the Deployment's env and args, is found by a real
+ * 1.6.1 caller through Kubernetes discovery with the identity the downward API gives and the
+ * labels the Service gives its slices.
+ * (The control DGD examples: deploy_dgd_examples_test.ts.)
  */
 import assert from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
-import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
+import { type KubeCluster, startKubeCluster, upstreamDwmCrd } from "../support/kube_cluster.ts";
+import { applyManifest } from "../support/dgd_fixtures.ts";
 import { PROJECT_ROOT } from "../support/paths.ts";
+import { assertVenv, runDriver } from "../support/python.ts";
+import { startService } from "../support/service.ts";
 
 // deno-lint-ignore no-explicit-any
 type Manifest = Record<string, any>;
@@ -38,11 +45,12 @@ async function dryRunCreate(cluster: KubeCluster, doc: Manifest) {
 }
 
 Deno.test({
-  name: "deploy/*.yaml: every document passes a strict server-side dry run",
+  name: "deploy/rbac.yaml, deploy/deployment.yaml: strict server-side dry run; the pod is discoverable",
+  // etcd, kube-apiserver, our service and the Python caller are subprocesses whose pipes span the test.
   sanitizeOps: false,
   sanitizeResources: false,
   async fn(t) {
-    const cluster = await startKubeCluster();
+    const cluster = await startKubeCluster({ extraCrdFiles: [upstreamDwmCrd()] });
     try {
       await cluster.createNamespace("dynamo-system");
 
@@ -70,11 +78,14 @@ Deno.test({
         assert.equal(pod.automountServiceAccountToken, true);
         const [c] = pod.containers;
         const env = Object.fromEntries(c.env.map((e: Manifest) => [e.name, e.value ?? e.valueFrom]));
+        assert.deepEqual(env.POD_NAME, { fieldRef: { fieldPath: "metadata.name" } });
+        assert.deepEqual(env.POD_UID, { fieldRef: { fieldPath: "metadata.uid" } });
         assert.deepEqual(env.POD_NAMESPACE, { fieldRef: { fieldPath: "metadata.namespace" } });
         assert.deepEqual(env.DYN_TCP_RPC_HOST, { fieldRef: { fieldPath: "status.podIP" } });
-        assert.equal(env.DYN_DISCOVERY_BACKEND, "etcd");
+        assert.equal(env.DYN_DISCOVERY_BACKEND, "kubernetes");
         assert.equal(env.DYN_SYSTEM_PORT, "9090");
-        assert.ok(env.DYN_NAMESPACE && env.ETCD_ENDPOINTS);
+        assert.ok(env.DYN_NAMESPACE);
+        assert.equal(env.ETCD_ENDPOINTS, undefined);
         assert.equal(c.args[0], "--managed-namespaces");
         assert.deepEqual(c.ports, [{ name: "system", containerPort: 9090, protocol: "TCP" }]);
         assert.deepEqual(c.livenessProbe.httpGet, { path: "/live", port: "system" });
@@ -154,8 +165,152 @@ Deno.test({
         const list = await cluster.request("GET", "/apis/apps/v1/namespaces/dynamo-system/deployments");
         assert.deepEqual((list.json as { items: unknown[] }).items, []);
       });
+
+      await t.step("Service + downward API: a real 1.6.1 caller finds our service through them", async () => {
+        await discoveredThroughManifest(cluster);
+      });
     } finally {
       await cluster.stop();
     }
   },
 });
+
+/** The Service's slice entry for a pod, as the EndpointSlice controller writes it (none runs here). */
+function controllerSlice(service: Manifest, pod: Manifest): Manifest {
+  const { namespace, name, uid } = pod.metadata;
+  return {
+    apiVersion: "discovery.k8s.io/v1",
+    kind: "EndpointSlice",
+    metadata: {
+      name: `${service.metadata.name}-abcde`,
+      namespace,
+      // The controller copies the Service's labels onto its slices, next to these two.
+      labels: {
+        ...service.metadata.labels,
+        "kubernetes.io/service-name": service.metadata.name,
+        "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io",
+      },
+    },
+    addressType: "IPv4",
+    // A pod IP would be here; the API server refuses loopback, and callers route by the CR anyway.
+    endpoints: [{
+      addresses: ["192.0.2.10"],
+      conditions: { ready: true, serving: true, terminating: false },
+      targetRef: { kind: "Pod", namespace, name, uid },
+    }],
+    ports: service.spec.ports.map((p: Manifest) => ({ name: p.name, port: p.port, protocol: p.protocol })),
+  };
+}
+
+/**
+ * The pod of deploy/deployment.yaml is created for real; its env is resolved the way the kubelet
+ * resolves the downward API (against that pod object). Our service starts with that env and the
+ * manifest's args, in-cluster with a token of deploy/rbac.yaml's ServiceAccount (all of rbac.yaml
+ * applied), answers the readiness probe, and only then gets the slice its Service would get (no
+ * controller-manager or kubelet runs here). A real 1.6.1 caller in the same namespace then finds
+ * and calls it.
+ */
+async function discoveredThroughManifest(cluster: KubeCluster): Promise<void> {
+  await assertVenv();
+  const docs = await readManifests("deploy/deployment.yaml");
+  const deployment = docs.find((d) => d.kind === "Deployment")!;
+  const service = docs.find((d) => d.kind === "Service")!;
+  const template = deployment.spec.template;
+  const [c] = template.spec.containers;
+  const ns = deployment.metadata.namespace;
+
+  assert.equal(service.metadata.namespace, ns);
+  assert.equal(service.metadata.labels["nvidia.com/dynamo-discovery-enabled"], "true");
+  assert.equal(service.metadata.labels["nvidia.com/dynamo-discovery-backend"], "kubernetes");
+  // The Service targets the system port, which is the one the readiness probe (/health) checks:
+  // the slice entry is ready exactly when the registration is.
+  const [svcPort] = service.spec.ports;
+  assert.equal(c.readinessProbe.httpGet.path, "/health");
+  assert.equal(c.readinessProbe.httpGet.port, svcPort.targetPort);
+  const systemPort = c.ports.find((p: Manifest) => p.name === svcPort.targetPort);
+  assert.ok(systemPort, `container port ${svcPort.targetPort}`);
+
+  const created = await cluster.request("POST", `/api/v1/namespaces/${ns}/pods`, {
+    apiVersion: "v1",
+    kind: "Pod",
+    metadata: { name: "global-planner-7d9f8c6b5-x2k4q", namespace: ns, labels: template.metadata.labels },
+    spec: template.spec,
+  });
+  assert.ok(created.ok, `HTTP ${created.status} ${created.text}`);
+  const pod = created.json as Manifest;
+  const selector = Object.entries(service.spec.selector).map(([k, v]) => `${k}=${v}`).join(",");
+  const selected = await cluster.request(
+    "GET",
+    `/api/v1/namespaces/${ns}/pods?labelSelector=${encodeURIComponent(selector)}`,
+  );
+  assert.deepEqual(selected.json.items.map((p: Manifest) => p.metadata.name), [pod.metadata.name]);
+
+  const fieldRef = (path: string): string => {
+    const value: unknown = path.split(".").reduce((o: Manifest | undefined, k) => o?.[k], pod);
+    assert.equal(typeof value, "string", `downward API ${path} of the created pod`);
+    return value as string;
+  };
+  const env: Record<string, string> = {};
+  for (const e of c.env as Manifest[]) {
+    if (e.name === "DYN_TCP_RPC_HOST") continue; // status.podIP: no pod runs here, loopback instead
+    env[e.name] = e.value ?? fieldRef(e.valueFrom.fieldRef.fieldPath);
+  }
+  assert.equal(env.POD_UID, pod.metadata.uid);
+  assert.equal(env.DYN_SYSTEM_PORT, String(systemPort.containerPort));
+
+  await applyManifest(cluster, await readManifests("deploy/rbac.yaml"));
+  const saDir = await Deno.makeTempDir({ prefix: "gp-deploy-sa-" }); // under /tmp: the service reads it
+  await cluster.writeServiceAccountDir(
+    saDir,
+    ns,
+    await cluster.createServiceAccountToken(ns, "global-planner"),
+  );
+  const ours = await startService({
+    args: [...c.args, "--service-account-dir", saDir],
+    env: {
+      ...env,
+      ...cluster.inClusterEnv(),
+      // A free port rather than the manifest's 9090 (other tests run beside this one).
+      DYN_SYSTEM_PORT: "0",
+      DYN_SYSTEM_HOST: "127.0.0.1",
+    },
+  });
+  try {
+    const status = await ours.waitForLog((l) => l.message === "system status server listening");
+    // The kubelet's readiness probe: only a 200 here makes the slice entry ready.
+    const probe = await fetch(`http://127.0.0.1:${status.port}${c.readinessProbe.httpGet.path}`);
+    assert.equal(probe.status, 200, await probe.text());
+    const cr = await cluster.request(
+      "GET",
+      `/apis/nvidia.com/v1alpha1/namespaces/${ns}/dynamoworkermetadatas/${pod.metadata.name}`,
+    );
+    assert.ok(cr.ok, `our DynamoWorkerMetadata is named after the pod: ${cr.text}`);
+    assert.equal(cr.json.metadata.ownerReferences[0].uid, pod.metadata.uid);
+    const slice = await cluster.request(
+      "POST",
+      `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`,
+      controllerSlice(service, pod),
+    );
+    assert.ok(slice.ok, `HTTP ${slice.status} ${slice.text}`);
+
+    const call = await runDriver(
+      "call_endpoint.py",
+      ["--endpoint", `${env.DYN_NAMESPACE}.GlobalPlanner.health`, "--wait-timeout", "30", "--timeout", "60"],
+      {
+        DYN_DISCOVERY_BACKEND: "kubernetes",
+        KUBECONFIG: await cluster.kubeconfig(`${saDir}/caller-kubeconfig`, cluster.adminToken, ns),
+        POD_NAME: "planner-0",
+        POD_UID: crypto.randomUUID(),
+        POD_NAMESPACE: ns,
+        DYN_TCP_RPC_HOST: "127.0.0.1",
+      },
+    );
+    assert.equal(call.code, 0, `${call.stdout}\n${call.stderr.slice(-2000)}`);
+    const item = call.lines.find((l) => "item" in l)?.item as Manifest;
+    assert.equal(item?.namespace, env.DYN_NAMESPACE, call.stdout);
+    assert.deepEqual(item.managed_namespaces, c.args.slice(1));
+  } finally {
+    await ours.stop("SIGTERM");
+    await Deno.remove(saDir, { recursive: true });
+  }
+}

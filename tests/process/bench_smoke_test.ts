@@ -29,6 +29,7 @@ Deno.test({
       assert.equal(out.code, 0, `${stdout}\n${new TextDecoder().decode(out.stderr).slice(-3000)}`);
       assert.match(stdout, /\| metric \| ours \| Python GP \| echo limit \|/);
       assert.match(stdout, /## Kubernetes: non-blocking scale that writes one DGD/);
+      assert.match(stdout, /## Kubernetes discovery: found through the API server/);
       const { results } = JSON.parse(await Deno.readTextFile(`${dir}/result.json`));
       for (const target of ["ours", "peer", "echo"]) {
         const phases = results[target].phases as Phase[];
@@ -40,6 +41,19 @@ Deno.test({
             `${target}: ${JSON.stringify(phase)}`,
           );
         }
+      }
+      // Kubernetes discovery: every target, ours included, is found through the API server and
+      // answers every request.
+      const { discovery } = JSON.parse(await Deno.readTextFile(`${dir}/result.kube.json`));
+      for (const target of ["ours", "peer", "echo"]) {
+        const r = discovery.results[target] as { startupMs: number[]; phase?: Phase; unavailable?: string };
+        assert.equal(r.unavailable, undefined, `${target}: ${r.unavailable}`);
+        assert.equal(r.startupMs.length, discovery.plan.starts, `${target}: ${JSON.stringify(r)}`);
+        assert.deepEqual(
+          [r.phase?.ok, r.phase?.failed, r.phase?.lost],
+          [discovery.plan.n, 0, 0],
+          `${target}: ${JSON.stringify(r.phase)}`,
+        );
       }
     } finally {
       await Deno.remove(dir, { recursive: true });
