@@ -18,6 +18,20 @@ export type ResponseOpener = (
   logger: Logger,
 ) => Promise<ResponseSink>;
 
+/** After the grace period has aborted what still runs: how long to wait for it to unwind. */
+const ABORT_WAIT_MS = 1_000;
+
+/** Resolves `true` when `ms` pass before `settled` (which resolves `false`). */
+async function raceTimer(settled: Promise<boolean>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = await Promise.race([
+    settled,
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), ms))),
+  ]);
+  clearTimeout(timer);
+  return timedOut;
+}
+
 export class Dispatcher {
   #endpoints = new Map<string, Endpoint>();
   #routes = new Map<string, Endpoint>();
@@ -63,18 +77,19 @@ export class Dispatcher {
     task.finally(() => this.#inFlight.delete(task));
   }
 
-  /** Waits for in-flight requests up to `graceMs`, then aborts those still running. */
+  /**
+   * Waits for in-flight requests up to `graceMs`, then aborts those still running (which closes
+   * their response streams, so a write to a caller that stopped reading fails at once) and
+   * waits at most `ABORT_WAIT_MS` more: shutdown never depends on what callers do.
+   */
   async drain(graceMs: number): Promise<void> {
-    const all = Promise.allSettled([...this.#inFlight]);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = await Promise.race([
-      all.then(() => false),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs))),
-    ]);
-    clearTimeout(timer);
-    if (timedOut) {
-      for (const controller of this.#running) controller.abort("service is shutting down");
-      await all;
+    const all = Promise.allSettled([...this.#inFlight]).then(() => false);
+    if (!await raceTimer(all, graceMs)) return;
+    for (const controller of this.#running) controller.abort("service is shutting down");
+    if (await raceTimer(all, ABORT_WAIT_MS)) {
+      this.#logger.warn("requests still running after shutdown aborted them", {
+        requests: this.#inFlight.size,
+      });
     }
   }
 
@@ -110,12 +125,15 @@ export class Dispatcher {
     // One controller per request (AbortSignal.any would keep a little state per request alive).
     const controller = new AbortController();
     const stop = () => controller.abort(sink.stopped.reason);
+    const cut = () => sink.abort();
     sink.stopped.addEventListener("abort", stop, { once: true });
+    controller.signal.addEventListener("abort", cut, { once: true });
     this.#running.add(controller);
     try {
       await this.#stream(endpoint, sink, control, headers, data, codec, controller.signal);
     } finally {
       sink.stopped.removeEventListener("abort", stop);
+      controller.signal.removeEventListener("abort", cut);
       this.#running.delete(controller);
     }
   }
