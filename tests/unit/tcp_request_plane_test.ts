@@ -7,6 +7,7 @@ import { responseOpener } from "../../src/runtime/host.ts";
 import { TcpRequestPlane } from "../../src/runtime/request_plane/tcp.ts";
 import type { TcpSettings } from "../../src/config/env.ts";
 import { acceptCallHome, readAcks, requestBody, requestFrame, writeAll } from "../support/fake_caller.ts";
+import { waitFor } from "../support/ports.ts";
 
 const logger = createLogger({ level: "error", sink: () => {} });
 const HEX = "1f2e";
@@ -195,4 +196,138 @@ Deno.test("a frame over DYN_TCP_MAX_MESSAGE_SIZE is refused before its body is r
     assert.equal(await reader.readExact(1), null);
     conn.close();
   }, { maxMessageSize: 4096 });
+});
+
+/** `true` once the server has closed `conn` (EOF or reset on read); `false` if not within 10 s. */
+async function closedByServer(conn: Deno.Conn): Promise<boolean> {
+  const buf = new Uint8Array(1024);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 10_000)));
+  const closed = (async () => {
+    try {
+      while (true) if ((await conn.read(buf)) === null) return true;
+    } catch {
+      return true;
+    }
+  })();
+  const result = await Promise.race([closed, deadline]);
+  clearTimeout(timer);
+  if (!result) conn.close(); // ends the pending read
+  await closed;
+  return result;
+}
+
+Deno.test("DYN_TCP_MAX_CONNECTIONS: the connection over the limit is closed at once; a freed slot is reused", async () => {
+  await withPlane([echo], async ({ port, callHome, callHomeAddress }) => {
+    const open: Deno.TcpConn[] = [];
+    for (let i = 0; i < 2; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      // Served, so the plane has counted it before the next connect.
+      await writeAll(conn, requestFrame("echo", requestBody(`c${i}`, callHomeAddress, '"x"')));
+      assert.deepEqual(await readAcks(new ByteReader(conn), 1), [""]);
+      await acceptCallHome(callHome);
+      open.push(conn);
+    }
+    const third = await Deno.connect({ hostname: "127.0.0.1", port });
+    assert.equal(await closedByServer(third), true);
+    third.close();
+    open.pop()!.close();
+    // The freed slot is taken again once the plane has seen the close.
+    const again = await retryUntilServed(port, callHome, callHomeAddress);
+    again.close();
+    open.forEach((c) => c.close());
+  }, { maxConnections: 2 });
+});
+
+/** Connects until a connection is served (the plane learns of a client's close asynchronously). */
+async function retryUntilServed(port: number, callHome: Deno.TcpListener, callHomeAddress: string) {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeAll(conn, requestFrame("echo", requestBody(`r${attempt}`, callHomeAddress, '"x"')));
+    const acks = await readAcks(new ByteReader(conn), 1).catch(() => null);
+    if (acks) {
+      assert.deepEqual(acks, [""]);
+      await acceptCallHome(callHome);
+      return conn;
+    }
+    conn.close();
+  }
+  throw new Error("no connection was served after the slot was freed");
+}
+
+Deno.test("DYN_TCP_IDLE_TIMEOUT_SECS: a connection without a complete frame is closed after the idle time", async () => {
+  await withPlane([echo], async ({ port, callHome, callHomeAddress }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeAll(conn, requestFrame("echo", requestBody("r", callHomeAddress, '"x"')));
+    assert.deepEqual(await readAcks(new ByteReader(conn), 1), [""]);
+    await acceptCallHome(callHome);
+    // Half a frame, then silence: a slow or dead peer is cut off too.
+    await writeAll(conn, requestFrame("echo", requestBody("s", callHomeAddress, '"x"')).subarray(0, 10));
+    assert.equal(await closedByServer(conn), true);
+    conn.close();
+  }, { idleTimeoutMs: 200 });
+});
+
+Deno.test("DYN_TCP_MAX_INFLIGHT: the frame over the limit is ACKed `Server overloaded:`; the limit itself is served", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const slow: Endpoint = {
+    name: "slow",
+    async *handler(request) {
+      await gate;
+      yield { echo: request };
+    },
+  };
+  await withPlane([slow], async ({ port, callHome, callHomeAddress }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const reader = new ByteReader(conn);
+    const streams = [];
+    for (const id of ["a", "b"]) {
+      await writeAll(conn, requestFrame("slow", requestBody(id, callHomeAddress, '"x"')));
+      assert.deepEqual(await readAcks(reader, 1), [""]);
+      streams.push(acceptCallHome(callHome));
+    }
+    await writeAll(conn, requestFrame("slow", requestBody("c", callHomeAddress, '"x"')));
+    assert.deepEqual(await readAcks(reader, 1), ["Server overloaded: 2 requests in flight (limit 2)"]);
+    release();
+    for (const frames of await Promise.all(streams)) assert.equal(frames.at(-1)?.header, `"sentinel"`);
+    // Answered, so no longer in flight: the next frame is taken again.
+    await writeAll(conn, requestFrame("slow", requestBody("d", callHomeAddress, '"x"')));
+    assert.deepEqual(await readAcks(reader, 1), [""]);
+    assert.equal((await acceptCallHome(callHome)).at(-1)?.header, `"sentinel"`);
+    conn.close();
+  }, { maxInFlight: 2 });
+});
+
+Deno.test("DYN_TCP_WRITE_TIMEOUT_SECS: a caller that stops reading its response stream is cut off", async () => {
+  const huge: Endpoint = {
+    name: "huge",
+    async *handler() {
+      yield "y".repeat(16 << 20);
+    },
+  };
+  const plane = TcpRequestPlane.listen(settings({ maxMessageSize: 1 << 20 }), logger);
+  const dispatcher = new Dispatcher([huge], responseOpener(300), logger);
+  plane.route(dispatcher, { namespace: "ns", component: "Comp", endpoint: "huge" }, HEX);
+  plane.serve(dispatcher);
+  const callHome = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(plane.address.split(":")[1]) });
+  try {
+    await writeAll(conn, requestFrame("huge", requestBody("h", `127.0.0.1:${callHome.addr.port}`, '"x"')));
+    assert.deepEqual(await readAcks(new ByteReader(conn), 1), [""]);
+    const stalled = await callHome.accept(); // never read until the server has given up
+    await waitFor(() => dispatcher.inFlight === 0, "the stalled request to end");
+    let received = 0;
+    try {
+      const buf = new Uint8Array(1 << 20);
+      for (let n; (n = await stalled.read(buf)) !== null;) received += n;
+    } catch { /* reset */ }
+    stalled.close();
+    assert.ok(received < 16 << 20, `the whole answer (${received} bytes) arrived`);
+  } finally {
+    conn.close();
+    callHome.close();
+    await plane.close();
+    await dispatcher.drain(1000);
+  }
 });
