@@ -94,7 +94,7 @@ export { writeAll };
  */
 export class CallHomeCollector {
   #listener: Deno.TcpListener;
-  #streams = new Map<string, Frame[]>();
+  #streams = new Map<string, Frame[][]>();
   #waiters = new Map<string, (frames: Frame[]) => void>();
   #conns = new Set<Deno.Conn>();
   #tasks = new Set<Promise<void>>();
@@ -113,10 +113,27 @@ export class CallHomeCollector {
     return `127.0.0.1:${this.#listener.addr.port}`;
   }
 
+  /** Streams received so far under `subject` (more than one would be a duplicate answer). */
+  count(subject: string): number {
+    return this.#streams.get(subject)?.length ?? 0;
+  }
+
+  /** Subjects that were answered more than once. */
+  get duplicates(): string[] {
+    return [...this.#streams].filter(([, s]) => s.length > 1).map(([k]) => k);
+  }
+
+  /** Number of streams received in all. */
+  get total(): number {
+    let n = 0;
+    for (const s of this.#streams.values()) n += s.length;
+    return n;
+  }
+
   /** The frames of the stream introduced as `subject` (complete: up to the sentinel or EOF). */
   stream(subject: string, timeoutMs = 15_000): Promise<Frame[]> {
     const done = this.#streams.get(subject);
-    if (done) return Promise.resolve(done);
+    if (done) return Promise.resolve(done[0]);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#waiters.delete(subject);
@@ -179,7 +196,9 @@ export class CallHomeCollector {
       } catch { /* closed */ }
     }
     if (subject === undefined) return;
-    this.#streams.set(subject, frames);
+    const seen = this.#streams.get(subject);
+    if (seen) seen.push(frames);
+    else this.#streams.set(subject, [frames]);
     this.#waiters.get(subject)?.(frames);
     this.#waiters.delete(subject);
   }
