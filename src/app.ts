@@ -20,6 +20,7 @@ import {
   createScaleRequestHandler,
   HEALTH_CHECK_PAYLOAD,
   HEALTH_ENDPOINT,
+  MAX_REQUEST_BYTES,
   SCALE_ENDPOINT,
 } from "./service/handlers.ts";
 import { VERSION } from "./version.ts";
@@ -120,6 +121,7 @@ export async function startGlobalPlanner(
     const endpoints = [
       {
         name: SCALE_ENDPOINT,
+        maxRequestBytes: MAX_REQUEST_BYTES,
         handler: createScaleRequestHandler({
           managedNamespaces: config.managedNamespaces,
           noOperation: config.noOperation,
@@ -142,6 +144,7 @@ export async function startGlobalPlanner(
           },
         }),
         healthCheckPayload: HEALTH_CHECK_PAYLOAD,
+        maxRequestBytes: MAX_REQUEST_BYTES,
       },
     ];
     host = await startEndpointHost({

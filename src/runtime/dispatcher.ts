@@ -18,6 +18,12 @@ export type ResponseOpener = (
   logger: Logger,
 ) => Promise<ResponseSink>;
 
+/** A body over the endpoint's `maxRequestBytes`: only its control header was read. */
+export interface OversizedBody {
+  bytes: number;
+  control?: Uint8Array;
+}
+
 /** After the grace period has aborted what still runs: how long to wait for it to unwind. */
 const ABORT_WAIT_MS = 1_000;
 
@@ -69,7 +75,7 @@ export class Dispatcher {
   }
 
   /** Starts answering a request in the background. */
-  dispatch(endpoint: Endpoint, headers: Record<string, string>, body: Uint8Array): void {
+  dispatch(endpoint: Endpoint, headers: Record<string, string>, body: Uint8Array | OversizedBody): void {
     const task = this.#run(endpoint, headers, body).catch((error) =>
       this.#logger.error("request failed unexpectedly", { endpoint: endpoint.name, error })
     );
@@ -93,13 +99,17 @@ export class Dispatcher {
     }
   }
 
-  async #run(endpoint: Endpoint, headers: Record<string, string>, body: Uint8Array) {
+  async #run(endpoint: Endpoint, headers: Record<string, string>, body: Uint8Array | OversizedBody) {
     let control: ControlHeader;
     let data: Uint8Array | undefined;
     try {
-      const parts = decodeTwoPart(body);
-      control = parseControlHeader(parts.header);
-      data = parts.data;
+      if (body instanceof Uint8Array) {
+        const parts = decodeTwoPart(body);
+        control = parseControlHeader(parts.header);
+        data = parts.data;
+      } else {
+        control = parseControlHeader(body.control);
+      }
     } catch (error) {
       // Without a control header there is no response address: nothing can be answered.
       this.#logger.warn("dropping request without a usable control header", {
@@ -119,6 +129,19 @@ export class Dispatcher {
         transport: control.connection_info.transport,
         error: errorText(error),
       });
+      return;
+    }
+
+    if (!(body instanceof Uint8Array)) {
+      logger.warn("request body over the endpoint's limit; refused unread", {
+        bytes: body.bytes,
+        limit: endpoint.maxRequestBytes,
+      });
+      await sink.sendError(
+        `Invalid request: request body of ${body.bytes} bytes exceeds the ${endpoint.maxRequestBytes}-byte ` +
+          `limit of ${endpoint.name}`,
+      );
+      await sink.end();
       return;
     }
 

@@ -41,9 +41,19 @@ export function fdCount(pid: number): number {
   return new TextDecoder().decode(out.stdout).split("\n").filter(Boolean).length;
 }
 
-export function rssKiB(pid: number): number {
-  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
-  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+/** Resident and peak resident set (`VmRSS`, `VmHWM`) in KiB, read by `cat` (see `fdCount`). */
+export async function memoryKiB(pid: number): Promise<{ rss: number; peak: number }> {
+  const out = await new Deno.Command("/bin/cat", { args: [`/proc/${pid}/status`], stdout: "piped" }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  const kib = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(text)?.[1] ?? NaN);
+  return { rss: kib("VmRSS"), peak: kib("VmHWM") };
+}
+
+/** Resets the kernel's peak-RSS mark of `pid` to its current RSS (`clear_refs` 5). */
+export async function resetPeak(pid: number): Promise<void> {
+  const out = await new Deno.Command("/bin/sh", { args: ["-c", `echo 5 > /proc/${pid}/clear_refs`] })
+    .output();
+  if (!out.success) throw new Error(`cannot reset the peak RSS of ${pid}`);
 }
 
 /** Polls `/proc/<pid>/fd` until it is back to `baseline` (or below); the last count otherwise. */
@@ -254,7 +264,7 @@ export async function badFrames(t: Target, frames: number, seed: number): Promis
           for (let i = 0; i < size; i++) {
             const cls = KEPT[Math.floor(rand() * KEPT.length)];
             count(cls);
-            batch.push(build(cls, rand, t, collector.address, `${seed}-${n + i}`));
+            batch.push(build(cls, rand, t, collector.address, `${seed}-${n + i}-${cls}`));
           }
           n += size;
           await writeAll(conn, cat(...batch.map((b) => b.bytes)));
@@ -277,7 +287,7 @@ export async function badFrames(t: Target, frames: number, seed: number): Promis
           n++;
           const kind = pick < 0.87 ? "oversized" : pick < 0.94 ? "truncated" : "garbage";
           count(kind);
-          const id = `${seed}-${n}`;
+          const id = `${seed}-${n}-${kind}`;
           if (kind === "oversized") {
             const path = utf8(`${t.prefix}/health`);
             const excess = 1 + Math.floor(rand() * 1000);

@@ -331,3 +331,36 @@ Deno.test("DYN_TCP_WRITE_TIMEOUT_SECS: a caller that stops reading its response 
     await dispatcher.drain(1000);
   }
 });
+
+Deno.test("maxRequestBytes: a larger body is skipped unread and answered with an error item; the limit itself is served", async () => {
+  const limited: Endpoint = { ...echo, name: "limited", maxRequestBytes: 1024 };
+  await withPlane([limited], async ({ port, callHome, callHomeAddress }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const reader = new ByteReader(conn);
+    const sized = (id: string, bytes: number) => {
+      const empty = requestBody(id, callHomeAddress, "").length;
+      return requestBody(id, callHomeAddress, JSON.stringify("z".repeat(bytes - empty - 2)));
+    };
+    for (const [id, bytes] of [["over", 1025], ["at", 1024]] as const) {
+      const body = sized(id, bytes);
+      assert.equal(body.length, bytes);
+      await writeAll(conn, requestFrame("limited", body));
+      assert.deepEqual(await readAcks(reader, 1), [""]);
+      const frames = await acceptCallHome(callHome);
+      const item = JSON.parse(frames[2].data!);
+      if (id === "over") {
+        assert.equal(
+          item.data.error.message,
+          "ValueError: Invalid request: request body of 1025 bytes exceeds the 1024-byte limit of limited",
+        );
+      } else {
+        assert.equal(item.data.data.echo.length, bytes - requestBody(id, callHomeAddress, "").length - 2);
+      }
+      assert.deepEqual(frames.slice(3), [{ data: `{"complete_final":true}` }, { header: `"sentinel"` }]);
+    }
+    // The skipped body left the stream in sync.
+    await writeAll(conn, requestFrame("nope", requestBody("n", callHomeAddress, "{}")));
+    assert.deepEqual(await readAcks(reader, 1), ["Server unavailable: unknown endpoint nope"]);
+    conn.close();
+  });
+});

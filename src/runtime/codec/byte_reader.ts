@@ -82,6 +82,21 @@ export class ByteReader {
     return out;
   }
 
+  /** Consumes `n` bytes without keeping them (a body nobody will read), through the buffer. */
+  async skip(n: number): Promise<void> {
+    const take = Math.min(n, this.#end - this.#start);
+    this.#start += take;
+    let left = n - take;
+    while (left > 0) {
+      this.#start = this.#end = 0;
+      const got = await this.#source.read(this.#buffer.subarray(0, Math.min(left, this.#buffer.length)));
+      if (got === null) {
+        throw new Deno.errors.UnexpectedEof(`connection closed inside a frame (${n - left} of ${n} bytes)`);
+      }
+      left -= got;
+    }
+  }
+
   /** Back to the initial size once what is pending and what is asked for both fit in it. */
   #shrink(n: number) {
     const pending = this.#end - this.#start;

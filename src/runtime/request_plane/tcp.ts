@@ -15,7 +15,8 @@ import { errorText } from "../../errors.ts";
 import type { Logger } from "../../ops/log.ts";
 import { ByteReader } from "../codec/byte_reader.ts";
 import { utf8 } from "../codec/json.ts";
-import type { Dispatcher } from "../dispatcher.ts";
+import { readTwoPartPrefix, TWO_PART_PREFIX } from "../codec/two_part.ts";
+import type { Dispatcher, OversizedBody } from "../dispatcher.ts";
 import { detectLocalIp, formatSocketAddress, writeAllWithin } from "../net.ts";
 import type { EndpointPath, RequestPlane } from "./request_plane.ts";
 
@@ -188,15 +189,17 @@ export class TcpRequestPlane implements RequestPlane {
           await reply(ACK.tooLarge(total, max));
           return;
         }
-        const body = await reader.readOwned(bodyLength);
-        armIdle();
         if (path === undefined) {
+          await reader.skip(bodyLength);
+          armIdle();
           this.#logger.warn("request path is not UTF-8", { bytes: pathLength });
           await reply(ACK.invalidPath);
           continue;
         }
         const endpoint = dispatcher.route(path);
         if (!endpoint) {
+          await reader.skip(bodyLength);
+          armIdle();
           // A 1.6.1 caller raises `Unavailable` on this text at once (and may fail over); a
           // stale discovery record after a restart on the same port is the usual cause.
           this.#logger.warn("request for an unknown endpoint", { path });
@@ -204,6 +207,8 @@ export class TcpRequestPlane implements RequestPlane {
           continue;
         }
         if (dispatcher.inFlight >= this.#settings.maxInFlight) {
+          await reader.skip(bodyLength);
+          armIdle();
           if (!this.#overloaded) {
             this.#overloaded = true;
             this.#logger.warn("too many requests in flight; shedding load", {
@@ -219,6 +224,10 @@ export class TcpRequestPlane implements RequestPlane {
             limit: this.#settings.maxInFlight,
           });
         }
+        const body = endpoint.maxRequestBytes !== undefined && bodyLength > endpoint.maxRequestBytes
+          ? await readControlOnly(reader, bodyLength)
+          : await reader.readOwned(bodyLength);
+        armIdle();
         await writeAllWithin(conn, EMPTY_ACK, writeTimeoutMs);
         dispatcher.dispatch(endpoint, headers, body);
       }
@@ -246,6 +255,35 @@ function ack(text: string): Uint8Array {
   new DataView(out.buffer).setUint32(0, bytes.length);
   out.set(bytes, 4);
   return out;
+}
+
+/** Control headers are a few hundred bytes; a larger one is not worth reading to answer. */
+const MAX_CONTROL_HEADER = 64 * 1024;
+
+/**
+ * Reads only the TwoPart control header of an oversized body and skips its data, so the caller
+ * can still be told why; without a usable header nobody can be answered and it is skipped too.
+ */
+async function readControlOnly(reader: ByteReader, bodyLength: number): Promise<OversizedBody> {
+  if (bodyLength < TWO_PART_PREFIX) {
+    await reader.skip(bodyLength);
+    return { bytes: bodyLength };
+  }
+  const prefix = (await reader.readExactOrThrow(TWO_PART_PREFIX)).slice();
+  let headerLength = -1;
+  try {
+    const lengths = readTwoPartPrefix(prefix);
+    if (TWO_PART_PREFIX + lengths.headerLength + lengths.dataLength === bodyLength) {
+      headerLength = lengths.headerLength;
+    }
+  } catch { /* lengths out of range: skipped below */ }
+  if (headerLength < 0 || headerLength > MAX_CONTROL_HEADER) {
+    await reader.skip(bodyLength - TWO_PART_PREFIX);
+    return { bytes: bodyLength };
+  }
+  const control = await reader.readOwned(headerLength);
+  await reader.skip(bodyLength - TWO_PART_PREFIX - headerLength);
+  return { bytes: bodyLength, control };
 }
 
 function decodePath(bytes: Uint8Array): string | undefined {
