@@ -1,6 +1,7 @@
 /**
- * Shutdown never waits on a caller: a response write that cannot complete (the caller stopped
- * reading) is cut when the grace period ends, or earlier by the write deadline.
+ * Neither shutdown nor a request waits on a caller forever: a response write that cannot
+ * complete (the caller stopped reading) is cut when the grace period ends, or earlier by the
+ * write deadline; a call-home connect that never completes is given up after the same deadline.
  */
 import assert from "node:assert/strict";
 import { createLogger } from "../../src/ops/log.ts";
@@ -67,3 +68,38 @@ for (
     }
   });
 }
+
+Deno.test("a call-home connect that never completes is given up after the deadline", async () => {
+  const lines: string[] = [];
+  const logger = createLogger({ level: "error", sink: (line) => lines.push(line) });
+  // A listener that never accepts: once its accept queue is full the kernel drops further SYNs,
+  // so a connect hangs (for minutes of SYN retries) instead of failing.
+  const full = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const queued: Deno.TcpConn[] = [];
+  try {
+    while (queued.length < 100_000) {
+      const probe = new AbortController();
+      const timer = setTimeout(() => probe.abort(), 300);
+      try {
+        queued.push(
+          await Deno.connect({ hostname: "127.0.0.1", port: full.addr.port, signal: probe.signal }),
+        );
+      } catch {
+        break; // this one hung: the queue is full
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    const dispatcher = new Dispatcher([huge], responseOpener(300), logger);
+    dispatcher.dispatch(huge, {}, requestBody("c", `127.0.0.1:${full.addr.port}`, '"x"'));
+    assert.equal(dispatcher.inFlight, 1);
+    await waitFor(() => dispatcher.inFlight === 0, "the request to give up its connect", 10_000);
+    assert.match(
+      lines.join("\n"),
+      /cannot open the response stream.*call-home connect to 127\.0\.0\.1:\d+ not done within 300 ms/,
+    );
+  } finally {
+    for (const c of queued) c.close();
+    full.close();
+  }
+});
