@@ -64,8 +64,8 @@ async function main(argv: string[]): Promise<number> {
     await planner.stop(0);
     return 1;
   }
-  logger.info("stopping", { signal: outcome.signal });
-  await planner.stop();
+  logger.info("stopping", { signal: outcome.signal, grace_ms: config.shutdownGraceMs });
+  await planner.stop(config.shutdownGraceMs);
   logger.info("stopped");
   return 0;
 }

@@ -28,6 +28,7 @@ import {
   createScaleRequestHandler,
   HEALTH_CHECK_PAYLOAD,
   HEALTH_ENDPOINT,
+  MAX_REQUEST_BYTES,
   SCALE_ENDPOINT,
   type Scaler,
 } from "./service/handlers.ts";
@@ -152,6 +153,7 @@ export async function startGlobalPlanner(
     const endpoints = [
       {
         name: SCALE_ENDPOINT,
+        maxRequestBytes: MAX_REQUEST_BYTES,
         handler: createScaleRequestHandler({
           managedNamespaces: config.managedNamespaces,
           noOperation: config.noOperation,
@@ -176,6 +178,7 @@ export async function startGlobalPlanner(
           },
         }),
         healthCheckPayload: HEALTH_CHECK_PAYLOAD,
+        maxRequestBytes: MAX_REQUEST_BYTES,
       },
     ];
     host = await startEndpointHost({

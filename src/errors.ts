@@ -71,6 +71,9 @@ export class BlockingTimeout extends GlobalPlannerError {}
 /** A peer broke the Dynamo wire protocol (bad frame, bad header, unknown transport). */
 export class ProtocolError extends GlobalPlannerError {}
 
+/** A socket write (or connect) did not complete within its deadline; the socket was closed. */
+export class SocketTimeout extends GlobalPlannerError {}
+
 /** Discovery registration failed or was lost. */
 export class DiscoveryError extends GlobalPlannerError {}
 

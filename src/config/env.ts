@@ -33,6 +33,12 @@ export const ENV_VARS = [
   "DYN_TCP_RPC_PORT",
   "DYN_TCP_RPC_ADVERTISE_HOST",
   "DYN_TCP_MAX_MESSAGE_SIZE",
+  // Ours (the runtime has no such limits): resource bounds of the request and response planes.
+  "DYN_TCP_MAX_CONNECTIONS",
+  "DYN_TCP_IDLE_TIMEOUT_SECS",
+  "DYN_TCP_MAX_INFLIGHT",
+  "DYN_TCP_WRITE_TIMEOUT_SECS",
+  "DYN_SHUTDOWN_GRACE_SECS",
   "DYN_LOG",
   "KUBERNETES_SERVICE_HOST",
   "KUBERNETES_SERVICE_PORT",
@@ -89,6 +95,14 @@ export interface TcpSettings {
   port: number;
   advertiseHost?: string;
   maxMessageSize: number;
+  /** Open request connections; more are accepted and closed at once. */
+  maxConnections: number;
+  /** A connection without a complete frame for this long is closed; 0 = never. */
+  idleTimeoutMs: number;
+  /** Requests being answered; a frame beyond it is ACKed `Server overloaded: ...`. */
+  maxInFlight: number;
+  /** Deadline of every ACK write, call-home connect and call-home write. */
+  writeTimeoutMs: number;
 }
 
 export interface RuntimeSettings {
@@ -105,6 +119,8 @@ export interface EnvSettings {
   dynNamespace: string;
   podNamespace: string;
   logFilter?: string;
+  /** How long SIGTERM waits for in-flight requests before it cuts them off. */
+  shutdownGraceMs: number;
   runtime: RuntimeSettings;
 }
 
@@ -166,6 +182,12 @@ const schema = z.object({
   DYN_TCP_MAX_MESSAGE_SIZE: intIn("DYN_TCP_MAX_MESSAGE_SIZE", 1024, 2 ** 31).default(
     32 * 1024 * 1024,
   ),
+  DYN_TCP_MAX_CONNECTIONS: intIn("DYN_TCP_MAX_CONNECTIONS", 1, 65535).default(1024),
+  DYN_TCP_IDLE_TIMEOUT_SECS: intIn("DYN_TCP_IDLE_TIMEOUT_SECS", 0, 86400).default(600),
+  DYN_TCP_MAX_INFLIGHT: intIn("DYN_TCP_MAX_INFLIGHT", 1, 65535).default(256),
+  DYN_TCP_WRITE_TIMEOUT_SECS: intIn("DYN_TCP_WRITE_TIMEOUT_SECS", 1, 3600).default(10),
+  // Below Kubernetes' default terminationGracePeriodSeconds (30), leaving time to deregister.
+  DYN_SHUTDOWN_GRACE_SECS: intIn("DYN_SHUTDOWN_GRACE_SECS", 1, 3600).default(25),
   DYN_LOG: z.string().optional(),
   POD_NAME: z.string().trim().optional(),
   POD_UID: z.string().trim().optional(),
@@ -207,6 +229,7 @@ export function readEnv(getEnv: EnvGetter, readFile: FileReader = () => undefine
     dynNamespace: env.DYN_NAMESPACE,
     podNamespace: kube?.podNamespace ?? env.POD_NAMESPACE,
     logFilter: env.DYN_LOG,
+    shutdownGraceMs: env.DYN_SHUTDOWN_GRACE_SECS * 1000,
     runtime: {
       discovery: env.DYN_DISCOVERY_BACKEND,
       etcd: {
@@ -228,6 +251,10 @@ export function readEnv(getEnv: EnvGetter, readFile: FileReader = () => undefine
         port: env.DYN_TCP_RPC_PORT,
         advertiseHost: env.DYN_TCP_RPC_ADVERTISE_HOST,
         maxMessageSize: env.DYN_TCP_MAX_MESSAGE_SIZE,
+        maxConnections: env.DYN_TCP_MAX_CONNECTIONS,
+        idleTimeoutMs: env.DYN_TCP_IDLE_TIMEOUT_SECS * 1000,
+        maxInFlight: env.DYN_TCP_MAX_INFLIGHT,
+        writeTimeoutMs: env.DYN_TCP_WRITE_TIMEOUT_SECS * 1000,
       },
       kube,
     },

@@ -18,6 +18,26 @@ export type ResponseOpener = (
   logger: Logger,
 ) => Promise<ResponseSink>;
 
+/** A body over the endpoint's `maxRequestBytes`: only its control header was read. */
+export interface OversizedBody {
+  bytes: number;
+  control?: Uint8Array;
+}
+
+/** After the grace period has aborted what still runs: how long to wait for it to unwind. */
+const ABORT_WAIT_MS = 1_000;
+
+/** Resolves `true` when `ms` pass before `settled` (which resolves `false`). */
+async function raceTimer(settled: Promise<boolean>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = await Promise.race([
+    settled,
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), ms))),
+  ]);
+  clearTimeout(timer);
+  return timedOut;
+}
+
 export class Dispatcher {
   #endpoints = new Map<string, Endpoint>();
   #routes = new Map<string, Endpoint>();
@@ -55,7 +75,7 @@ export class Dispatcher {
   }
 
   /** Starts answering a request in the background. */
-  dispatch(endpoint: Endpoint, headers: Record<string, string>, body: Uint8Array): void {
+  dispatch(endpoint: Endpoint, headers: Record<string, string>, body: Uint8Array | OversizedBody): void {
     const task = this.#run(endpoint, headers, body).catch((error) =>
       this.#logger.error("request failed unexpectedly", { endpoint: endpoint.name, error })
     );
@@ -63,28 +83,33 @@ export class Dispatcher {
     task.finally(() => this.#inFlight.delete(task));
   }
 
-  /** Waits for in-flight requests up to `graceMs`, then aborts those still running. */
+  /**
+   * Waits for in-flight requests up to `graceMs`, then aborts those still running (which closes
+   * their response streams, so a write to a caller that stopped reading fails at once) and
+   * waits at most `ABORT_WAIT_MS` more: shutdown never depends on what callers do.
+   */
   async drain(graceMs: number): Promise<void> {
-    const all = Promise.allSettled([...this.#inFlight]);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timedOut = await Promise.race([
-      all.then(() => false),
-      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), graceMs))),
-    ]);
-    clearTimeout(timer);
-    if (timedOut) {
-      for (const controller of this.#running) controller.abort("service is shutting down");
-      await all;
+    const all = Promise.allSettled([...this.#inFlight]).then(() => false);
+    if (!await raceTimer(all, graceMs)) return;
+    for (const controller of this.#running) controller.abort("service is shutting down");
+    if (await raceTimer(all, ABORT_WAIT_MS)) {
+      this.#logger.warn("requests still running after shutdown aborted them", {
+        requests: this.#inFlight.size,
+      });
     }
   }
 
-  async #run(endpoint: Endpoint, headers: Record<string, string>, body: Uint8Array) {
+  async #run(endpoint: Endpoint, headers: Record<string, string>, body: Uint8Array | OversizedBody) {
     let control: ControlHeader;
     let data: Uint8Array | undefined;
     try {
-      const parts = decodeTwoPart(body);
-      control = parseControlHeader(parts.header);
-      data = parts.data;
+      if (body instanceof Uint8Array) {
+        const parts = decodeTwoPart(body);
+        control = parseControlHeader(parts.header);
+        data = parts.data;
+      } else {
+        control = parseControlHeader(body.control);
+      }
     } catch (error) {
       // Without a control header there is no response address: nothing can be answered.
       this.#logger.warn("dropping request without a usable control header", {
@@ -107,15 +132,31 @@ export class Dispatcher {
       return;
     }
 
+    if (!(body instanceof Uint8Array)) {
+      logger.warn("request body over the endpoint's limit; refused unread", {
+        bytes: body.bytes,
+        limit: endpoint.maxRequestBytes,
+      });
+      await sink.sendError(
+        `Invalid request: request body of ${body.bytes} bytes exceeds the ${endpoint.maxRequestBytes}-byte ` +
+          `limit of ${endpoint.name}`,
+      );
+      await sink.end();
+      return;
+    }
+
     // One controller per request (AbortSignal.any would keep a little state per request alive).
     const controller = new AbortController();
     const stop = () => controller.abort(sink.stopped.reason);
+    const cut = () => sink.abort();
     sink.stopped.addEventListener("abort", stop, { once: true });
+    controller.signal.addEventListener("abort", cut, { once: true });
     this.#running.add(controller);
     try {
       await this.#stream(endpoint, sink, control, headers, data, codec, controller.signal);
     } finally {
       sink.stopped.removeEventListener("abort", stop);
+      controller.signal.removeEventListener("abort", cut);
       this.#running.delete(controller);
     }
   }

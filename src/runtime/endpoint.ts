@@ -19,6 +19,11 @@ export interface Endpoint {
   handler: Handler;
   /** Payload the runtime may send as a canary; registered like upstream's `health`. */
   healthCheckPayload?: unknown;
+  /**
+   * Largest request body this endpoint decodes. A larger one is never held in memory: its
+   * data part is skipped on the wire and the caller gets an `Invalid request` error item.
+   */
+  maxRequestBytes?: number;
 }
 
 /** The one place a response stream is written to; implemented per response transport. */

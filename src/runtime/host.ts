@@ -14,7 +14,7 @@ import { EtcdDiscovery } from "./discovery/etcd.ts";
 import { FileDiscovery } from "./discovery/file.ts";
 import { KubernetesDiscovery } from "./discovery/kubernetes.ts";
 import type { WorkerMetadataApi } from "./discovery/worker_metadata.ts";
-import { Dispatcher } from "./dispatcher.ts";
+import { Dispatcher, type ResponseOpener } from "./dispatcher.ts";
 import type { Endpoint, ResponseSink } from "./endpoint.ts";
 import { TcpRequestPlane } from "./request_plane/tcp.ts";
 import { CALL_HOME_TRANSPORT, openCallHome, parseCallHomeInfo } from "./response_plane/call_home.ts";
@@ -60,16 +60,15 @@ export async function openDiscovery(
   }
 }
 
-export function openResponse(
-  header: ControlHeader,
-  codec: PayloadCodec,
-  logger: Logger,
-): Promise<ResponseSink> {
-  const { transport, info } = header.connection_info;
-  if (transport === CALL_HOME_TRANSPORT) {
-    return openCallHome(parseCallHomeInfo(info, header.id), codec, logger);
-  }
-  return Promise.reject(new ProtocolError(`unsupported response transport "${transport}"`));
+/** Opens response streams; `writeTimeoutMs` bounds each connect and write to a caller. */
+export function responseOpener(writeTimeoutMs: number): ResponseOpener {
+  return (header: ControlHeader, codec: PayloadCodec, logger: Logger): Promise<ResponseSink> => {
+    const { transport, info } = header.connection_info;
+    if (transport === CALL_HOME_TRANSPORT) {
+      return openCallHome(parseCallHomeInfo(info, header.id), codec, logger, writeTimeoutMs);
+    }
+    return Promise.reject(new ProtocolError(`unsupported response transport "${transport}"`));
+  };
 }
 
 export async function startEndpointHost(options: HostOptions): Promise<EndpointHost> {
@@ -83,7 +82,11 @@ export async function startEndpointHost(options: HostOptions): Promise<EndpointH
     await discovery.close();
     throw error;
   }
-  const dispatcher = new Dispatcher(options.endpoints, openResponse, logger);
+  const dispatcher = new Dispatcher(
+    options.endpoints,
+    responseOpener(options.runtime.tcp.writeTimeoutMs),
+    logger,
+  );
   const records: EndpointRecord[] = options.endpoints.map((endpoint) => {
     const path = { namespace: options.namespace, component: options.component, endpoint: endpoint.name };
     return { ...path, instanceId: discovery.instanceId, transport: plane.route(dispatcher, path, hex) };

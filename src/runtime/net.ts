@@ -1,4 +1,5 @@
 /** Small socket helpers shared by the request and response planes. */
+import { SocketTimeout } from "../errors.ts";
 
 export interface Writable {
   write(p: Uint8Array): Promise<number>;
@@ -7,6 +8,37 @@ export interface Writable {
 export async function writeAll(w: Writable, bytes: Uint8Array): Promise<void> {
   let offset = 0;
   while (offset < bytes.length) offset += await w.write(bytes.subarray(offset));
+}
+
+export interface Closable extends Writable {
+  close(): void;
+}
+
+/**
+ * `writeAll` with a deadline: a peer that stops reading would otherwise hold the write (and
+ * whatever awaits it, e.g. a shutdown drain) forever. On expiry the connection is closed, which
+ * makes the pending write fail, and `SocketTimeout` is thrown.
+ */
+export async function writeAllWithin(conn: Closable, bytes: Uint8Array, timeoutMs: number): Promise<void> {
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    try {
+      conn.close();
+    } catch { /* already closed */ }
+  }, timeoutMs);
+  try {
+    await writeAll(conn, bytes);
+  } catch (error) {
+    if (timedOut) {
+      throw new SocketTimeout(`write of ${bytes.length} bytes not done within ${timeoutMs} ms`, {
+        cause: error,
+      });
+    }
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export function concat(chunks: Uint8Array[]): Uint8Array {

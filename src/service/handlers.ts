@@ -10,6 +10,12 @@ import { isAuthorized, notAuthorizedMessage } from "./authorize.ts";
 import { parseScaleRequest, type ScaleRequest, type ScaleResponse, scaleResponse } from "./contract.ts";
 import { NO_CONNECTOR_MESSAGE, NO_OPERATION_MESSAGE } from "./messages.ts";
 
+/**
+ * Largest request either endpoint decodes. A scale request is a few hundred bytes (about 80 per
+ * target); 1 MiB holds thousands of targets, and nothing larger is ever materialised as text.
+ */
+export const MAX_REQUEST_BYTES = 1024 * 1024;
+
 export const COMPONENT = "GlobalPlanner";
 export const SCALE_ENDPOINT = "scale_request";
 export const HEALTH_ENDPOINT = "health";

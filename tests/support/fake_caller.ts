@@ -87,3 +87,119 @@ export async function acceptCallHome(
 }
 
 export { writeAll };
+
+/**
+ * A call-home listener for many requests at once: streams are told apart by the subject of
+ * their handshake, as a real caller does.
+ */
+export class CallHomeCollector {
+  #listener: Deno.TcpListener;
+  #streams = new Map<string, Frame[][]>();
+  #waiters = new Map<string, (frames: Frame[]) => void>();
+  #conns = new Set<Deno.Conn>();
+  #tasks = new Set<Promise<void>>();
+  #accepting: Promise<void>;
+
+  private constructor(listener: Deno.TcpListener) {
+    this.#listener = listener;
+    this.#accepting = this.#acceptLoop();
+  }
+
+  static listen(): CallHomeCollector {
+    return new CallHomeCollector(Deno.listen({ hostname: "127.0.0.1", port: 0 }));
+  }
+
+  get address(): string {
+    return `127.0.0.1:${this.#listener.addr.port}`;
+  }
+
+  /** Streams received so far under `subject` (more than one would be a duplicate answer). */
+  count(subject: string): number {
+    return this.#streams.get(subject)?.length ?? 0;
+  }
+
+  /** Subjects that were answered more than once. */
+  get duplicates(): string[] {
+    return [...this.#streams].filter(([, s]) => s.length > 1).map(([k]) => k);
+  }
+
+  /** Number of streams received in all. */
+  get total(): number {
+    let n = 0;
+    for (const s of this.#streams.values()) n += s.length;
+    return n;
+  }
+
+  /** The frames of the stream introduced as `subject` (complete: up to the sentinel or EOF). */
+  stream(subject: string, timeoutMs = 15_000): Promise<Frame[]> {
+    const done = this.#streams.get(subject);
+    if (done) return Promise.resolve(done[0]);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters.delete(subject);
+        reject(new Error(`no call-home stream for ${subject} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#waiters.set(subject, (frames) => (clearTimeout(timer), resolve(frames)));
+    });
+  }
+
+  async close(): Promise<void> {
+    this.#listener.close();
+    for (const conn of this.#conns) {
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+    await this.#accepting;
+    await Promise.allSettled([...this.#tasks]);
+  }
+
+  async #acceptLoop() {
+    while (true) {
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch {
+        return;
+      }
+      this.#conns.add(conn);
+      const task = this.#read(conn).finally(() => {
+        this.#conns.delete(conn);
+        this.#tasks.delete(task);
+      });
+      this.#tasks.add(task);
+    }
+  }
+
+  async #read(conn: Deno.Conn) {
+    const reader = new ByteReader(conn, 4096);
+    const frames: Frame[] = [];
+    let subject: string | undefined;
+    try {
+      while (true) {
+        const prefix = await reader.readExact(TWO_PART_PREFIX);
+        if (!prefix) break;
+        const { headerLength, dataLength } = readTwoPartPrefix(prefix.slice());
+        const body = await reader.readOwned(headerLength + dataLength);
+        const frame: Frame = {};
+        if (headerLength) frame.header = new TextDecoder().decode(body.subarray(0, headerLength));
+        if (dataLength) frame.data = new TextDecoder().decode(body.subarray(headerLength));
+        if (subject === undefined) subject = JSON.parse(frame.header ?? "{}").subject ?? "";
+        frames.push(frame);
+        if (frame.header === `"sentinel"`) break;
+      }
+    } catch {
+      /* a cut stream is reported by what it holds */
+    } finally {
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+    if (subject === undefined) return;
+    const seen = this.#streams.get(subject);
+    if (seen) seen.push(frames);
+    else this.#streams.set(subject, [frames]);
+    this.#waiters.get(subject)?.(frames);
+    this.#waiters.delete(subject);
+  }
+}

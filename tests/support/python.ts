@@ -48,3 +48,82 @@ export async function runDriver(
   const lines = stdout.split("\n").filter((l) => l.trim().startsWith("{")).map((l) => JSON.parse(l));
   return { code: out.code, lines, stdout, stderr: new TextDecoder().decode(out.stderr) };
 }
+
+export interface RunningDriver {
+  /** Resolves with the first stdout JSON line that matches; rejects on exit or after `timeoutMs`. */
+  waitForLine(
+    match: (line: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
+  /** SIGTERM, then SIGKILL if still running after `graceMs`; resolves with the exit code. */
+  stop(graceMs?: number): Promise<number>;
+}
+
+/** Starts a long-running driver (e.g. `echo_server.py`, a real 1.6.1 `serve_endpoint`). */
+export async function spawnDriver(
+  script: string,
+  args: string[],
+  env: Record<string, string>,
+): Promise<RunningDriver> {
+  await assertVenv();
+  const child = new Deno.Command(VENV_PYTHON, {
+    args: [`${PY_DRIVERS}/${script}`, ...args],
+    env: { DYN_TCP_RPC_HOST: "127.0.0.1", DYN_TCP_RESPONSE_STREAM_HOST: "127.0.0.1", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const lines: Record<string, unknown>[] = [];
+  const waiters: {
+    match: (l: Record<string, unknown>) => boolean;
+    resolve: (l: Record<string, unknown>) => void;
+  }[] = [];
+  const reading = (async () => {
+    let buffered = "";
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      buffered += chunk;
+      let nl;
+      while ((nl = buffered.indexOf("\n")) >= 0) {
+        const text = buffered.slice(0, nl).trim();
+        buffered = buffered.slice(nl + 1);
+        if (!text.startsWith("{")) continue;
+        const line = JSON.parse(text);
+        lines.push(line);
+        for (const w of [...waiters]) {
+          if (w.match(line)) waiters.splice(waiters.indexOf(w), 1) && w.resolve(line);
+        }
+      }
+    }
+  })();
+  const status = child.status.then(async (s) => (await reading, s));
+  return {
+    waitForLine(match, timeoutMs = 30_000) {
+      const seen = lines.find(match);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`${script}: no such line within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+        waiters.push({ match, resolve: (l) => (clearTimeout(timer), resolve(l)) });
+        status.then((s) => {
+          clearTimeout(timer);
+          reject(new Error(`${script} exited (${s.code}) before the expected line`));
+        });
+      });
+    },
+    async stop(graceMs = 5_000) {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* exited */ }
+      const timer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* exited */ }
+      }, graceMs);
+      const s = await status;
+      clearTimeout(timer);
+      return s.code;
+    },
+  };
+}

@@ -17,12 +17,16 @@ export interface ServiceProcess {
     timeoutMs?: number,
   ): Promise<Record<string, unknown>>;
   status: Promise<Deno.CommandStatus>;
+  /** The service's own process id (for /proc/<pid>/fd and /proc/<pid>/status). */
+  pid: number;
 }
 
 export interface ServiceOptions {
   args?: string[];
   env: Record<string, string>;
   readyTimeoutMs?: number;
+  /** A command that execs the service, e.g. `["prlimit", "--nofile=128:128", "--"]`. */
+  prefix?: string[];
 }
 
 /** The env every test service gets unless overridden: loopback only, debug logs. */
@@ -30,10 +34,15 @@ export function baseEnv(): Record<string, string> {
   return { DYN_TCP_RPC_HOST: "127.0.0.1", DYN_LOG: "debug" };
 }
 
-export function serviceCommand(args: string[], env: Record<string, string>): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
+export function serviceCommand(
+  args: string[],
+  env: Record<string, string>,
+  prefix: string[] = [],
+): Deno.Command {
+  return new Deno.Command(prefix[0] ?? Deno.execPath(), {
     // As `deno task start` runs it (same permission set, same V8 flags).
     args: [
+      ...(prefix.length ? [...prefix.slice(1), Deno.execPath()] : []),
       "run",
       "-P=service",
       "--v8-flags=--max-semi-space-size=1,--max-old-space-size=96",
@@ -51,7 +60,7 @@ export function serviceCommand(args: string[], env: Record<string, string>): Den
 }
 
 export async function startService(options: ServiceOptions): Promise<ServiceProcess> {
-  const child = serviceCommand(options.args ?? [], { ...baseEnv(), ...options.env }).spawn();
+  const child = serviceCommand(options.args ?? [], { ...baseEnv(), ...options.env }, options.prefix).spawn();
   const logs: Record<string, unknown>[] = [];
   const waiters: {
     match: (l: Record<string, unknown>) => boolean;
@@ -134,6 +143,7 @@ export async function startService(options: ServiceOptions): Promise<ServiceProc
     ready,
     waitForLog,
     status,
+    pid: child.pid,
     async stop(signal: Deno.Signal = "SIGTERM") {
       try {
         child.kill(signal);

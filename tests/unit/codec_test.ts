@@ -55,6 +55,45 @@ Deno.test("ByteReader: exact reads across chunk boundaries, clean EOF vs EOF ins
   assert.equal(await new ByteReader({ read: () => Promise.resolve(null) }).readExact(1), null);
 });
 
+/** A source that hands out `bytes` in chunks of at most `chunk` bytes. */
+function chunked(bytes: Uint8Array, chunk: number) {
+  let offset = 0;
+  return {
+    read(p: Uint8Array) {
+      if (offset >= bytes.length) return Promise.resolve(null);
+      const n = Math.min(chunk, p.length, bytes.length - offset);
+      p.set(bytes.subarray(offset, offset + n));
+      offset += n;
+      return Promise.resolve(n);
+    },
+  };
+}
+
+Deno.test("ByteReader: a large part read with readOwned never grows the buffer; a grown buffer shrinks back", async () => {
+  const data = new Uint8Array(300_000).map((_, i) => i % 251);
+  const reader = new ByteReader(chunked(data, 70_000), 1024);
+  const head = await reader.readExactOrThrow(10);
+  assert.deepEqual([...head], [...data.subarray(0, 10)]);
+  const owned = await reader.readOwned(200_000);
+  assert.deepEqual(owned, data.subarray(10, 200_010));
+  assert.equal(reader.capacity, 1024, "readOwned grew the shared buffer");
+  // A large exact read (a 64 KiB path) has to grow it...
+  const big = await reader.readExactOrThrow(65_535);
+  assert.deepEqual(big, data.subarray(200_010, 265_545));
+  assert.ok(reader.capacity >= 65_535);
+  // ...and the next small read gives the memory back, keeping what was buffered.
+  const small = await reader.readExactOrThrow(1024);
+  assert.deepEqual(small, data.subarray(265_545, 266_569));
+  assert.equal(reader.capacity, 1024);
+  const rest = await reader.readOwned(data.length - 266_569);
+  assert.deepEqual(rest, data.subarray(266_569));
+  assert.equal(await reader.readExact(1), null);
+  await assert.rejects(
+    new ByteReader(chunked(data.subarray(0, 5), 2)).readOwned(6),
+    Deno.errors.UnexpectedEof,
+  );
+});
+
 Deno.test("file discovery names: every byte outside A-Za-z0-9 is %XX (spec example)", () => {
   assert.equal(
     encodeFileName("default-gp/GlobalPlanner/scale_request/1f2e"),

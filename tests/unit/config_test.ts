@@ -98,6 +98,10 @@ Deno.test("runtime variables mean what they mean to the Dynamo runtime", () => {
     port: 45000,
     advertiseHost: "10.1.2.3",
     maxMessageSize: 32 << 20,
+    maxConnections: 1024,
+    idleTimeoutMs: 600_000,
+    maxInFlight: 256,
+    writeTimeoutMs: 10_000,
   });
   assert.equal(config([], { ...BASE, TMPDIR: "/var/tmp/" }).runtime.fileKv.root, "/var/tmp/dynamo_store_kv");
 });
@@ -128,6 +132,40 @@ Deno.test("an invalid value names the variable and what was expected", () => {
     /ETCD_ENDPOINTS must be a comma list/,
   );
   assert.match(refused([], { DYN_NAMESPACE: "a.b" }), /DYN_NAMESPACE must not contain '\.'/);
+});
+
+Deno.test("request-plane limits: set, and refused one past each bound", () => {
+  const tcp = config([], {
+    ...BASE,
+    DYN_TCP_MAX_CONNECTIONS: "1",
+    DYN_TCP_IDLE_TIMEOUT_SECS: "0",
+    DYN_TCP_MAX_INFLIGHT: "65535",
+    DYN_TCP_WRITE_TIMEOUT_SECS: "3600",
+  }).runtime.tcp;
+  assert.deepEqual(
+    [tcp.maxConnections, tcp.idleTimeoutMs, tcp.maxInFlight, tcp.writeTimeoutMs],
+    [1, 0, 65535, 3_600_000],
+  );
+  assert.equal(
+    config([], { ...BASE, DYN_TCP_IDLE_TIMEOUT_SECS: "86400" }).runtime.tcp.idleTimeoutMs,
+    86_400_000,
+  );
+  for (
+    const [name, value, range] of [
+      ["DYN_TCP_MAX_CONNECTIONS", "0", "1 and 65535"],
+      ["DYN_TCP_MAX_CONNECTIONS", "65536", "1 and 65535"],
+      ["DYN_TCP_IDLE_TIMEOUT_SECS", "86401", "0 and 86400"],
+      ["DYN_TCP_MAX_INFLIGHT", "0", "1 and 65535"],
+      ["DYN_TCP_WRITE_TIMEOUT_SECS", "0", "1 and 3600"],
+      ["DYN_TCP_WRITE_TIMEOUT_SECS", "3601", "1 and 3600"],
+      ["DYN_TCP_WRITE_TIMEOUT_SECS", "1.5", "1 and 3600"],
+    ]
+  ) {
+    assert.match(
+      refused([], { ...BASE, [name]: value }),
+      new RegExp(`${name}: ${name} must be an integer between ${range}`),
+    );
+  }
 });
 
 Deno.test("budget flags: defaults off, integers >= -1, TTL > 0", () => {

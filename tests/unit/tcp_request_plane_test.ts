@@ -3,20 +3,37 @@ import { createLogger } from "../../src/ops/log.ts";
 import { ByteReader } from "../../src/runtime/codec/byte_reader.ts";
 import { Dispatcher } from "../../src/runtime/dispatcher.ts";
 import type { Endpoint } from "../../src/runtime/endpoint.ts";
-import { openResponse } from "../../src/runtime/host.ts";
+import { responseOpener } from "../../src/runtime/host.ts";
 import { TcpRequestPlane } from "../../src/runtime/request_plane/tcp.ts";
+import type { TcpSettings } from "../../src/config/env.ts";
 import { acceptCallHome, readAcks, requestBody, requestFrame, writeAll } from "../support/fake_caller.ts";
+import { waitFor } from "../support/ports.ts";
 
 const logger = createLogger({ level: "error", sink: () => {} });
 const HEX = "1f2e";
+const openResponse = responseOpener(5_000);
+
+function settings(overrides: Partial<TcpSettings> = {}): TcpSettings {
+  return {
+    host: "127.0.0.1",
+    port: 0,
+    maxMessageSize: 1 << 20,
+    maxConnections: 64,
+    idleTimeoutMs: 0,
+    maxInFlight: 64,
+    writeTimeoutMs: 5_000,
+    ...overrides,
+  };
+}
 
 async function withPlane(
   endpoints: Endpoint[],
   fn: (ctx: { port: number; callHome: Deno.TcpListener; callHomeAddress: string }) => Promise<void>,
-  maxMessageSize = 1 << 20,
+  overrides: Partial<TcpSettings> = {},
+  opener = openResponse,
 ) {
-  const plane = TcpRequestPlane.listen({ host: "127.0.0.1", port: 0, maxMessageSize }, logger);
-  const dispatcher = new Dispatcher(endpoints, openResponse, logger);
+  const plane = TcpRequestPlane.listen(settings(overrides), logger);
+  const dispatcher = new Dispatcher(endpoints, opener, logger);
   for (const e of endpoints) {
     plane.route(dispatcher, { namespace: "ns", component: "Comp", endpoint: e.name }, HEX);
   }
@@ -50,7 +67,7 @@ const failing: Endpoint = {
 };
 
 Deno.test("advertises the 1.6.1 long path and routes it, the short form and the bare name", async () => {
-  const plane = TcpRequestPlane.listen({ host: "127.0.0.1", port: 0, maxMessageSize: 1024 }, logger);
+  const plane = TcpRequestPlane.listen(settings({ maxMessageSize: 1024 }), logger);
   const dispatcher = new Dispatcher([echo], openResponse, logger);
   const transport = plane.route(dispatcher, { namespace: "ns", component: "Comp", endpoint: "echo" }, HEX);
   assert.equal(transport.tcp, `${plane.address}/1f2e/ns/Comp/echo`);
@@ -71,7 +88,7 @@ Deno.test("one ACK per frame, in order, for pipelined frames; unknown paths keep
     ];
     await writeAll(conn, new Uint8Array(frames.flatMap((f) => [...f])));
     const acks = await readAcks(new ByteReader(conn), 3);
-    assert.deepEqual(acks, ["", "Unknown endpoint: 1f2e/ns/Comp/nope", ""]);
+    assert.deepEqual(acks, ["", "Server unavailable: unknown endpoint 1f2e/ns/Comp/nope", ""]);
     const answers = await Promise.all([acceptCallHome(callHome), acceptCallHome(callHome)]);
     const data = answers.map((frames) => frames.find((f) => f.data && f.data.includes("echo"))?.data).sort();
     assert.deepEqual(data, [
@@ -155,13 +172,15 @@ Deno.test("msgpack requests are answered in msgpack", async () => {
   });
 });
 
-Deno.test("a zero path length is refused and the connection closed (cannot resynchronise)", async () => {
-  await withPlane([echo], async ({ port }) => {
+Deno.test("a zero path length is an unknown endpoint, as in 1.6.1; the connection goes on", async () => {
+  await withPlane([echo], async ({ port, callHomeAddress }) => {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });
     await writeAll(conn, new Uint8Array([0, 0, 0, 2, 0x7b, 0x7d, 0, 0, 0, 0]));
-    const reader = new ByteReader(conn);
-    assert.deepEqual(await readAcks(reader, 1), ["Invalid endpoint path"]);
-    assert.equal(await reader.readExact(1), null);
+    await writeAll(conn, requestFrame("nope", requestBody("r", callHomeAddress, "{}")));
+    assert.deepEqual(await readAcks(new ByteReader(conn), 2), [
+      "Server unavailable: unknown endpoint ",
+      "Server unavailable: unknown endpoint nope",
+    ]);
     conn.close();
   });
 });
@@ -173,8 +192,175 @@ Deno.test("a frame over DYN_TCP_MAX_MESSAGE_SIZE is refused before its body is r
     await writeAll(conn, big.subarray(0, 200)); // the header says 5000+ bytes; send only a part
     const reader = new ByteReader(conn);
     const [ack] = await readAcks(reader, 1);
-    assert.match(ack, /^Read error: message of \d+ bytes exceeds the 4096-byte limit$/);
+    assert.equal(ack, `Read error: message too large: ${big.length} bytes (max: 4096 bytes)`);
     assert.equal(await reader.readExact(1), null);
     conn.close();
-  }, 4096);
+  }, { maxMessageSize: 4096 });
+});
+
+/** `true` once the server has closed `conn` (EOF or reset on read); `false` if not within 10 s. */
+async function closedByServer(conn: Deno.Conn): Promise<boolean> {
+  const buf = new Uint8Array(1024);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const deadline = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 10_000)));
+  const closed = (async () => {
+    try {
+      while (true) if ((await conn.read(buf)) === null) return true;
+    } catch {
+      return true;
+    }
+  })();
+  const result = await Promise.race([closed, deadline]);
+  clearTimeout(timer);
+  if (!result) conn.close(); // ends the pending read
+  await closed;
+  return result;
+}
+
+Deno.test("DYN_TCP_MAX_CONNECTIONS: the connection over the limit is closed at once; a freed slot is reused", async () => {
+  await withPlane([echo], async ({ port, callHome, callHomeAddress }) => {
+    const open: Deno.TcpConn[] = [];
+    for (let i = 0; i < 2; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      // Served, so the plane has counted it before the next connect.
+      await writeAll(conn, requestFrame("echo", requestBody(`c${i}`, callHomeAddress, '"x"')));
+      assert.deepEqual(await readAcks(new ByteReader(conn), 1), [""]);
+      await acceptCallHome(callHome);
+      open.push(conn);
+    }
+    const third = await Deno.connect({ hostname: "127.0.0.1", port });
+    assert.equal(await closedByServer(third), true);
+    third.close();
+    open.pop()!.close();
+    // The freed slot is taken again once the plane has seen the close.
+    const again = await retryUntilServed(port, callHome, callHomeAddress);
+    again.close();
+    open.forEach((c) => c.close());
+  }, { maxConnections: 2 });
+});
+
+/** Connects until a connection is served (the plane learns of a client's close asynchronously). */
+async function retryUntilServed(port: number, callHome: Deno.TcpListener, callHomeAddress: string) {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeAll(conn, requestFrame("echo", requestBody(`r${attempt}`, callHomeAddress, '"x"')));
+    const acks = await readAcks(new ByteReader(conn), 1).catch(() => null);
+    if (acks) {
+      assert.deepEqual(acks, [""]);
+      await acceptCallHome(callHome);
+      return conn;
+    }
+    conn.close();
+  }
+  throw new Error("no connection was served after the slot was freed");
+}
+
+Deno.test("DYN_TCP_IDLE_TIMEOUT_SECS: a connection without a complete frame is closed after the idle time", async () => {
+  await withPlane([echo], async ({ port, callHome, callHomeAddress }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    await writeAll(conn, requestFrame("echo", requestBody("r", callHomeAddress, '"x"')));
+    assert.deepEqual(await readAcks(new ByteReader(conn), 1), [""]);
+    await acceptCallHome(callHome);
+    // Half a frame, then silence: a slow or dead peer is cut off too.
+    await writeAll(conn, requestFrame("echo", requestBody("s", callHomeAddress, '"x"')).subarray(0, 10));
+    assert.equal(await closedByServer(conn), true);
+    conn.close();
+  }, { idleTimeoutMs: 200 });
+});
+
+Deno.test("DYN_TCP_MAX_INFLIGHT: the frame over the limit is ACKed `Server overloaded:`; the limit itself is served", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const slow: Endpoint = {
+    name: "slow",
+    async *handler(request) {
+      await gate;
+      yield { echo: request };
+    },
+  };
+  await withPlane([slow], async ({ port, callHome, callHomeAddress }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const reader = new ByteReader(conn);
+    const streams = [];
+    for (const id of ["a", "b"]) {
+      await writeAll(conn, requestFrame("slow", requestBody(id, callHomeAddress, '"x"')));
+      assert.deepEqual(await readAcks(reader, 1), [""]);
+      streams.push(acceptCallHome(callHome));
+    }
+    await writeAll(conn, requestFrame("slow", requestBody("c", callHomeAddress, '"x"')));
+    assert.deepEqual(await readAcks(reader, 1), ["Server overloaded: 2 requests in flight (limit 2)"]);
+    release();
+    for (const frames of await Promise.all(streams)) assert.equal(frames.at(-1)?.header, `"sentinel"`);
+    // Answered, so no longer in flight: the next frame is taken again.
+    await writeAll(conn, requestFrame("slow", requestBody("d", callHomeAddress, '"x"')));
+    assert.deepEqual(await readAcks(reader, 1), [""]);
+    assert.equal((await acceptCallHome(callHome)).at(-1)?.header, `"sentinel"`);
+    conn.close();
+  }, { maxInFlight: 2 });
+});
+
+Deno.test("DYN_TCP_WRITE_TIMEOUT_SECS: a caller that stops reading its response stream is cut off", async () => {
+  const huge: Endpoint = {
+    name: "huge",
+    async *handler() {
+      yield "y".repeat(16 << 20);
+    },
+  };
+  const plane = TcpRequestPlane.listen(settings({ maxMessageSize: 1 << 20 }), logger);
+  const dispatcher = new Dispatcher([huge], responseOpener(300), logger);
+  plane.route(dispatcher, { namespace: "ns", component: "Comp", endpoint: "huge" }, HEX);
+  plane.serve(dispatcher);
+  const callHome = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(plane.address.split(":")[1]) });
+  try {
+    await writeAll(conn, requestFrame("huge", requestBody("h", `127.0.0.1:${callHome.addr.port}`, '"x"')));
+    assert.deepEqual(await readAcks(new ByteReader(conn), 1), [""]);
+    const stalled = await callHome.accept(); // never read until the server has given up
+    await waitFor(() => dispatcher.inFlight === 0, "the stalled request to end");
+    let received = 0;
+    try {
+      const buf = new Uint8Array(1 << 20);
+      for (let n; (n = await stalled.read(buf)) !== null;) received += n;
+    } catch { /* reset */ }
+    stalled.close();
+    assert.ok(received < 16 << 20, `the whole answer (${received} bytes) arrived`);
+  } finally {
+    conn.close();
+    callHome.close();
+    await plane.close();
+    await dispatcher.drain(1000);
+  }
+});
+
+Deno.test("maxRequestBytes: a larger body is skipped unread and answered with an error item; the limit itself is served", async () => {
+  const limited: Endpoint = { ...echo, name: "limited", maxRequestBytes: 1024 };
+  await withPlane([limited], async ({ port, callHome, callHomeAddress }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const reader = new ByteReader(conn);
+    const sized = (id: string, bytes: number) => {
+      const empty = requestBody(id, callHomeAddress, "").length;
+      return requestBody(id, callHomeAddress, JSON.stringify("z".repeat(bytes - empty - 2)));
+    };
+    for (const [id, bytes] of [["over", 1025], ["at", 1024]] as const) {
+      const body = sized(id, bytes);
+      assert.equal(body.length, bytes);
+      await writeAll(conn, requestFrame("limited", body));
+      assert.deepEqual(await readAcks(reader, 1), [""]);
+      const frames = await acceptCallHome(callHome);
+      const item = JSON.parse(frames[2].data!);
+      if (id === "over") {
+        assert.equal(
+          item.data.error.message,
+          "ValueError: Invalid request: request body of 1025 bytes exceeds the 1024-byte limit of limited",
+        );
+      } else {
+        assert.equal(item.data.data.echo.length, bytes - requestBody(id, callHomeAddress, "").length - 2);
+      }
+      assert.deepEqual(frames.slice(3), [{ data: `{"complete_final":true}` }, { header: `"sentinel"` }]);
+    }
+    // The skipped body left the stream in sync.
+    await writeAll(conn, requestFrame("nope", requestBody("n", callHomeAddress, "{}")));
+    assert.deepEqual(await readAcks(reader, 1), ["Server unavailable: unknown endpoint nope"]);
+    conn.close();
+  });
 });

@@ -1,6 +1,8 @@
 /**
  * Buffered exact-length reads from a byte stream, for length-prefixed framing. One reader per
- * connection; the buffer grows to the largest frame seen and is compacted in place.
+ * connection. The buffer stays small: large payloads are read straight into their own array
+ * (`readOwned`), and a buffer grown by a large prefix read shrinks back once it is drained, so
+ * an idle connection never pins the memory of the largest frame it once carried.
  */
 
 export interface Readable {
@@ -9,6 +11,7 @@ export interface Readable {
 
 export class ByteReader {
   #source: Readable;
+  #initialSize: number;
   #buffer: Uint8Array;
   #start = 0;
   #end = 0;
@@ -16,6 +19,7 @@ export class ByteReader {
   /** `initialSize`: small for connections that carry only rare, tiny frames (it still grows). */
   constructor(source: Readable, initialSize = 64 * 1024) {
     this.#source = source;
+    this.#initialSize = initialSize;
     this.#buffer = new Uint8Array(initialSize);
   }
 
@@ -24,11 +28,17 @@ export class ByteReader {
     return this.#end - this.#start;
   }
 
+  /** Current buffer capacity (for tests and resource accounting). */
+  get capacity(): number {
+    return this.#buffer.length;
+  }
+
   /**
    * Reads exactly `n` bytes; `null` on a clean EOF before the first byte. The returned view is
    * valid only until the next call.
    */
   async readExact(n: number): Promise<Uint8Array | null> {
+    this.#shrink(n);
     while (this.#end - this.#start < n) {
       this.#makeRoom(n);
       const got = await this.#source.read(this.#buffer.subarray(this.#end));
@@ -50,6 +60,54 @@ export class ByteReader {
     const bytes = await this.readExact(n);
     if (bytes === null) throw new Deno.errors.UnexpectedEof("connection closed inside a frame");
     return bytes;
+  }
+
+  /**
+   * Reads exactly `n` bytes into a new array the caller owns: what is buffered is copied, the
+   * rest is read directly into it, so the shared buffer never grows to a payload's size.
+   */
+  async readOwned(n: number): Promise<Uint8Array> {
+    const out = new Uint8Array(n);
+    const take = Math.min(n, this.#end - this.#start);
+    out.set(this.#buffer.subarray(this.#start, this.#start + take));
+    this.#start += take;
+    let filled = take;
+    while (filled < n) {
+      const got = await this.#source.read(out.subarray(filled));
+      if (got === null) {
+        throw new Deno.errors.UnexpectedEof(`connection closed inside a frame (${filled} of ${n} bytes)`);
+      }
+      filled += got;
+    }
+    return out;
+  }
+
+  /** Consumes `n` bytes without keeping them (a body nobody will read), through the buffer. */
+  async skip(n: number): Promise<void> {
+    const take = Math.min(n, this.#end - this.#start);
+    this.#start += take;
+    let left = n - take;
+    while (left > 0) {
+      this.#start = this.#end = 0;
+      const got = await this.#source.read(this.#buffer.subarray(0, Math.min(left, this.#buffer.length)));
+      if (got === null) {
+        throw new Deno.errors.UnexpectedEof(`connection closed inside a frame (${n - left} of ${n} bytes)`);
+      }
+      left -= got;
+    }
+  }
+
+  /** Back to the initial size once what is pending and what is asked for both fit in it. */
+  #shrink(n: number) {
+    const pending = this.#end - this.#start;
+    if (this.#buffer.length <= this.#initialSize || pending > this.#initialSize || n > this.#initialSize) {
+      return;
+    }
+    const small = new Uint8Array(this.#initialSize);
+    small.set(this.#buffer.subarray(this.#start, this.#end));
+    this.#buffer = small;
+    this.#start = 0;
+    this.#end = pending;
   }
 
   #makeRoom(n: number) {

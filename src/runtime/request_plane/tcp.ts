@@ -2,19 +2,41 @@
  * The TCP request plane (the runtime's default). Frames, many per pooled connection:
  * `u16be path_len | path | u16be hdr_len | headers JSON | u32be body_len | TwoPart body`.
  * Exactly one ACK (`u32be len | text`) per frame, in order; empty = accepted, sent before the
- * handler runs. A frame that cannot be framed (bad path length, oversize) gets an error text
- * and the connection is closed, because the stream cannot be resynchronised.
+ * handler runs. ACK texts and which failures keep the connection are those of the real 1.6.1
+ * `serve_endpoint` (docs/runtime-1.6.1.md, "Request-plane error semantics"): a frame read whole
+ * keeps the stream in sync, so only an oversized frame closes the connection.
+ *
+ * Bounds of our own (the runtime has none): connection count, idle time, requests in flight,
+ * a deadline on every ACK write, and a backoff when `accept` fails (e.g. EMFILE).
  */
+import { setTimeout as delay } from "node:timers/promises";
 import type { TcpSettings } from "../../config/env.ts";
+import { errorText } from "../../errors.ts";
 import type { Logger } from "../../ops/log.ts";
 import { ByteReader } from "../codec/byte_reader.ts";
-import { fromUtf8, utf8 } from "../codec/json.ts";
-import type { Dispatcher } from "../dispatcher.ts";
-import { detectLocalIp, formatSocketAddress, writeAll } from "../net.ts";
+import { utf8 } from "../codec/json.ts";
+import { readTwoPartPrefix, TWO_PART_PREFIX } from "../codec/two_part.ts";
+import type { Dispatcher, OversizedBody } from "../dispatcher.ts";
+import { detectLocalIp, formatSocketAddress, writeAllWithin } from "../net.ts";
 import type { EndpointPath, RequestPlane } from "./request_plane.ts";
 
-const MAX_PATH = 1024;
 const EMPTY_ACK = new Uint8Array(4);
+/** Frame prefixes and the small frames planners send fit; larger parts are read on their own. */
+const READ_BUFFER = 8 * 1024;
+const ACCEPT_BACKOFF_MIN_MS = 10;
+const ACCEPT_BACKOFF_MAX_MS = 1_000;
+/** Strict, and a leading U+FEFF is part of the path (as for the runtime's `String::from_utf8`). */
+const pathDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** The ACK texts, as the 1.6.1 runtime words them where it has the case. */
+export const ACK = {
+  unknownEndpoint: (path: string): string => `Server unavailable: unknown endpoint ${path}`,
+  invalidPath: "Invalid endpoint path",
+  tooLarge: (total: number, max: number): string =>
+    `Read error: message too large: ${total} bytes (max: ${max} bytes)`,
+  overloaded: (inFlight: number, max: number): string =>
+    `Server overloaded: ${inFlight} requests in flight (limit ${max})`,
+} as const;
 
 export class TcpRequestPlane implements RequestPlane {
   #listener: Deno.TcpListener;
@@ -22,8 +44,13 @@ export class TcpRequestPlane implements RequestPlane {
   #settings: TcpSettings;
   #logger: Logger;
   #conns = new Set<Deno.TcpConn>();
+  #connTasks = new Set<Promise<void>>();
   #accepting = true;
+  #closing = new AbortController();
   #serving?: Promise<void>;
+  /** Log once per state change, not once per refused connection or frame. */
+  #atConnectionLimit = false;
+  #overloaded = false;
 
   private constructor(
     listener: Deno.TcpListener,
@@ -50,6 +77,11 @@ export class TcpRequestPlane implements RequestPlane {
     return formatSocketAddress(this.#advertiseHost, this.#listener.addr.port);
   }
 
+  /** Open request connections (for health and tests). */
+  get connections(): number {
+    return this.#conns.size;
+  }
+
   /**
    * Where callers reach an endpoint. Advertised as 1.6.1 servers do,
    * `{"tcp":"<ip>:<port>/<hex>/<ns>/<comp>/<ep>"}`; callers send everything after the first `/`
@@ -70,81 +102,151 @@ export class TcpRequestPlane implements RequestPlane {
   /** Stops accepting connections and frames; in-flight requests keep their response streams. */
   async close(): Promise<void> {
     this.#accepting = false;
+    this.#closing.abort();
     try {
       this.#listener.close();
     } catch { /* already closed */ }
-    for (const conn of this.#conns) {
-      try {
-        conn.close();
-      } catch { /* already closed */ }
-    }
+    for (const conn of this.#conns) closeQuietly(conn);
     await this.#serving;
+    await Promise.allSettled([...this.#connTasks]);
   }
 
   async #acceptLoop(dispatcher: Dispatcher) {
+    let backoff = 0;
     while (this.#accepting) {
       let conn: Deno.TcpConn;
       try {
         conn = await this.#listener.accept();
       } catch (error) {
         if (!this.#accepting || error instanceof Deno.errors.BadResource) return;
-        this.#logger.warn("accept failed", { error });
+        // EMFILE/ENFILE and the like persist for a while: retrying at once would spin a core.
+        if (backoff === 0) this.#logger.warn("accept failing; backing off", { error: errorText(error) });
+        backoff = Math.min(Math.max(backoff * 2, ACCEPT_BACKOFF_MIN_MS), ACCEPT_BACKOFF_MAX_MS);
+        await delay(backoff, undefined, { signal: this.#closing.signal }).catch(() => {});
         continue;
+      }
+      if (backoff !== 0) {
+        this.#logger.info("accept works again");
+        backoff = 0;
+      }
+      if (this.#conns.size >= this.#settings.maxConnections) {
+        if (!this.#atConnectionLimit) {
+          this.#atConnectionLimit = true;
+          this.#logger.warn("request connection limit reached; refusing new connections", {
+            limit: this.#settings.maxConnections,
+          });
+        }
+        closeQuietly(conn);
+        continue;
+      }
+      if (this.#atConnectionLimit) {
+        this.#atConnectionLimit = false;
+        this.#logger.info("request connections below the limit again", {
+          limit: this.#settings.maxConnections,
+        });
       }
       conn.setNoDelay(true);
       this.#conns.add(conn);
-      this.#serveConnection(conn, dispatcher).finally(() => {
+      const task = this.#serveConnection(conn, dispatcher).finally(() => {
         this.#conns.delete(conn);
-        try {
-          conn.close();
-        } catch { /* already closed */ }
+        this.#connTasks.delete(task);
+        closeQuietly(conn);
       });
+      this.#connTasks.add(task);
     }
   }
 
   async #serveConnection(conn: Deno.TcpConn, dispatcher: Dispatcher) {
-    const reader = new ByteReader(conn);
-    const max = this.#settings.maxMessageSize;
+    const reader = new ByteReader(conn, READ_BUFFER);
+    const { maxMessageSize: max, idleTimeoutMs, writeTimeoutMs } = this.#settings;
+    let idle: ReturnType<typeof setTimeout> | undefined;
+    let idledOut = false;
+    const armIdle = () => {
+      if (idleTimeoutMs <= 0) return;
+      clearTimeout(idle);
+      idle = setTimeout(() => {
+        idledOut = true;
+        closeQuietly(conn);
+      }, idleTimeoutMs);
+    };
+    const reply = (text: string) => writeAllWithin(conn, ack(text), writeTimeoutMs);
+    armIdle();
     try {
       while (this.#accepting) {
         const pathPrefix = await reader.readExact(2);
         if (pathPrefix === null) return;
         const pathLength = (pathPrefix[0] << 8) | pathPrefix[1];
-        if (pathLength === 0 || pathLength > MAX_PATH) {
-          await writeAll(conn, ack("Invalid endpoint path"));
-          return;
-        }
-        const path = fromUtf8(await reader.readExactOrThrow(pathLength));
+        const path = decodePath(await reader.readExactOrThrow(pathLength));
         const headerPrefix = await reader.readExactOrThrow(2);
         const headerLength = (headerPrefix[0] << 8) | headerPrefix[1];
-        const headers = headerLength
-          ? parseHeaders(fromUtf8(await reader.readExactOrThrow(headerLength)))
-          : {};
+        const headers = parseHeaders(await reader.readExactOrThrow(headerLength));
         const bodyPrefix = await reader.readExactOrThrow(4);
         const bodyLength = new DataView(bodyPrefix.buffer, bodyPrefix.byteOffset, 4).getUint32(0);
         const total = 2 + pathLength + 2 + headerLength + 4 + bodyLength;
         if (total > max) {
-          await writeAll(conn, ack(`Read error: message of ${total} bytes exceeds the ${max}-byte limit`));
+          // The body is not read, so the stream cannot be resynchronised: answer and close.
+          this.#logger.warn("request frame too large; closing the connection", { bytes: total, limit: max });
+          await reply(ACK.tooLarge(total, max));
           return;
         }
-        const body = (await reader.readExactOrThrow(bodyLength)).slice();
-        const endpoint = dispatcher.route(path);
-        if (!endpoint) {
-          // The frame was read whole, so the stream stays in sync: reject and go on. (1.6.1
-          // callers ignore this text and wait; a stale route is all that can cause it.)
-          this.#logger.warn("request for an unknown endpoint", { path });
-          await writeAll(conn, ack(`Unknown endpoint: ${path}`));
+        if (path === undefined) {
+          await reader.skip(bodyLength);
+          armIdle();
+          this.#logger.warn("request path is not UTF-8", { bytes: pathLength });
+          await reply(ACK.invalidPath);
           continue;
         }
-        await writeAll(conn, EMPTY_ACK);
-        dispatcher.dispatch(endpoint, headers ?? {}, body);
+        const endpoint = dispatcher.route(path);
+        if (!endpoint) {
+          await reader.skip(bodyLength);
+          armIdle();
+          // A 1.6.1 caller raises `Unavailable` on this text at once (and may fail over); a
+          // stale discovery record after a restart on the same port is the usual cause.
+          this.#logger.warn("request for an unknown endpoint", { path });
+          await reply(ACK.unknownEndpoint(path));
+          continue;
+        }
+        if (dispatcher.inFlight >= this.#settings.maxInFlight) {
+          await reader.skip(bodyLength);
+          armIdle();
+          if (!this.#overloaded) {
+            this.#overloaded = true;
+            this.#logger.warn("too many requests in flight; shedding load", {
+              limit: this.#settings.maxInFlight,
+            });
+          }
+          await reply(ACK.overloaded(dispatcher.inFlight, this.#settings.maxInFlight));
+          continue;
+        }
+        if (this.#overloaded) {
+          this.#overloaded = false;
+          this.#logger.info("requests in flight below the limit again", {
+            limit: this.#settings.maxInFlight,
+          });
+        }
+        const body = endpoint.maxRequestBytes !== undefined && bodyLength > endpoint.maxRequestBytes
+          ? await readControlOnly(reader, bodyLength)
+          : await reader.readOwned(bodyLength);
+        armIdle();
+        await writeAllWithin(conn, EMPTY_ACK, writeTimeoutMs);
+        dispatcher.dispatch(endpoint, headers, body);
       }
     } catch (error) {
-      if (this.#accepting && !(error instanceof Deno.errors.BadResource)) {
-        this.#logger.debug("request connection ended", { error: String(error) });
+      if (idledOut) {
+        this.#logger.debug("request connection idle; closed", { idle_timeout_ms: idleTimeoutMs });
+      } else if (this.#accepting && !(error instanceof Deno.errors.BadResource)) {
+        this.#logger.debug("request connection ended", { error: errorText(error) });
       }
+    } finally {
+      clearTimeout(idle);
     }
   }
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch { /* already closed */ }
 }
 
 function ack(text: string): Uint8Array {
@@ -155,14 +257,55 @@ function ack(text: string): Uint8Array {
   return out;
 }
 
-function parseHeaders(text: string): Record<string, string> | undefined {
+/** Control headers are a few hundred bytes; a larger one is not worth reading to answer. */
+const MAX_CONTROL_HEADER = 64 * 1024;
+
+/**
+ * Reads only the TwoPart control header of an oversized body and skips its data, so the caller
+ * can still be told why; without a usable header nobody can be answered and it is skipped too.
+ */
+async function readControlOnly(reader: ByteReader, bodyLength: number): Promise<OversizedBody> {
+  if (bodyLength < TWO_PART_PREFIX) {
+    await reader.skip(bodyLength);
+    return { bytes: bodyLength };
+  }
+  const prefix = (await reader.readExactOrThrow(TWO_PART_PREFIX)).slice();
+  let headerLength = -1;
   try {
-    const value = JSON.parse(text);
-    if (value && typeof value === "object" && !Array.isArray(value)) {
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(value)) if (typeof v === "string") headers[k] = v;
-      return headers;
+    const lengths = readTwoPartPrefix(prefix);
+    if (TWO_PART_PREFIX + lengths.headerLength + lengths.dataLength === bodyLength) {
+      headerLength = lengths.headerLength;
     }
-  } catch { /* headers are optional metadata; a bad section must not lose the request */ }
-  return undefined;
+  } catch { /* lengths out of range: skipped below */ }
+  if (headerLength < 0 || headerLength > MAX_CONTROL_HEADER) {
+    await reader.skip(bodyLength - TWO_PART_PREFIX);
+    return { bytes: bodyLength };
+  }
+  const control = await reader.readOwned(headerLength);
+  await reader.skip(bodyLength - TWO_PART_PREFIX - headerLength);
+  return { bytes: bodyLength, control };
+}
+
+function decodePath(bytes: Uint8Array): string | undefined {
+  try {
+    return pathDecoder.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Headers are optional metadata: like the runtime, a section that is not UTF-8, not JSON or not
+ * an object loses the headers, never the request.
+ */
+function parseHeaders(bytes: Uint8Array): Record<string, string> {
+  const headers: Record<string, string> = {};
+  if (bytes.length === 0) return headers;
+  try {
+    const value = JSON.parse(pathDecoder.decode(bytes));
+    if (value && typeof value === "object" && !Array.isArray(value)) {
+      for (const [k, v] of Object.entries(value)) if (typeof v === "string") headers[k] = v;
+    }
+  } catch { /* see above */ }
+  return headers;
 }

@@ -4,7 +4,7 @@
  * the items, the final frame and a sentinel. While streaming the caller may send `"stop"` or
  * `"kill"`; then nothing more may follow.
  */
-import { ProtocolError } from "../../errors.ts";
+import { errorText, ProtocolError, SocketTimeout } from "../../errors.ts";
 import type { Logger } from "../../ops/log.ts";
 import { dataItem, errorItem, FINAL_ITEM } from "../codec/annotated.ts";
 import { ByteReader } from "../codec/byte_reader.ts";
@@ -12,7 +12,7 @@ import { fromUtf8, utf8 } from "../codec/json.ts";
 import type { PayloadCodec } from "../codec/payload_codec.ts";
 import { encodeTwoPart, readTwoPartPrefix, TWO_PART_PREFIX } from "../codec/two_part.ts";
 import type { ResponseSink } from "../endpoint.ts";
-import { concat, parseSocketAddress, writeAll } from "../net.ts";
+import { concat, parseSocketAddress, writeAllWithin } from "../net.ts";
 
 export const CALL_HOME_TRANSPORT = "tcp_server";
 
@@ -49,20 +49,37 @@ export function parseCallHomeInfo(info: string, requestId: string): CallHomeInfo
   return parsed as CallHomeInfo;
 }
 
-/** Opens the call-home stream; resolves once handshake and prologue are written. */
+/**
+ * Opens the call-home stream; resolves once handshake and prologue are written. `timeoutMs`
+ * bounds the connect and every later write: a caller that stops reading is cut off after it.
+ */
 export async function openCallHome(
   info: CallHomeInfo,
   codec: PayloadCodec,
   logger: Logger,
+  timeoutMs: number,
 ): Promise<ResponseSink> {
   const address = parseSocketAddress(info.address);
   if (!address) throw new ProtocolError(`call-home address is not an IP socket address: ${info.address}`);
-  const conn = await Deno.connect({ hostname: address.hostname, port: address.port });
+  const connecting = new AbortController();
+  const timer = setTimeout(
+    () =>
+      connecting.abort(
+        new SocketTimeout(`call-home connect to ${info.address} not done within ${timeoutMs} ms`),
+      ),
+    timeoutMs,
+  );
+  let conn: Deno.TcpConn;
+  try {
+    conn = await Deno.connect({ hostname: address.hostname, port: address.port, signal: connecting.signal });
+  } finally {
+    clearTimeout(timer);
+  }
   conn.setNoDelay(true);
   const handshake = encodeTwoPart(
     utf8(JSON.stringify({ subject: info.subject, stream_type: "response" })),
   );
-  const sink = new CallHomeSink(conn, codec, logger);
+  const sink = new CallHomeSink(conn, codec, logger, timeoutMs);
   await sink.write([handshake, PROLOGUE_OK]);
   return sink;
 }
@@ -76,11 +93,13 @@ class CallHomeSink implements ResponseSink {
   #pending: Uint8Array[] = [];
   #flushing: Promise<void> | null = null;
   #linger?: ReturnType<typeof setTimeout>;
+  #writeTimeoutMs: number;
 
-  constructor(conn: Deno.TcpConn, codec: PayloadCodec, logger: Logger) {
+  constructor(conn: Deno.TcpConn, codec: PayloadCodec, logger: Logger, writeTimeoutMs: number) {
     this.#conn = conn;
     this.#codec = codec;
     this.#logger = logger;
+    this.#writeTimeoutMs = writeTimeoutMs;
     this.#watchCaller();
   }
 
@@ -123,10 +142,17 @@ class CallHomeSink implements ResponseSink {
       const chunk = concat(this.#pending);
       this.#pending = [];
       try {
-        await writeAll(this.#conn, chunk);
+        await writeAllWithin(this.#conn, chunk, this.#writeTimeoutMs);
       } catch (error) {
-        this.#logger.debug("call-home write failed", { error });
-        this.#stop.abort(new ProtocolError("response connection lost", { cause: error }));
+        if (error instanceof SocketTimeout) {
+          this.#logger.warn("caller stopped reading its response stream; cut off", {
+            error: errorText(error),
+          });
+          this.#stop.abort(error);
+        } else {
+          this.#logger.debug("call-home write failed", { error });
+          this.#stop.abort(new ProtocolError("response connection lost", { cause: error }));
+        }
         this.#close();
       }
     }

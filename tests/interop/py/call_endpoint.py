@@ -3,7 +3,7 @@
 
 Usage:
   call_endpoint.py --endpoint ns.Comp.ep --payload '<json>' [--as-string] [--raw-text '<text>']
-                   [--timeout S] [--wait-timeout S] [--repeat N] [--annotated|--no-annotated]
+                   [--timeout S] [--wait-timeout S] [--call-timeout S] [--repeat N] [--annotated|--no-annotated]
 
 Discovery backend / request plane are read from the environment exactly like @dynamo_worker():
 DYN_DISCOVERY_BACKEND (default "etcd"), DYN_REQUEST_PLANE (default "tcp"); the runtime itself reads
@@ -73,11 +73,21 @@ async def run(args):
 
         if args.repeat <= 1:
             n = 0
-            try:
+
+            async def stream_items():
+                nonlocal n
                 stream = await client.generate(request, annotated=args.annotated)
                 async for x in stream:
                     out({"item": item_data(x, args.annotated)})
                     n += 1
+
+            try:
+                if args.call_timeout > 0:
+                    await asyncio.wait_for(stream_items(), timeout=args.call_timeout)
+                else:
+                    await stream_items()
+            except asyncio.TimeoutError:
+                out({"exception": "TimeoutError", "message": f"call timeout {args.call_timeout}s elapsed", "call_timeout": True})
             except Exception as e:  # the stream (or generate) raised: report it
                 out({"exception": type(e).__name__, "message": str(e)})
             out({"done": True, "items": n})
@@ -124,6 +134,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=60.0, help="overall timeout in seconds")
     ap.add_argument("--wait-timeout", type=float, default=30.0, help="wait_for_instances timeout")
     ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--call-timeout", type=float, default=0.0, help="deadline of generate() + the stream (after discovery); 0 = none")
     ap.add_argument("--annotated", dest="annotated", action="store_true", default=True)
     ap.add_argument("--no-annotated", dest="annotated", action="store_false")
     args = ap.parse_args()
