@@ -17,6 +17,8 @@ export interface ServiceProcess {
     timeoutMs?: number,
   ): Promise<Record<string, unknown>>;
   status: Promise<Deno.CommandStatus>;
+  /** Everything the service wrote to stdout (it logs to stderr), once it has exited. */
+  stdout: Promise<string>;
 }
 
 export interface ServiceOptions {
@@ -134,6 +136,7 @@ export async function startService(options: ServiceOptions): Promise<ServiceProc
     ready,
     waitForLog,
     status,
+    stdout: status.then(() => stdoutDone),
     async stop(signal: Deno.Signal = "SIGTERM") {
       try {
         child.kill(signal);
