@@ -4,15 +4,11 @@
  */
 import { budgetEnabled } from "./config/config.ts";
 import type { Config } from "./config/mod.ts";
+import { readStatusSettings } from "./config/status.ts";
 import { connectKubernetes, type KubeConnector } from "./kube/mod.ts";
 import { createGlobalPlannerMetrics, type GlobalPlannerMetrics, isScaleReason } from "./ops/gp_metrics.ts";
 import type { Logger } from "./ops/log.ts";
-import {
-  type Readiness,
-  readStatusSettings,
-  startStatusServer,
-  type StatusServer,
-} from "./ops/status_server.ts";
+import { type Readiness, startStatusServer, type StatusServer } from "./ops/status_server.ts";
 import { type EndpointHost, startEndpointHost } from "./runtime/host.ts";
 import {
   COMPONENT,
