@@ -187,9 +187,6 @@ async function plan(
 
 Deno.test({
   name: "upstream's Python Global Planner and ours answer the same requests alike (real 1.6.1 callers)",
-  // Children (kube-apiserver, etcd, upstream, ours) are owned by their helpers and stopped in finally.
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn(t) {
     await assertVenv();
     let cluster: KubeCluster | undefined;

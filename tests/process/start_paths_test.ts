@@ -51,8 +51,6 @@ Deno.test("start path: file discovery, --no-operation", async () => {
 
 Deno.test({
   name: "start path: etcd discovery (the default backend), --no-operation",
-  // The etcd child's stdout/stderr readers belong to tests/support/etcd.ts, stopped in finally.
-  sanitizeResources: false,
   async fn() {
     const etcd = await startEtcd();
     try {
@@ -112,10 +110,6 @@ for (
 
 Deno.test({
   name: "start path: Kubernetes credentials from KUBECONFIG and in-cluster, reaching the test API server",
-  // The cluster's etcd/kube-apiserver children and their log readers belong to
-  // tests/support/kube_cluster.ts and are stopped in finally.
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn(t) {
     let cluster: KubeCluster | undefined;
     const temp = await Deno.makeTempDir({ dir: "/tmp", prefix: "gp-start-kube-" });
