@@ -13,7 +13,7 @@ export const scaledMessage = (dgd: string) => `Scaled ${dgd} successfully`;
  */
 export const negativeReplicasMessage = (
   targets: readonly { role: string; component: string | null; replicas: number }[],
-) =>
+): string =>
   `Invalid scale request: desired_replicas must be >= 0, got ${
     targets.map((t) => `${t.replicas} for ${t.role}${t.component ? ` (${t.component})` : ""}`).join(", ")
   }; nothing was changed`;
