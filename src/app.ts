@@ -12,14 +12,10 @@ import {
   type OpenedKubeClient,
   openKubeClient,
 } from "./kube/mod.ts";
+import { readStatusSettings } from "./config/status.ts";
 import { createGlobalPlannerMetrics, type GlobalPlannerMetrics, isScaleReason } from "./ops/gp_metrics.ts";
 import type { Logger } from "./ops/log.ts";
-import {
-  type Readiness,
-  readStatusSettings,
-  startStatusServer,
-  type StatusServer,
-} from "./ops/status_server.ts";
+import { type Readiness, startStatusServer, type StatusServer } from "./ops/status_server.ts";
 import { type EndpointHost, startEndpointHost } from "./runtime/host.ts";
 import { BudgetPlanner } from "./service/budget_planner.ts";
 import {

@@ -21,6 +21,9 @@ export interface CliFlags {
   dgdApiVersion?: string;
 }
 
+/** `--service-account-dir`'s default (upstream's, where the kubelet mounts the token). */
+export const DEFAULT_SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
+
 export const USAGE = `Usage: global-planner [options]
        global-planner call --help        (call the service as a planner would)
 
@@ -40,7 +43,7 @@ Options:
   --blocking-timeout-seconds S      How long a blocking request waits for Ready (default 1800)
   --dgd-api-version V               v1alpha1 | v1beta1 | auto (default: newest served)
   --service-account-dir DIR         In-cluster credentials (default
-                                    /var/run/secrets/kubernetes.io/serviceaccount)
+                                    ${DEFAULT_SERVICE_ACCOUNT_DIR})
   -h, --help                        Show this help and exit
 
 Environment: DYN_NAMESPACE (required), POD_NAMESPACE (default "default"), and the Dynamo

@@ -1,8 +1,7 @@
 /** argv + env → one validated `Config`. */
 import { z } from "zod";
 import { ConfigError } from "../errors.ts";
-import { DEFAULT_SERVICE_ACCOUNT_DIR } from "../kube/credentials.ts";
-import { type CliFlags, parseCliFlags } from "./args.ts";
+import { type CliFlags, DEFAULT_SERVICE_ACCOUNT_DIR, parseCliFlags } from "./args.ts";
 import { type FileConfig, readConfigOption } from "./config_file.ts";
 import { type EnvGetter, type EnvSettings, type FileReader, readEnv } from "./env.ts";
 

@@ -44,7 +44,10 @@ function _load(value: string): unknown {
   try {
     if (Deno.statSync(value).isFile) text = Deno.readTextFileSync(value);
   } catch (error) {
-    if (error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied) {
+    // Inline JSON is also "a path" (relative to the working directory, which the permission set
+    // does not read): a value that is not readable as a file but parses as JSON is the JSON.
+    const denied = error instanceof Deno.errors.NotCapable || error instanceof Deno.errors.PermissionDenied;
+    if (denied && !_isJson(value)) {
       throw new ConfigError(`--config: no permission to read ${value} (see the read list in deno.json)`, {
         cause: error,
       });
@@ -70,5 +73,14 @@ function _load(value: string): unknown {
     }
   } catch (error) {
     throw new ConfigError(`--config ${value}: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+function _isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
   }
 }

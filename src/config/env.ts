@@ -5,9 +5,10 @@
  */
 import { z } from "zod";
 import { ConfigError } from "../errors.ts";
-import { STATUS_ENV_VARS } from "../ops/status_server.ts";
+import type { EnvGetter } from "./env_getter.ts";
+import { STATUS_ENV_VARS } from "./status.ts";
 
-export type EnvGetter = (name: string) => string | undefined;
+export type { EnvGetter };
 
 /** Every variable the service reads; also the `env` list of the Deno permission set. */
 export const ENV_VARS = [

@@ -1,3 +1,4 @@
 export { type Config, loadConfig, type LoadResult } from "./config.ts";
 export { USAGE } from "./args.ts";
 export * from "./env.ts";
+export * from "./status.ts";

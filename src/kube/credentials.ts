@@ -8,7 +8,6 @@
 import { parse as parseYaml } from "yaml";
 import { ConfigError } from "../errors.ts";
 
-export const DEFAULT_SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 export const TOKEN_MAX_AGE_MS = 60_000;
 
 export interface KubeCredentials {

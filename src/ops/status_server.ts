@@ -10,27 +10,10 @@
  *   empty body.
  * Readiness is injected, so this file knows nothing about discovery or Kubernetes.
  */
-import { z } from "zod";
-import type { EnvGetter } from "../config/env.ts";
+import type { StatusSettings } from "../config/status.ts";
 import { ConfigError, errorText, GlobalPlannerError } from "../errors.ts";
 import type { Logger } from "./log.ts";
 import { type MetricsSource, PROMETHEUS_CONTENT_TYPE } from "./metrics.ts";
-
-/** Every variable `readStatusSettings` reads (for the Deno permission set). */
-export const STATUS_ENV_VARS = [
-  "DYN_SYSTEM_PORT",
-  "DYN_SYSTEM_HOST",
-  "DYN_SYSTEM_HEALTH_PATH",
-  "DYN_SYSTEM_LIVE_PATH",
-] as const;
-
-export interface StatusSettings {
-  host: string;
-  /** 0 = any free port. */
-  port: number;
-  healthPath: string;
-  livePath: string;
-}
 
 export type EndpointHealth = "ready" | "notready";
 
@@ -53,51 +36,6 @@ export const METRICS_PATH = "/metrics";
 /** The runtime's content type for the health JSON (1.6.1 does not say `application/json`). */
 const HEALTH_CONTENT_TYPE = "text/plain; charset=utf-8";
 
-const _path = (name: string, fallback: string) =>
-  z.string().trim().default(fallback).refine(
-    (p) => /^\/[^\s?#]*$/.test(p),
-    `${name} must be a URL path starting with '/' (no spaces, '?' or '#')`,
-  ).refine((p) => p !== METRICS_PATH, `${name} must not be ${METRICS_PATH}`);
-
-const _schema = z.object({
-  // Negative disables the server, as in the runtime (its default is -1).
-  DYN_SYSTEM_PORT: z.string().trim().default("-1").refine(
-    (s) => /^-?\d+$/.test(s) && Number(s) <= 65535,
-    "DYN_SYSTEM_PORT must be an integer: -1 (off), 0 (any free port) or a port up to 65535",
-  ).transform(Number),
-  DYN_SYSTEM_HOST: z.string().trim().default("0.0.0.0").refine(
-    (h) => h.length > 0 && !/\s/.test(h),
-    "DYN_SYSTEM_HOST must be a host name or IP address",
-  ),
-  DYN_SYSTEM_HEALTH_PATH: _path("DYN_SYSTEM_HEALTH_PATH", "/health"),
-  DYN_SYSTEM_LIVE_PATH: _path("DYN_SYSTEM_LIVE_PATH", "/live"),
-});
-
-/** Status server settings from the environment; `null` when `DYN_SYSTEM_PORT` is negative/unset. */
-export function readStatusSettings(getEnv: EnvGetter): StatusSettings | null {
-  const raw: Record<string, string> = {};
-  for (const name of STATUS_ENV_VARS) {
-    const value = getEnv(name);
-    // An empty variable counts as unset, as in src/config/env.ts.
-    if (value !== undefined && value !== "") raw[name] = value;
-  }
-  const parsed = _schema.safeParse(raw);
-  if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((i) => `${String(i.path[0] ?? "")}: ${i.message}`).join("; "),
-      { cause: parsed.error },
-    );
-  }
-  const env = parsed.data;
-  if (env.DYN_SYSTEM_PORT < 0) return null;
-  return {
-    host: env.DYN_SYSTEM_HOST,
-    port: env.DYN_SYSTEM_PORT,
-    healthPath: env.DYN_SYSTEM_HEALTH_PATH,
-    livePath: env.DYN_SYSTEM_LIVE_PATH,
-  };
-}
-
 /** Starts listening; resolves once bound, with the actual port (useful when asked for 0). */
 export function startStatusServer(
   settings: StatusSettings,
@@ -105,6 +43,15 @@ export function startStatusServer(
   metrics: MetricsSource,
   logger: Logger,
 ): Promise<StatusServer> {
+  // The metrics route is fixed; a probe path on it would shadow it.
+  for (
+    const [name, path] of [["DYN_SYSTEM_HEALTH_PATH", settings.healthPath], [
+      "DYN_SYSTEM_LIVE_PATH",
+      settings.livePath,
+    ]]
+  ) {
+    if (path === METRICS_PATH) return Promise.reject(new ConfigError(`${name}: must not be ${METRICS_PATH}`));
+  }
   const log = logger.child({ component: "system_status" });
   const handler = (request: Request) => _route(request, settings, readiness, metrics, log);
   let server: Deno.HttpServer<Deno.NetAddr>;

@@ -8,7 +8,7 @@ import type { Logger } from "../ops/log.ts";
 import type { Handler } from "../runtime/endpoint.ts";
 import { isAuthorized, notAuthorizedMessage } from "./authorize.ts";
 import { parseScaleRequest, type ScaleRequest, type ScaleResponse, scaleResponse } from "./contract.ts";
-import { NO_CONNECTOR_MESSAGE, NO_OPERATION_MESSAGE } from "./messages.ts";
+import { negativeReplicasMessage, NO_CONNECTOR_MESSAGE, NO_OPERATION_MESSAGE } from "./messages.ts";
 
 /**
  * Largest request either endpoint decodes. A scale request is a few hundred bytes (about 80 per
@@ -83,9 +83,23 @@ export function createScaleRequestHandler(options: ScaleHandlerOptions): Handler
     };
     let response: ScaleResponse;
     let reason: string;
+    const negative = request.target_replicas.filter((t) => t.desired_replicas < 0);
     if (!isAuthorized(managed, request.caller_namespace)) {
       response = scaleResponse("error", notAuthorizedMessage(request.caller_namespace));
       reason = "not_authorized";
+    } else if (negative.length > 0) {
+      // Upstream's shape (status error, no replicas) with a message that says what is wrong.
+      response = scaleResponse(
+        "error",
+        negativeReplicasMessage(
+          negative.map((t) => ({
+            role: t.sub_component_type,
+            component: t.component_name,
+            replicas: t.desired_replicas,
+          })),
+        ),
+      );
+      reason = "invalid_request";
     } else if (options.noOperation) {
       response = scaleResponse("success", NO_OPERATION_MESSAGE);
       reason = "no_operation";

@@ -71,7 +71,9 @@ Deno.test("an unreachable etcd fails start-up with exit 1 and says where it look
 Deno.test("the service permission set lists exactly the variables the config reads, and no blanket grants", async () => {
   const config = parseJsonc(await Deno.readTextFile(`${PROJECT_ROOT}/deno.json`));
   const service = config.permissions.service;
-  assert.deepEqual([...service.env].sort(), [...ENV_VARS].sort());
+  assert.deepEqual([...service.env.allow].sort(), [...ENV_VARS].sort());
+  // Not read by us: npm:yaml's debug switches, read as unset (tests/process/start_paths_test.ts).
+  assert.deepEqual([...service.env.ignore].sort(), ["LOG_STREAM", "LOG_TOKENS"]);
   assert.ok(Array.isArray(service.read) && Array.isArray(service.write), "read/write must be path lists");
   assert.ok(!("all" in service) && !("run" in service) && !("ffi" in service));
   for (const task of ["start", "compile"]) assert.match(config.tasks[task], /-P=service/);

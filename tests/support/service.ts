@@ -19,6 +19,8 @@ export interface ServiceProcess {
   status: Promise<Deno.CommandStatus>;
   /** The service's own process id (for /proc/<pid>/fd and /proc/<pid>/status). */
   pid: number;
+  /** Everything the service wrote to stdout (it logs to stderr), once it has exited. */
+  stdout: Promise<string>;
 }
 
 export interface ServiceOptions {
@@ -144,6 +146,7 @@ export async function startService(options: ServiceOptions): Promise<ServiceProc
     waitForLog,
     status,
     pid: child.pid,
+    stdout: status.then(() => stdoutDone),
     async stop(signal: Deno.Signal = "SIGTERM") {
       try {
         child.kill(signal);

@@ -74,40 +74,113 @@ Deno.test("empty target_replicas is valid at schema level", () => {
   assert.deepEqual(parseScaleRequest({ ...VALID, target_replicas: [] }).target_replicas, []);
 });
 
-Deno.test("missing required fields are named", () => {
-  const message = invalid({ caller_namespace: "a" });
-  assert.match(message, /graph_deployment_name: Field required/);
-  assert.match(message, /k8s_namespace: Field required/);
-  assert.match(message, /target_replicas: Field required/);
+const URL = "https://errors.pydantic.dev/2.13/v";
+
+Deno.test("missing required fields: pydantic's text, the input dict repr'd and truncated", () => {
+  const input = `{'caller_namespace': '${"x".repeat(100)}'}`;
+  const shown = `${input.slice(0, 25)}...${input.slice(-24)}`;
+  assert.equal(
+    invalid({ caller_namespace: "x".repeat(100) }),
+    "Invalid request: 3 validation errors for ScaleRequest\n" +
+      ["graph_deployment_name", "k8s_namespace", "target_replicas"].map((field) =>
+        `${field}\n  Field required [type=missing, input_value=${shown}, input_type=dict]\n` +
+        `    For further information visit ${URL}/missing`
+      ).join("\n"),
+  );
 });
 
 Deno.test("enums match exactly", () => {
-  assert.match(
+  assert.equal(
     invalid({ ...VALID, target_replicas: [{ sub_component_type: "Prefill", desired_replicas: 1 }] }),
-    /target_replicas\.0\.sub_component_type: Input should be 'prefill' or 'decode'/,
+    "Invalid request: 1 validation error for ScaleRequest\ntarget_replicas.0.sub_component_type\n" +
+      "  Input should be 'prefill' or 'decode' [type=enum, input_value='Prefill', input_type=str]\n" +
+      `    For further information visit ${URL}/enum`,
   );
 });
 
-Deno.test("negative and fractional replica counts are refused before they reach Kubernetes", () => {
-  assert.match(
-    invalid({ ...VALID, target_replicas: [{ sub_component_type: "decode", desired_replicas: -1 }] }),
-    /desired_replicas: Input should be greater than or equal to 0/,
+Deno.test("negative counts pass validation (pydantic has no bound: the handler refuses them)", () => {
+  const parsed = parseScaleRequest({
+    ...VALID,
+    target_replicas: [{ sub_component_type: "decode", desired_replicas: -1 }],
+  });
+  assert.equal(parsed.target_replicas[0].desired_replicas, -1);
+});
+
+Deno.test("fractional, unparsable and oversized replica counts: pydantic's int errors", () => {
+  const one = (value: unknown, line: string, type: string) =>
+    assert.equal(
+      invalid({ ...VALID, target_replicas: [{ sub_component_type: "decode", desired_replicas: value }] }),
+      `Invalid request: 1 validation error for ScaleRequest\ntarget_replicas.0.desired_replicas\n  ${line}\n` +
+        `    For further information visit ${URL}/${type}`,
+    );
+  one(
+    1.5,
+    "Input should be a valid integer, got a number with a fractional part [type=int_from_float, input_value=1.5, input_type=float]",
+    "int_from_float",
   );
-  assert.match(
-    invalid({ ...VALID, target_replicas: [{ sub_component_type: "decode", desired_replicas: 1.5 }] }),
-    /desired_replicas: Input should be a valid integer/,
+  one(
+    "x",
+    "Input should be a valid integer, unable to parse string as an integer [type=int_parsing, input_value='x', input_type=str]",
+    "int_parsing",
+  );
+  // From JSON text (the planner's model_dump_json()): 1e20 is a float there, too big for an int.
+  // An object payload was decoded by JSON.parse, where 1e20 is integral (see README).
+  assert.equal(
+    invalid(
+      JSON.stringify({ ...VALID, target_replicas: [{ sub_component_type: "decode" }] }).replace(
+        '"decode"',
+        '"decode", "desired_replicas": 1e20',
+      ),
+    ),
+    "Invalid request: 1 validation error for ScaleRequest\ntarget_replicas.0.desired_replicas\n" +
+      "  Unable to parse input string as an integer, exceeded maximum size [type=int_parsing_size, " +
+      "input_value=1e+20, input_type=float]\n" +
+      `    For further information visit ${URL}/int_parsing_size`,
+  );
+  one(
+    null,
+    "Input should be a valid integer [type=int_type, input_value=None, input_type=NoneType]",
+    "int_type",
   );
 });
 
 Deno.test("wrong types are refused: strings are not coerced from numbers", () => {
-  assert.match(invalid({ ...VALID, caller_namespace: 5 }), /caller_namespace/);
-  assert.match(invalid({ ...VALID, blocking: "maybe" }), /blocking: Input should be a valid boolean/);
+  assert.equal(
+    invalid({ ...VALID, caller_namespace: 5 }),
+    "Invalid request: 1 validation error for ScaleRequest\ncaller_namespace\n" +
+      "  Input should be a valid string [type=string_type, input_value=5, input_type=int]\n" +
+      `    For further information visit ${URL}/string_type`,
+  );
+  assert.match(
+    invalid({ ...VALID, blocking: "maybe" }),
+    /\nblocking\n {2}Input should be a valid boolean, unable/,
+  );
 });
 
-Deno.test("non-object payloads and bad JSON text are refused with a reason", () => {
-  assert.match(invalid("not json"), /invalid JSON/);
-  assert.match(invalid("[1,2]"), /got a list/);
-  assert.match(invalid(42), /got a number/);
-  assert.match(invalid(null), /got null/);
-  assert.match(invalid(JSON.stringify("nested string")), /got a string/);
+Deno.test("non-object payloads: Python's str() of the value; bad JSON text: json.loads' message", () => {
+  assert.equal(
+    invalid("not json"),
+    "Invalid request: 1 validation error for ScaleRequest\n__root__\n" +
+      "  Expecting value: line 1 column 1 (char 0) [type=value_error.jsondecode, input_value='not json', input_type=str]",
+  );
+  assert.equal(
+    invalid("[1,2]"),
+    "Invalid request: 1 validation error for ScaleRequest\n" +
+      "  Input should be a valid dictionary or instance of ScaleRequest [type=model_type, input_value=[1, 2], input_type=list]\n" +
+      `    For further information visit ${URL}/model_type`,
+  );
+  assert.equal(invalid(42), "Invalid request: 42");
+  assert.equal(invalid(null), "Invalid request: None");
+  assert.equal(invalid([1, "a", true, { b: null }]), "Invalid request: [1, 'a', True, {'b': None}]");
+});
+
+Deno.test("bounded where upstream is not: nesting depth, listed errors, echoed payloads (README)", () => {
+  assert.match(invalid("[".repeat(100_000)), /\n {2}JSON nested deeper than 900 levels \[type=value_error, /);
+  const many = invalid({ ...VALID, target_replicas: Array.from({ length: 1500 }, () => 7) });
+  assert.match(many, /^Invalid request: 1500 validation errors for ScaleRequest\n/);
+  assert.equal(many.split("\ntarget_replicas.").length - 1, 1000);
+  assert.match(many, /\n\(500 more errors not shown\)$/);
+  const echoed = invalid(Array.from({ length: 20_000 }, () => 12345));
+  assert.match(echoed, /^Invalid request: \[12345, 12345, .*\.\.\. \(140000 characters\)$/);
+  assert.equal(echoed.length, "Invalid request: ".length + 65_536 + "... (140000 characters)".length);
 });

@@ -201,3 +201,52 @@ Deno.test("health turns degraded while the discovery registration is not in plac
   const [item] = await collect(budget, {}) as Record<string, unknown>[];
   assert.equal(item.status, "degraded");
 });
+
+Deno.test("a negative desired_replicas → error, {} and no scaler call, in every mode; authorization first", async () => {
+  const negative = {
+    ...REQUEST,
+    target_replicas: [
+      { sub_component_type: "prefill", desired_replicas: 0 },
+      { sub_component_type: "decode", component_name: "VllmDecodeWorker", desired_replicas: -1 },
+    ],
+  };
+  const message =
+    "Invalid scale request: desired_replicas must be >= 0, got -1 for decode (VllmDecodeWorker); " +
+    "nothing was changed";
+  for (const noOperation of [false, true]) {
+    const { logger, lines } = capture();
+    const outcomes: string[] = [];
+    let called = false;
+    const handler = createScaleRequestHandler({
+      managedNamespaces: ["ns-a"],
+      noOperation,
+      scaler: { scale: () => (called = true, Promise.reject(new Error("must not be called"))) },
+      logger,
+      observe: (result, reason) => outcomes.push(`${result} ${reason}`),
+    });
+    assert.deepEqual(await collect(handler, JSON.stringify(negative)), [
+      { status: "error", message, current_replicas: {} },
+    ]);
+    assert.equal(called, false);
+    assert.deepEqual(outcomes, ["error invalid_request"]);
+    assert.equal(lines.at(-1)?.reason, "invalid_request");
+    // Zero is a count, not an error (the boundary).
+    const zero = { ...negative, target_replicas: [{ sub_component_type: "decode", desired_replicas: 0 }] };
+    assert.notEqual(
+      ((await collect(handler, zero))[0] as { message: string }).message,
+      message,
+    );
+    // Two offenders are both named; an unauthorized caller hears only that.
+    const two = {
+      ...negative,
+      target_replicas: [{ sub_component_type: "prefill", desired_replicas: -2 }, ...negative.target_replicas],
+    };
+    assert.match(
+      ((await collect(handler, two))[0] as { message: string }).message,
+      /got -2 for prefill, -1 for decode/,
+    );
+    assert.deepEqual(await collect(handler, { ...negative, caller_namespace: "ns-x" }), [
+      { status: "error", message: "Namespace ns-x not authorized", current_replicas: {} },
+    ]);
+  }
+});
