@@ -49,10 +49,6 @@ export const ENV_VARS = [
   "POD_UID",
   "CONTAINER_NAME",
   "DYN_KUBE_DISCOVERY_MODE",
-  // Not ours: npm:yaml reads these debug switches while parsing a KUBECONFIG (a denied read
-  // throws, so the kubeconfig start path needs them).
-  "LOG_TOKENS",
-  "LOG_STREAM",
 ] as const;
 
 export type DiscoveryBackend = "etcd" | "file" | "kubernetes";
