@@ -5,6 +5,8 @@
  * - The watch resumes from the last resourceVersion seen (events, bookmarks): a watch the server
  *   ends (`timeoutSeconds`) costs no re-list. An expired one (410, as HTTP status or ERROR event)
  *   re-lists at once. Other failures back off (250 ms doubling to 30 s, jittered), then resume.
+ *   A watch silent for longer than the client's watch idle deadline (no event, no bookmark) is
+ *   taken for a dead connection and counts as such a failure.
  * - Objects `viewDgd` cannot read are logged and kept out (`unreadable()` lists them, so a budget
  *   can fail closed); one bad object never stops the loop.
  * - `state()` feeds health: `degraded` once no watch has been open for longer than `downBoundMs`.
@@ -15,13 +17,13 @@
  * failures it stays pending. Either way the loop retries until `stop()`: fixing RBAC heals the
  * cache without a restart, and health reports the outage meanwhile.
  */
-import { setTimeout as delay } from "node:timers/promises";
 import { errorText, GlobalPlannerError, KubeError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import type { KubeClient } from "./client.ts";
 import { DGD_KIND, type DgdApiVersion, type DgdView, viewDgd } from "./dgd.ts";
 import { DGD, GROUP } from "./resources.ts";
-import { type WatchEvent, watchEvents } from "./watch_events.ts";
+import type { WatchEvent } from "./watch_events.ts";
+import { backoffMs, pause } from "../timing.ts";
 
 export const DEFAULT_DOWN_BOUND_MS = 30_000;
 export const DEFAULT_WATCH_TIMEOUT_SECONDS = 300;
@@ -184,7 +186,7 @@ export class DgdCache {
           this.#expired("HTTP 410");
           continue;
         }
-        await delay(this.#failed(error), undefined, { signal }).catch(() => {}); // stop() ends the wait
+        await pause(this.#failed(error), signal); // stop() ends the wait
       }
     }
   }
@@ -246,14 +248,13 @@ export class DgdCache {
     const began = this.#clock();
     let events = 0;
     try {
-      const response = await this.#options.client.stream({
+      const stream = this.#options.client.watch({
         method: "GET",
         verb: "watch",
         ...this.#target(this.#apiVersion!, query),
         signal: AbortSignal.any([this.#stop.signal, abort.signal]),
-      });
-      this.#opened(fromVersion);
-      for await (const event of watchEvents(response.body!)) {
+      }, () => this.#opened(fromVersion));
+      for await (const event of stream) {
         events++;
         if (event.type === "ERROR") {
           const status = event.object as { code?: number; message?: string } | undefined;
@@ -383,10 +384,8 @@ function _retryable(error: unknown): boolean {
   return status === undefined || status === 408 || status === 429 || status >= 500;
 }
 
-/** Equal jitter: half the exponential step fixed, half random, so replicas do not retry in step. */
 function _backoffMs(failures: number): number {
-  const step = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** Math.max(0, failures - 1));
-  return step / 2 + Math.random() * (step / 2);
+  return backoffMs(failures, { firstMs: BACKOFF_FIRST_MS, maxMs: BACKOFF_MAX_MS });
 }
 
 /**
