@@ -40,15 +40,14 @@ Deno.test({
       filter: () => true,
       logger,
     });
-    let port: KubeBudgetPort | undefined;
     const scaler = new KubeScaler({
       client,
       logger,
       versions,
-      cachedView: (ref) => port?.viewOf(ref),
-      onApplied: (ref, applied) => port?.recordApplied(ref, applied),
+      cachedView: (ref) => port.viewOf(ref),
+      onApplied: (ref, applied) => port.recordApplied(ref, applied),
     });
-    port = new KubeBudgetPort({
+    const port: KubeBudgetPort = new KubeBudgetPort({
       cache,
       scaler,
       client,
@@ -59,7 +58,7 @@ Deno.test({
     const signal = new AbortController().signal;
     const pools = async (requester: string) =>
       Object.fromEntries(
-        [...(await port!.snapshot(requester, DECODE, signal)).pools].map(([key, p]) => [key, p.replicas]),
+        [...(await port.snapshot(requester, DECODE, signal)).pools].map(([key, p]) => [key, p.replicas]),
       );
     try {
       for (const ns of [POOL, OTHER]) await cluster.createNamespace(ns);
@@ -78,7 +77,7 @@ Deno.test({
       await t.step("a deleted joined DGD leaves the budget at the refresh interval, not before", async () => {
         assert.ok(`${OTHER}/x/decode` in await pools(`${OTHER}/x`));
         assert.ok(`${OTHER}/x/decode` in await pools(`${OTHER}/y`));
-        assert.equal(port!.joined, 2);
+        assert.equal(port.joined, 2);
         const r = await cluster.request("DELETE", DGD_PATH("v1alpha1", OTHER, "x"));
         assert.ok(r.ok, r.text);
         now += REFRESH_MS - 1;
@@ -86,7 +85,7 @@ Deno.test({
         now += 1;
         const after = await pools(`${OTHER}/y`);
         assert.equal(`${OTHER}/x/decode` in after, false, JSON.stringify(after));
-        assert.equal(port!.joined, 1);
+        assert.equal(port.joined, 1);
       });
 
       await t.step("a joined DGD's replicas are read again at the refresh interval", async () => {
@@ -100,7 +99,7 @@ Deno.test({
       });
 
       await t.step("the adapter override ends when someone else changes the replicas", async () => {
-        const applied = await port!.apply(`${POOL}/local`, [{
+        const applied = await port.apply(`${POOL}/local`, [{
           sub_component_type: "prefill",
           component_name: null,
           desired_replicas: 3,
