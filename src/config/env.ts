@@ -25,6 +25,8 @@ export const ENV_VARS = [
   "ETCD_AUTH_CLIENT_CERT",
   "ETCD_AUTH_CLIENT_KEY",
   "ETCD_LEASE_TTL",
+  // Ours: exit (code 1) when the etcd lease is lost instead of re-registering under a new one.
+  "GLOBAL_PLANNER_EXIT_ON_LEASE_LOSS",
   "DYN_FILE_KV",
   "DYN_FILE_KV_TTL_SECS",
   "TMPDIR",
@@ -49,6 +51,10 @@ export interface EtcdSettings {
   clientCertFile?: string;
   clientKeyFile?: string;
   leaseTtlSeconds: number;
+  /** How often the records are read back and healed (default 1 s). */
+  checkIntervalMs?: number;
+  /** End the process when the lease is lost instead of re-registering under a new lease. */
+  exitOnLeaseLoss?: boolean;
 }
 
 export interface FileKvSettings {
@@ -119,6 +125,11 @@ const schema = z.object({
   ETCD_AUTH_CLIENT_KEY: z.string().optional(),
   // 1.6.1 grants its primary lease with TTL 30 s (measured; the spec says 10).
   ETCD_LEASE_TTL: intIn("ETCD_LEASE_TTL", 1, 3600).default(30),
+  GLOBAL_PLANNER_EXIT_ON_LEASE_LOSS: z.string().trim().toLowerCase().default("false").pipe(
+    z.enum(["true", "false", "1", "0"], {
+      error: "GLOBAL_PLANNER_EXIT_ON_LEASE_LOSS must be true or false",
+    }),
+  ).transform((v) => v === "true" || v === "1"),
   DYN_FILE_KV: z.string().optional(),
   DYN_FILE_KV_TTL_SECS: intIn("DYN_FILE_KV_TTL_SECS", 1, 3600).default(10),
   TMPDIR: z.string().optional(),
@@ -170,6 +181,7 @@ export function readEnv(getEnv: EnvGetter): EnvSettings {
         clientCertFile: env.ETCD_AUTH_CLIENT_CERT,
         clientKeyFile: env.ETCD_AUTH_CLIENT_KEY,
         leaseTtlSeconds: env.ETCD_LEASE_TTL,
+        exitOnLeaseLoss: env.GLOBAL_PLANNER_EXIT_ON_LEASE_LOSS,
       },
       fileKv: {
         root: env.DYN_FILE_KV ?? `${tmp}/dynamo_store_kv`,

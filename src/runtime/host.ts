@@ -62,7 +62,6 @@ export function openResponse(
 export async function startEndpointHost(options: HostOptions): Promise<EndpointHost> {
   const { logger } = options;
   const discovery = await openDiscovery(options.runtime, logger);
-  const hex = instanceHex(discovery.instanceId);
   let plane: TcpRequestPlane;
   try {
     plane = TcpRequestPlane.listen(options.runtime.tcp, logger);
@@ -71,10 +70,13 @@ export async function startEndpointHost(options: HostOptions): Promise<EndpointH
     throw error;
   }
   const dispatcher = new Dispatcher(options.endpoints, openResponse, logger);
-  const records: EndpointRecord[] = options.endpoints.map((endpoint) => {
-    const path = { namespace: options.namespace, component: options.component, endpoint: endpoint.name };
-    return { ...path, instanceId: discovery.instanceId, transport: plane.route(dispatcher, path, hex) };
-  });
+  // Called again with a new id when etcd discovery re-registers under a new lease; the old
+  // routes stay, so callers still holding the old record are served until they move on.
+  const records = (instanceId: bigint): EndpointRecord[] =>
+    options.endpoints.map((endpoint) => {
+      const path = { namespace: options.namespace, component: options.component, endpoint: endpoint.name };
+      return { ...path, instanceId, transport: plane.route(dispatcher, path, instanceHex(instanceId)) };
+    });
   plane.serve(dispatcher);
   try {
     await discovery.register(records);
@@ -86,11 +88,15 @@ export async function startEndpointHost(options: HostOptions): Promise<EndpointH
 
   let stopped: Promise<void> | undefined;
   return {
-    instanceId: discovery.instanceId,
+    get instanceId() {
+      return discovery.instanceId;
+    },
     address: plane.address,
     discovery,
     dispatcher,
-    records,
+    get records() {
+      return discovery.records;
+    },
     stop(graceMs: number, afterDeregister?: () => void) {
       stopped ??= (async () => {
         await discovery.deregister();

@@ -18,6 +18,7 @@ import {
   randomInstanceId,
   recordJson,
   recordKey,
+  type RecordSource,
 } from "./discovery.ts";
 
 export function encodeFileName(key: string): string {
@@ -36,6 +37,7 @@ export class FileDiscovery implements Discovery {
   #settings: FileKvSettings;
   #logger: Logger;
   #files = new Map<string, string>(); // path → content
+  #records: EndpointRecord[] = [];
   #timer?: ReturnType<typeof setInterval>;
   #healthy = false;
   /** Whether records should exist: set by `register`, cleared (first) by `deregister`. */
@@ -59,7 +61,13 @@ export class FileDiscovery implements Discovery {
     return this.#dir;
   }
 
-  async register(records: EndpointRecord[]): Promise<void> {
+  get records(): EndpointRecord[] {
+    return this.#records;
+  }
+
+  async register(source: EndpointRecord[] | RecordSource): Promise<void> {
+    const records = typeof source === "function" ? source(this.instanceId) : source;
+    this.#records = records;
     try {
       await Deno.mkdir(this.#dir, { recursive: true });
       await Promise.all(records.map(async (record) => {
