@@ -33,7 +33,10 @@ export interface GlobalPlanner {
 }
 
 export const DEFAULT_GRACE_MS = 25_000;
-/** How often an unreachable API server is probed again while something asks for readiness. */
+/**
+ * How often the API server is probed (`/version`) in the background, so readiness notices an
+ * outage even when no request is being served.
+ */
 const KUBE_PROBE_INTERVAL_MS = 5_000;
 
 export async function startGlobalPlanner(
@@ -47,6 +50,21 @@ export async function startGlobalPlanner(
   let stopping = false;
   let kube: KubeConnector | undefined;
   let lastProbe = 0;
+  let probing: Promise<unknown> | undefined;
+  let probeTimer: ReturnType<typeof setInterval> | undefined;
+  const probe = () => {
+    if (!kube || probing) return;
+    lastProbe = Date.now();
+    const client = kube.client;
+    const before = client.reachable;
+    probing = client.probe().then((ok) => {
+      // Logged once per change, not once per probe.
+      if (ok && before === false) logger.info("Kubernetes API reachable again", { server: client.server });
+      if (!ok && before !== false) {
+        logger.warn("Kubernetes API not reachable", { server: client.server, error: client.lastFailure });
+      }
+    }).finally(() => (probing = undefined));
+  };
 
   const readiness = (): Readiness => {
     const registered = host !== undefined && host.discovery.healthy && !stopping;
@@ -63,10 +81,7 @@ export async function startGlobalPlanner(
       };
     }
     if (kube && kube.client.reachable !== true) {
-      if (Date.now() - lastProbe > KUBE_PROBE_INTERVAL_MS) {
-        lastProbe = Date.now();
-        kube.client.probe();
-      }
+      if (Date.now() - lastProbe > KUBE_PROBE_INTERVAL_MS) probe();
       return {
         ready: false,
         endpoints,
@@ -108,7 +123,7 @@ export async function startGlobalPlanner(
           min: config.budget.minTotalGpus >= 0 ? config.budget.minTotalGpus : undefined,
         });
       }
-      kube = await connectKubernetes(config.kube, getEnv, logger, budget);
+      kube = await connectKubernetes({ ...config.kube, ...config.kubeTimeouts }, getEnv, logger, budget);
       lastProbe = Date.now();
       const reachable = await kube.client.probe();
       logger.info("Kubernetes connector ready", {
@@ -116,6 +131,7 @@ export async function startGlobalPlanner(
         credentials: kube.source,
         reachable,
       });
+      probeTimer = setInterval(probe, KUBE_PROBE_INTERVAL_MS);
     }
     const endpoints = [
       {
@@ -152,6 +168,7 @@ export async function startGlobalPlanner(
       logger,
     });
   } catch (error) {
+    clearInterval(probeTimer);
     await kube?.close();
     await status?.close();
     throw error;
@@ -180,6 +197,7 @@ export async function startGlobalPlanner(
       stopping = true;
       // Deregister first so planners stop routing here; blocking waits end at once with an
       // error; in-flight requests get up to `graceMs` to answer.
+      clearInterval(probeTimer);
       await running.stop(graceMs, () => kube?.kubeScaler.cancelWaits("the Global Planner is shutting down"));
       await kube?.close();
       await status?.close();

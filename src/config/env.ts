@@ -39,6 +39,9 @@ export const ENV_VARS = [
   "KUBERNETES_SERVICE_HOST",
   "KUBERNETES_SERVICE_PORT",
   "KUBECONFIG",
+  // Ours: deadline of each Kubernetes request, and how long a watch may stay silent.
+  "GLOBAL_PLANNER_KUBE_REQUEST_TIMEOUT_SECONDS",
+  "GLOBAL_PLANNER_KUBE_WATCH_IDLE_SECONDS",
 ] as const;
 
 export type DiscoveryBackend = "etcd" | "file";
@@ -77,11 +80,18 @@ export interface RuntimeSettings {
   tcp: TcpSettings;
 }
 
+/** Unset = the Kubernetes client's defaults (30 s per request, 90 s of watch silence). */
+export interface KubeTimeouts {
+  requestTimeoutMs?: number;
+  watchIdleMs?: number;
+}
+
 export interface EnvSettings {
   dynNamespace: string;
   podNamespace: string;
   logFilter?: string;
   runtime: RuntimeSettings;
+  kubeTimeouts: KubeTimeouts;
 }
 
 export const DYN_NAMESPACE_MISSING =
@@ -148,6 +158,9 @@ const schema = z.object({
     32 * 1024 * 1024,
   ),
   DYN_LOG: z.string().optional(),
+  GLOBAL_PLANNER_KUBE_REQUEST_TIMEOUT_SECONDS: intIn("GLOBAL_PLANNER_KUBE_REQUEST_TIMEOUT_SECONDS", 1, 3600)
+    .optional(),
+  GLOBAL_PLANNER_KUBE_WATCH_IDLE_SECONDS: intIn("GLOBAL_PLANNER_KUBE_WATCH_IDLE_SECONDS", 1, 3600).optional(),
 });
 
 export function readEnv(getEnv: EnvGetter): EnvSettings {
@@ -171,6 +184,10 @@ export function readEnv(getEnv: EnvGetter): EnvSettings {
     dynNamespace: env.DYN_NAMESPACE,
     podNamespace: env.POD_NAMESPACE,
     logFilter: env.DYN_LOG,
+    kubeTimeouts: {
+      requestTimeoutMs: _ms(env.GLOBAL_PLANNER_KUBE_REQUEST_TIMEOUT_SECONDS),
+      watchIdleMs: _ms(env.GLOBAL_PLANNER_KUBE_WATCH_IDLE_SECONDS),
+    },
     runtime: {
       discovery: env.DYN_DISCOVERY_BACKEND,
       etcd: {
@@ -196,4 +213,8 @@ export function readEnv(getEnv: EnvGetter): EnvSettings {
       },
     },
   };
+}
+
+function _ms(seconds: number | undefined): number | undefined {
+  return seconds === undefined ? undefined : seconds * 1000;
 }

@@ -19,7 +19,7 @@
  */
 import { errorText, GlobalPlannerError, KubeError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
-import type { KubeClient } from "./client.ts";
+import { type KubeClient, WatchStalled } from "./client.ts";
 import { DGD_KIND, type DgdApiVersion, type DgdView, viewDgd } from "./dgd.ts";
 import { DGD, GROUP } from "./resources.ts";
 import type { WatchEvent } from "./watch_events.ts";
@@ -343,7 +343,9 @@ export class DgdCache {
 
   /** Records a failure; returns how long to wait before the next attempt. */
   #failed(error: unknown): number {
-    this.#failures++;
+    // A stalled watch is resumed after the shortest wait: the idle deadline already bounds
+    // how often that can happen, and a quiet namespace must not grow the backoff.
+    if (!(error instanceof WatchStalled) || this.#failures === 0) this.#failures++;
     this.#lastError = errorText(error);
     this.#downSince ??= this.#clock();
     const waitMs = _backoffMs(this.#failures);

@@ -21,6 +21,12 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
  */
 export const DEFAULT_WATCH_IDLE_MS = 90_000;
 
+/**
+ * A watch cut by its idle deadline. Not a sign that the API server is down (a quiet watch
+ * without bookmarks looks the same), so it does not count against `reachable`.
+ */
+export class WatchStalled extends KubeError {}
+
 export interface KubeClientOptions {
   requestTimeoutMs?: number;
   watchIdleMs?: number;
@@ -78,11 +84,18 @@ export class KubeClient {
     return this.#lastFailure;
   }
 
-  /** Checks that the API server answers (`GET /version`, open to every identity). */
+  /**
+   * Checks that the API server answers (`GET /version`, open to every identity) within the
+   * request deadline. An error status (e.g. 503 from a server that is shutting down) counts as
+   * not reachable until the next call that succeeds.
+   */
   async probe(): Promise<boolean> {
     try {
       await this.json({ method: "GET", path: "/version", verb: "get", group: "", resource: "version" });
-    } catch { /* recorded in #reachable */ }
+    } catch (error) {
+      this.#reachable = false;
+      this.#lastFailure = error instanceof Error ? error.message : String(error);
+    }
     return this.#reachable === true;
   }
 
@@ -215,10 +228,17 @@ export class KubeClient {
     idle?: IdleDeadline,
   ): unknown {
     if (error instanceof KubeError || request.signal?.aborted) return error;
-    let what: string | undefined;
-    if (idle?.expired) what = `watch stalled: ${(idle.signal.reason as Error).message}`;
-    else if (deadline?.aborted) what = `no answer within ${this.#requestTimeoutMs / 1000} s`;
-    if (!what) return error;
+    if (idle?.expired) {
+      return new WatchStalled(
+        `Kubernetes watch on ${_describe(request)} at ${this.server}: watch stalled: ${
+          (idle.signal.reason as Error).message
+        }`,
+        _target(request),
+        { cause: error },
+      );
+    }
+    if (!deadline?.aborted) return error;
+    const what = `no answer within ${this.#requestTimeoutMs / 1000} s`;
     this.#reachable = false;
     this.#lastFailure = what;
     return new KubeError(

@@ -3,6 +3,7 @@
  * budget, also the DGD watch cache and the budget planner on top of it.
  */
 import type { BudgetSettings, KubeSettings } from "../config/config.ts";
+import type { KubeTimeouts } from "../config/env.ts";
 import type { Logger } from "../ops/log.ts";
 import { BudgetPlanner } from "../service/budget_planner.ts";
 import type { Scaler } from "../service/handlers.ts";
@@ -39,13 +40,16 @@ export interface KubeConnector {
 const FIRST_LIST_WAIT_MS = 10_000;
 
 export async function connectKubernetes(
-  settings: KubeSettings,
+  settings: KubeSettings & KubeTimeouts,
   getEnv: (name: string) => string | undefined,
   logger: Logger,
   budget?: BudgetWiring,
 ): Promise<KubeConnector> {
   const credentials = await loadCredentials({ serviceAccountDir: settings.serviceAccountDir, getEnv });
-  const client = new KubeClient(credentials, logger);
+  const client = new KubeClient(credentials, logger, {
+    requestTimeoutMs: settings.requestTimeoutMs,
+    watchIdleMs: settings.watchIdleMs,
+  });
   let versions: Promise<ApiVersions> | undefined;
   // Discovered once, on first use; a failure is not cached so the next request retries.
   const apiVersions = () =>

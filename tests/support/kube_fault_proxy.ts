@@ -3,7 +3,8 @@
  * `hang` (new requests get no answer; open streams stop delivering bytes but stay open, as a
  * half-open connection looks to the client), `5xx` (every request answered 503), `watch-error`
  * (watches answered 200 with one non-410 ERROR event, then closed), and `cut()` (every open
- * stream goes away mid-body). The service talks HTTP to it; it talks TLS to the API server.
+ * stream goes away mid-body). It talks TLS to the API server; to its clients plain HTTP, or TLS
+ * with the certificate given (e.g. the API server's own, so in-cluster credentials trust it).
  */
 export type FaultMode = "pass" | "hang" | "5xx" | "watch-error";
 
@@ -20,7 +21,11 @@ export interface KubeFaultProxy {
   close(): Promise<void>;
 }
 
-export function startKubeFaultProxy(target: string, caPem: string): KubeFaultProxy {
+export function startKubeFaultProxy(
+  target: string,
+  caPem: string,
+  tls?: { cert: string; key: string },
+): KubeFaultProxy {
   const client = Deno.createHttpClient({ caCerts: [caPem] });
   const open = new Set<AbortController>();
   const held = new Set<() => void>();
@@ -136,7 +141,7 @@ export function startKubeFaultProxy(target: string, caPem: string): KubeFaultPro
     return new Response(body, { status: upstream.status, headers: answer });
   };
 
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, handler);
-  proxy.url = `http://127.0.0.1:${server.addr.port}`;
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {}, ...tls }, handler);
+  proxy.url = `${tls ? "https" : "http"}://127.0.0.1:${server.addr.port}`;
   return proxy;
 }
