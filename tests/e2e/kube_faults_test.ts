@@ -81,7 +81,10 @@ Deno.test({
             );
             assert.equal(await client.probe(), false);
             assert.equal(client.reachable, false);
-            assert.equal(client.lastFailure, "no answer within 0.5 s");
+            assert.equal(
+              client.lastFailure,
+              `Kubernetes get on version at ${proxy.url}: no answer within 0.5 s`,
+            );
             proxy.mode = "pass";
             assert.equal(await client.probe(), true);
           } finally {

@@ -80,6 +80,9 @@ Deno.test({
         const item = r.lines.find((l) => "item" in l)?.item as { status?: string } | undefined;
         assert.equal(item?.status, "healthy", r.stdout);
       };
+      // Measured durations, printed at the end for docs/reliability.md (never asserted).
+      const figures: Record<string, number> = {};
+      const since = (start: number) => Math.round(performance.now() - start);
       const keys = async () => (await etcd.list(`v1/instances/${GP_NS}/`)).map((kv) => kv.key).sort();
       assert.equal((await health()).status, 200);
       await answered();
@@ -89,8 +92,10 @@ Deno.test({
         assert.equal(before.length, 2);
         const prefix = `v1/instances/${GP_NS}/`;
         const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+        const deleted = performance.now();
         await etcd.call("/v3/kv/deleterange", { key: btoa(prefix), range_end: btoa(end) });
         await waitFor(async () => (await keys()).length === 2, "keys re-created", 10_000);
+        figures.deleted_keys_back_ms = since(deleted);
         assert.deepEqual(await keys(), before);
         await alive();
         await waitFor(async () => (await health()).status === 200, "/health 200", 10_000);
@@ -99,11 +104,15 @@ Deno.test({
 
       await t.step("an API server that hangs: /health 503 naming it, /live 200, then recovery", async () => {
         proxy.mode = "hang";
+        const hung = performance.now();
         await waitFor(async () => (await health()).status === 503, "/health 503", 20_000);
+        figures.hang_to_health_503_ms = since(hung);
         assert.match((await health()).body.reason, /Kubernetes API .* not reachable: .*no answer within 1 s/);
         await alive();
         proxy.mode = "pass";
+        const back = performance.now();
         await waitFor(async () => (await health()).status === 200, "/health 200 again", 20_000);
+        figures.hang_end_to_health_200_ms = since(back);
         await answered();
       });
 
@@ -118,12 +127,14 @@ Deno.test({
 
       await t.step("the DGD watch going away mid-stream is re-established", async () => {
         const before = running.logs.filter((l) => l.message === "DGD watch re-established").length;
+        const cut = performance.now();
         proxy.cut();
         await waitFor(
           () => running.logs.filter((l) => l.message === "DGD watch re-established").length > before,
           "watch re-established",
           20_000,
         );
+        figures.cut_to_watch_back_ms = since(cut);
         await alive();
         await answered();
       });
@@ -153,6 +164,7 @@ Deno.test({
         },
       );
 
+      console.log(`registration/Kubernetes fault figures: ${JSON.stringify(figures)}`);
       assert.equal(await running.stop("SIGTERM"), 0);
       service = undefined;
     } finally {
