@@ -143,11 +143,15 @@ Deno.test({
         "an etcd outage past the lease: re-registered under a new lease after restart",
         async () => {
           const first = String(running.ready.instance_id);
+          const down = performance.now();
           await etcd.kill();
           await waitFor(async () => (await health()).status === 503, "/health 503 during the outage", 10_000);
+          figures.etcd_down_to_health_503_ms = since(down);
           assert.match((await health()).body.reason, /discovery registration \(etcd\) is not alive/);
           await running.waitForLog((l) => String(l.message).startsWith("etcd lease lost;"), 15_000);
           await alive();
+          figures.etcd_down_to_lease_lost_ms = since(down);
+          const restarting = performance.now();
           await etcd.restart();
           const renewed = await running.waitForLog(
             (l) => l.message === "etcd registration re-created under a new lease",
@@ -156,6 +160,7 @@ Deno.test({
           assert.equal(renewed.previous_instance_id, first);
           assert.notEqual(renewed.instance_id, first);
           await waitFor(async () => (await health()).status === 200, "/health 200 again", 10_000);
+          figures.etcd_restart_to_health_200_ms = since(restarting);
           const now = await keys();
           assert.equal(now.length, 2);
           assert.ok(now.every((k) => k.endsWith(`/${renewed.instance_id}`)), now.join(", "));
