@@ -14,6 +14,7 @@ import { loadCredentials } from "./credentials.ts";
 import { managedDgdNames } from "./participants.ts";
 import { type ApiVersions, discoverVersions } from "./resources.ts";
 import { KubeScaler } from "./scaler.ts";
+import { pause } from "../timing.ts";
 
 export { KubeClient } from "./client.ts";
 export { KubeScaler } from "./scaler.ts";
@@ -108,10 +109,8 @@ export async function connectKubernetes(
 
 /** Upstream logs a failed start-up listing and continues; so do we, while the cache retries. */
 async function _firstList(cache: DgdCache, logger: Logger) {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const waited = new Promise<"timeout">((
-    resolve,
-  ) => (timer = setTimeout(() => resolve("timeout"), FIRST_LIST_WAIT_MS)));
+  const done = new AbortController();
+  const waited = pause(FIRST_LIST_WAIT_MS, done.signal).then(() => "timeout" as const);
   try {
     const result = await Promise.race([cache.start().then(() => "synced" as const), waited]);
     if (result === "timeout") {
@@ -122,6 +121,6 @@ async function _firstList(cache: DgdCache, logger: Logger) {
       error: String(error),
     });
   } finally {
-    clearTimeout(timer);
+    done.abort();
   }
 }

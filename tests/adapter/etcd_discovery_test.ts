@@ -119,7 +119,20 @@ Deno.test({
       }, logger);
       await discovery.register([record(discovery.instanceId, "health")]);
       await waitFor(() => discovery.healthy, "healthy");
-      await new Promise((r) => setTimeout(r, 5000));
+      // Renewed through the second endpoint past the first TTL, on etcd's own clock.
+      const started = Date.now();
+      await waitFor(
+        async () =>
+          Date.now() - started > 4500 &&
+          Number(
+              (await etcd.call<{ TTL: string }>("/v3/lease/timetolive", {
+                ID: discovery.instanceId.toString(),
+              }))
+                .TTL,
+            ) > 0,
+        "lease renewed past its TTL",
+        10_000,
+      );
       assert.equal((await etcd.list("v1/instances/")).length, 1);
       await discovery.close();
     } finally {
