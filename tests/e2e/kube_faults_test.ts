@@ -42,6 +42,20 @@ function clientVia(proxy: KubeFaultProxy, token: string, options: KubeClientOpti
   );
 }
 
+/** Fails instead of hanging when a deadline is missing (what this file guards against). */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  const guard = new AbortController();
+  const timer = new Promise<never>((_, reject) => {
+    const id = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms);
+    guard.signal.addEventListener("abort", () => clearTimeout(id));
+  });
+  try {
+    return await Promise.race([promise, timer]);
+  } finally {
+    guard.abort();
+  }
+}
+
 const roles = { P: { role: "prefill" as const, replicas: 1 }, D: { role: "decode" as const, replicas: 1 } };
 
 Deno.test({
@@ -66,7 +80,7 @@ Deno.test({
               verb: "get",
               ...dgdRequest("v1alpha1", { namespace: NS, name: "first" }),
             });
-            await assert.rejects(get, (error: unknown) => {
+            await assert.rejects(within(get, 10_000, "GET on a hanging server"), (error: unknown) => {
               assert.ok(error instanceof KubeError, String(error));
               assert.equal(
                 error.message,
@@ -76,10 +90,10 @@ Deno.test({
               return true;
             });
             await assert.rejects(
-              discoverVersions(client),
+              within(discoverVersions(client), 10_000, "API discovery on a hanging server"),
               /get on \(discovery v1beta1\)\.nvidia\.com at http:\/\/127\.0\.0\.1:\d+: no answer within 0\.5 s/,
             );
-            assert.equal(await client.probe(), false);
+            assert.equal(await within(client.probe(), 10_000, "probe on a hanging server"), false);
             assert.equal(client.reachable, false);
             assert.equal(
               client.lastFailure,

@@ -181,3 +181,33 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "GLOBAL_PLANNER_EXIT_ON_LEASE_LOSS=true: a lost etcd lease ends the process with exit 1",
+  async fn() {
+    const etcd = await startEtcd();
+    let service: ServiceProcess | undefined;
+    try {
+      service = await startService({
+        args: ["--no-operation"],
+        env: {
+          DYN_NAMESPACE: "gp-exit",
+          DYN_DISCOVERY_BACKEND: "etcd",
+          ETCD_ENDPOINTS: etcd.endpoint,
+          ETCD_LEASE_TTL: "2",
+          GLOBAL_PLANNER_EXIT_ON_LEASE_LOSS: "true",
+        },
+      });
+      const lease = BigInt("0x" + String(service.ready.instance_id)).toString();
+      await etcd.call("/v3/lease/revoke", { ID: lease });
+      const status = await service.status;
+      assert.equal(status.code, 1);
+      const lost = service.logs.find((l) => l.message === "stopping: discovery registration lost");
+      assert.match(String(lost?.error), /expired/);
+      service = undefined;
+    } finally {
+      if (service) await service.stop("SIGKILL").catch(() => {});
+      await etcd.stop();
+    }
+  },
+});
