@@ -65,7 +65,13 @@ export async function waitReady(options: WaitOptions): Promise<DgdView> {
       const stream = client.watch({
         method: "GET",
         verb: "watch",
-        ...dgdWatchRequest(version, ref, view.resourceVersion ?? "0", left / 1000),
+        // Short watches, resumed: below the client's idle deadline (no bookmarks on quiet watches).
+        ...dgdWatchRequest(
+          version,
+          ref,
+          view.resourceVersion ?? "0",
+          Math.min(left / 1000, WAIT_WATCH_SECONDS),
+        ),
         signal,
       });
       for await (const event of stream) {
@@ -126,6 +132,7 @@ export async function waitReady(options: WaitOptions): Promise<DgdView> {
 }
 
 const WAIT_BACKOFF = { firstMs: 250, maxMs: 10_000 };
+const WAIT_WATCH_SECONDS = 60;
 
 /** The DGD went away during the wait: no retry can bring it back. */
 class DgdDeleted extends GlobalPlannerError {}
