@@ -84,8 +84,15 @@ Deno.test({
       const figures: Record<string, number> = {};
       const since = (start: number) => Math.round(performance.now() - start);
       const keys = async () => (await etcd.list(`v1/instances/${GP_NS}/`)).map((kv) => kv.key).sort();
+      /** Open descriptors of the service (Linux /proc; Deno itself needs --allow-all to list it). */
+      const fds = async () => {
+        const out = await new Deno.Command("ls", { args: ["-1", `/proc/${running.pid}/fd`] }).output();
+        assert.ok(out.success, new TextDecoder().decode(out.stderr));
+        return new TextDecoder().decode(out.stdout).trim().split("\n").length;
+      };
       assert.equal((await health()).status, 200);
       await answered();
+      const baselineFds = await fds();
 
       await t.step("deleted registration keys are written again; health and callers recover", async () => {
         const before = await keys();
@@ -169,7 +176,13 @@ Deno.test({
         },
       );
 
+      // Every fault healed: no descriptor left behind by cut watches, hung requests or the outage
+      // (a few pooled connections may differ from the baseline).
+      const endFds = await fds();
+      figures.fds_baseline = baselineFds;
+      figures.fds_after = endFds;
       console.log(`registration/Kubernetes fault figures: ${JSON.stringify(figures)}`);
+      assert.ok(endFds <= baselineFds + 4, `descriptors ${baselineFds} → ${endFds}`);
       assert.equal(await running.stop("SIGTERM"), 0);
       service = undefined;
     } finally {

@@ -5,6 +5,7 @@
 import { PROJECT_ROOT } from "./paths.ts";
 
 export interface ServiceProcess {
+  pid: number;
   /** Parsed JSON log lines seen so far (non-JSON stderr lines are kept as `{raw}`). */
   logs: Record<string, unknown>[];
   /** The "Global Planner ready" log line. */
@@ -130,6 +131,7 @@ export async function startService(options: ServiceOptions): Promise<ServiceProc
     throw error;
   }
   return {
+    pid: child.pid,
     logs,
     ready,
     waitForLog,
