@@ -62,6 +62,7 @@ export async function waitReady(options: WaitOptions): Promise<DgdView> {
       const left = deadline - Date.now();
       if (left <= 0) throw new BlockingTimeout(timeoutText);
       let events = 0;
+      const began = Date.now();
       const stream = client.watch({
         method: "GET",
         verb: "watch",
@@ -98,9 +99,16 @@ export async function waitReady(options: WaitOptions): Promise<DgdView> {
         if (settled(view, written)) return view;
       }
       // The server ended the watch (its timeout, or 410): resume. Only a watch that delivered
-      // nothing counts against the backoff, so a flapping server cannot make this spin.
-      if (events > 0) failures = 0;
-      else failures++;
+      // nothing and ended at once counts against the backoff, so a flapping server cannot make
+      // this spin while a quiet watch that ran its course resumes without delay.
+      if (events > 0 || Date.now() - began >= SHORT_WATCH_MS) failures = 0;
+      else {
+        failures++;
+        logger.debug("DGD watch ended at once without events; resuming after a backoff", {
+          dgd: ref.name,
+          failures,
+        });
+      }
     } catch (error) {
       if (options.signal.aborted) {
         throw new GlobalPlannerError(
@@ -133,6 +141,8 @@ export async function waitReady(options: WaitOptions): Promise<DgdView> {
 
 const WAIT_BACKOFF = { firstMs: 250, maxMs: 10_000 };
 const WAIT_WATCH_SECONDS = 60;
+/** A watch that ends sooner than this without any event is a failure (backoff), not a resume. */
+const SHORT_WATCH_MS = 1_000;
 
 /** The DGD went away during the wait: no retry can bring it back. */
 class DgdDeleted extends GlobalPlannerError {}

@@ -186,48 +186,74 @@ Deno.test({
         client.close();
       }
 
+      await createDgd(cluster, v1alpha1Dgd("waited", NS, roles), { ready: false });
+      const latest = viewDgd(
+        (await cluster.request(
+          "GET",
+          `/apis/nvidia.com/v1alpha1/namespaces/${NS}/dynamographdeployments/waited`,
+        ))
+          .json,
+      );
+      /** A blocking wait on "waited" through the proxy, with its own logs and abort. */
+      const blockingWait = () => {
+        const logs = capture();
+        const client = clientVia(proxy, token, { requestTimeoutMs: 1_000 });
+        const abort = new AbortController();
+        const waiting = waitReady({
+          client,
+          version: "v1alpha1",
+          ref: { namespace: NS, name: "waited" },
+          written: new Map([["P", 1]]),
+          latest,
+          timeoutMs: 120_000,
+          signal: abort.signal,
+          logger: logs.logger,
+        });
+        const end = async () => {
+          abort.abort();
+          await waiting.catch(() => {});
+          client.close();
+        };
+        return { logs, waiting, end };
+      };
+
+      await t.step("the blocking wait backs off on watch ERROR events instead of a hot loop", async () => {
+        proxy.mode = "watch-error";
+        const watchesBefore = proxy.watches();
+        const wait = blockingWait();
+        try {
+          const failed = () => wait.logs.named("DGD watch failed; re-reading after a backoff");
+          await waitFor(() => failed().length >= 5, "five failed watches", 30_000);
+          assert.deepEqual(failed().slice(0, 5).map((l) => l.failures), [1, 2, 3, 4, 5]);
+          assert.match(String(failed()[0].error), /DGD watch ERROR event 500: injected/);
+          // One watch per failure, plus the one that may be open while we count.
+          const watches = proxy.watches() - watchesBefore;
+          assert.ok(watches <= failed().length + 1, `${watches} watches for ${failed().length} failures`);
+        } finally {
+          proxy.mode = "pass";
+          await wait.end();
+        }
+      });
+
       await t.step(
-        "the blocking wait backs off on watch errors instead of reconnecting in a hot loop",
+        "watches the server ends at once without an event back off too; Ready ends the wait",
         async () => {
-          await createDgd(cluster, v1alpha1Dgd("waited", NS, roles), { ready: false });
-          const waitLogs = capture();
-          const waitClient = clientVia(proxy, token, { requestTimeoutMs: 1_000 });
-          const abort = new AbortController();
+          proxy.mode = "watch-empty";
+          const watchesBefore = proxy.watches();
+          const wait = blockingWait();
           try {
-            const latest = viewDgd(
-              (await cluster.request(
-                "GET",
-                `/apis/nvidia.com/v1alpha1/namespaces/${NS}/dynamographdeployments/waited`,
-              ))
-                .json,
-            );
-            proxy.mode = "watch-error";
-            const watchesBefore = proxy.watches();
-            const waiting = waitReady({
-              client: waitClient,
-              version: "v1alpha1",
-              ref: { namespace: NS, name: "waited" },
-              written: new Map([["P", 1]]),
-              latest,
-              timeoutMs: 120_000,
-              signal: abort.signal,
-              logger: waitLogs.logger,
-            });
-            const failed = () => waitLogs.named("DGD watch failed; re-reading after a backoff");
-            await waitFor(() => failed().length >= 5, "five failed watches", 30_000);
-            assert.deepEqual(failed().slice(0, 5).map((l) => l.failures), [1, 2, 3, 4, 5]);
-            assert.match(String(failed()[0].error), /DGD watch ERROR event 500: injected/);
-            // One watch per failure, plus the one that may be open while we count.
+            const ended = () =>
+              wait.logs.named("DGD watch ended at once without events; resuming after a backoff");
+            await waitFor(() => ended().length >= 5, "five empty watches", 30_000);
+            assert.deepEqual(ended().slice(0, 5).map((l) => l.failures), [1, 2, 3, 4, 5]);
             const watches = proxy.watches() - watchesBefore;
-            assert.ok(watches <= failed().length + 1, `${watches} watches for ${failed().length} failures`);
+            assert.ok(watches <= ended().length + 1, `${watches} watches for ${ended().length} empty ones`);
             proxy.mode = "pass";
             await markReady(cluster, NS, "waited", true);
-            const view = await waiting;
-            assert.equal(view.ready, true);
+            assert.equal((await wait.waiting).ready, true);
           } finally {
-            abort.abort();
             proxy.mode = "pass";
-            waitClient.close();
+            await wait.end();
           }
         },
       );

@@ -2,11 +2,12 @@
  * A plain-HTTP loopback proxy in front of the test kube-apiserver that can misbehave on demand:
  * `hang` (new requests get no answer; open streams stop delivering bytes but stay open, as a
  * half-open connection looks to the client), `5xx` (every request answered 503), `watch-error`
- * (watches answered 200 with one non-410 ERROR event, then closed), and `cut()` (every open
+ * (watches answered 200 with one non-410 ERROR event, then closed), `watch-empty` (watches
+ * answered 200 and closed at once, without an event), and `cut()` (every open
  * stream goes away mid-body). It talks TLS to the API server; to its clients plain HTTP, or TLS
  * with the certificate given (e.g. the API server's own, so in-cluster credentials trust it).
  */
-export type FaultMode = "pass" | "hang" | "5xx" | "watch-error";
+export type FaultMode = "pass" | "hang" | "5xx" | "watch-error" | "watch-empty";
 
 export interface KubeFaultProxy {
   /** `http://127.0.0.1:<port>` */
@@ -89,6 +90,9 @@ export function startKubeFaultProxy(
         JSON.stringify({ type: "ERROR", object: { kind: "Status", code: 500, message: "injected" } }) + "\n",
         { status: 200, headers: { "content-type": "application/json" } },
       );
+    }
+    if (mode === "watch-empty" && url.searchParams.get("watch") === "true") {
+      return new Response("", { status: 200, headers: { "content-type": "application/json" } });
     }
     const controller = new AbortController();
     open.add(controller);
