@@ -5,8 +5,6 @@ import { type ServiceProcess, startService } from "../support/service.ts";
 
 Deno.test({
   name: "status server: /health and /live ready after registration, /metrics counts outcomes, 404 otherwise",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const kv = await Deno.makeTempDir({ prefix: "gp-kv-" });
     const env = { DYN_DISCOVERY_BACKEND: "file", DYN_FILE_KV: kv };
@@ -79,8 +77,6 @@ Deno.test({
 
 Deno.test({
   name: "logs: JSON lines with time, level and message; DYN_LOG=warn hides info lines",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const kv = await Deno.makeTempDir({ prefix: "gp-kv-" });
     let service: ServiceProcess | undefined;
@@ -127,8 +123,6 @@ Deno.test({
 
 Deno.test({
   name: "status server: 503 with the reason while the Kubernetes API is unreachable",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const kv = await Deno.makeTempDir({ prefix: "gp-kv-" });
     const sa = await Deno.makeTempDir({ prefix: "gp-sa-" });
