@@ -122,7 +122,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "status server: 503 with the reason while the Kubernetes API is unreachable",
+  name: "status server: /health 503 with the reason while the Kubernetes API is unreachable; /live 200",
   async fn() {
     const kv = await Deno.makeTempDir({ prefix: "gp-kv-" });
     const sa = await Deno.makeTempDir({ prefix: "gp-sa-" });
@@ -147,6 +147,10 @@ Deno.test({
       const body = await response.json();
       assert.equal(body.status, "notready");
       assert.match(body.reason, /^Kubernetes API https:\/\/127\.0\.0\.1:1 not reachable/);
+      // Liveness is the process only: the kubelet must not restart it for the API's outage.
+      const live = await fetch(`http://127.0.0.1:${service.ready.system_port}/live`);
+      assert.equal(live.status, 200);
+      assert.equal((await live.json()).status, "live");
     } finally {
       await service?.stop("SIGKILL");
       await Deno.remove(kv, { recursive: true });
