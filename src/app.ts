@@ -39,7 +39,10 @@ export interface GlobalPlanner {
 }
 
 export const DEFAULT_GRACE_MS = 25_000;
-/** How often an unreachable API server is probed again while something asks for readiness. */
+/**
+ * How often the API server is probed (`/version`) in the background, so readiness notices an
+ * outage even when no request is being served.
+ */
 const KUBE_PROBE_INTERVAL_MS = 5_000;
 
 export async function startGlobalPlanner(
@@ -56,6 +59,21 @@ export async function startGlobalPlanner(
   let api: OpenedKubeClient | undefined;
   let scaler: Scaler | undefined;
   let lastProbe = 0;
+  let probing: Promise<unknown> | undefined;
+  let probeTimer: ReturnType<typeof setInterval> | undefined;
+  const probe = () => {
+    if (!kube || probing) return;
+    lastProbe = Date.now();
+    const client = kube.client;
+    const before = client.reachable;
+    probing = client.probe().then((ok) => {
+      // Logged once per change, not once per probe.
+      if (ok && before === false) logger.info("Kubernetes API reachable again", { server: client.server });
+      if (!ok && before !== false) {
+        logger.warn("Kubernetes API not reachable", { server: client.server, error: client.lastFailure });
+      }
+    }).finally(() => (probing = undefined));
+  };
 
   const readiness = (): Readiness => {
     const registered = host !== undefined && host.discovery.healthy && !stopping;
@@ -72,10 +90,7 @@ export async function startGlobalPlanner(
       };
     }
     if (kube && kube.client.reachable !== true) {
-      if (Date.now() - lastProbe > KUBE_PROBE_INTERVAL_MS) {
-        lastProbe = Date.now();
-        kube.client.probe();
-      }
+      if (Date.now() - lastProbe > KUBE_PROBE_INTERVAL_MS) probe();
       return {
         ready: false,
         endpoints,
@@ -103,16 +118,18 @@ export async function startGlobalPlanner(
     : undefined;
   try {
     if (!config.noOperation || config.runtime.discovery === "kubernetes") {
-      api = await openKubeClient(config.kube.serviceAccountDir, getEnv, logger).catch((error) => {
-        // With --no-operation only discovery needs the API; say so instead of suggesting the flag.
-        if (!config.noOperation || !(error instanceof ConfigError)) throw error;
-        throw new ConfigError(
-          `DYN_DISCOVERY_BACKEND=kubernetes publishes through the Kubernetes API: ${
-            error.message.replace(/; run with --no-operation.*$/, "")
-          }`,
-          { cause: error },
-        );
-      });
+      api = await openKubeClient(config.kube.serviceAccountDir, getEnv, logger, config.kubeTimeouts).catch(
+        (error) => {
+          // With --no-operation only discovery needs the API; say so instead of suggesting the flag.
+          if (!config.noOperation || !(error instanceof ConfigError)) throw error;
+          throw new ConfigError(
+            `DYN_DISCOVERY_BACKEND=kubernetes publishes through the Kubernetes API: ${
+              error.message.replace(/; run with --no-operation.*$/, "")
+            }`,
+            { cause: error },
+          );
+        },
+      );
     }
     if (!config.noOperation) {
       const budget = budgetEnabled(config.budget)
@@ -145,6 +162,7 @@ export async function startGlobalPlanner(
         credentials: kube.source,
         reachable,
       });
+      probeTimer = setInterval(probe, KUBE_PROBE_INTERVAL_MS);
     }
     const endpoints = [
       {
@@ -188,6 +206,7 @@ export async function startGlobalPlanner(
         : undefined,
     });
   } catch (error) {
+    clearInterval(probeTimer);
     await kube?.close();
     api?.client.close();
     await status?.close();
@@ -218,6 +237,7 @@ export async function startGlobalPlanner(
       stopping = true;
       // Deregister first so planners stop routing here; blocking waits end at once with an
       // error; in-flight requests get up to `graceMs` to answer.
+      clearInterval(probeTimer);
       await running.stop(graceMs, () => kube?.kubeScaler.cancelWaits("the Global Planner is shutting down"));
       await kube?.close();
       api?.client.close();

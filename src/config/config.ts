@@ -4,6 +4,7 @@ import { ConfigError } from "../errors.ts";
 import { type CliFlags, DEFAULT_SERVICE_ACCOUNT_DIR, parseCliFlags } from "./args.ts";
 import { type FileConfig, readConfigOption } from "./config_file.ts";
 import { type EnvGetter, type EnvSettings, type FileReader, readEnv } from "./env.ts";
+import { MAX_TIMER_MS } from "../timing.ts";
 
 export interface KubeSettings {
   serviceAccountDir: string;
@@ -34,6 +35,9 @@ export function budgetEnabled(budget: BudgetSettings): boolean {
   return budget.maxTotalGpus >= 0 || budget.minTotalGpus >= 0;
 }
 
+/** Whole seconds that fit in a timer (2^31-1 ms). */
+export const MAX_BLOCKING_TIMEOUT_SECONDS: number = Math.floor(MAX_TIMER_MS / 1000);
+
 const gpuFlag = (flag: string) =>
   z.string().trim().regex(/^-?\d+$/, `${flag} expects an integer >= -1`).transform(Number)
     .refine((n) => n >= -1, `${flag} expects an integer >= -1`);
@@ -43,7 +47,13 @@ const kubeSchema = z.object({
     DEFAULT_SERVICE_ACCOUNT_DIR,
   ),
   blockingTimeoutSeconds: z.coerce.number({ error: "--blocking-timeout-seconds expects a number of seconds" })
-    .positive("--blocking-timeout-seconds must be greater than 0").default(1800),
+    .positive("--blocking-timeout-seconds must be greater than 0")
+    // Longer than a timer can hold would make every blocking request time out at once.
+    .max(
+      MAX_BLOCKING_TIMEOUT_SECONDS,
+      `--blocking-timeout-seconds must be at most ${MAX_BLOCKING_TIMEOUT_SECONDS} (about 24.8 days, ` +
+        "the longest a timer can wait)",
+    ).default(1800),
   dgdApiVersion: z.enum(["v1alpha1", "v1beta1", "auto"], {
     error: (issue) =>
       `--dgd-api-version: invalid choice "${issue.input}" (choose from v1alpha1, v1beta1, auto)`,

@@ -26,6 +26,8 @@ export const ENV_VARS = [
   "ETCD_AUTH_CLIENT_CERT",
   "ETCD_AUTH_CLIENT_KEY",
   "ETCD_LEASE_TTL",
+  // Ours: exit (code 1) when the etcd lease is lost instead of re-registering under a new one.
+  "GLOBAL_PLANNER_EXIT_ON_LEASE_LOSS",
   "DYN_FILE_KV",
   "DYN_FILE_KV_TTL_SECS",
   "TMPDIR",
@@ -49,6 +51,9 @@ export const ENV_VARS = [
   "POD_UID",
   "CONTAINER_NAME",
   "DYN_KUBE_DISCOVERY_MODE",
+  // Ours: deadline of each Kubernetes request, and how long a watch may stay silent.
+  "GLOBAL_PLANNER_KUBE_REQUEST_TIMEOUT_SECONDS",
+  "GLOBAL_PLANNER_KUBE_WATCH_IDLE_SECONDS",
 ] as const;
 
 export type DiscoveryBackend = "etcd" | "file" | "kubernetes";
@@ -80,6 +85,10 @@ export interface EtcdSettings {
   clientCertFile?: string;
   clientKeyFile?: string;
   leaseTtlSeconds: number;
+  /** How often the records are read back and healed (default 1 s). */
+  checkIntervalMs?: number;
+  /** End the process when the lease is lost instead of re-registering under a new lease. */
+  exitOnLeaseLoss?: boolean;
 }
 
 export interface FileKvSettings {
@@ -112,6 +121,12 @@ export interface RuntimeSettings {
   kube?: KubeIdentity;
 }
 
+/** Unset = the Kubernetes client's defaults (30 s per request, 90 s of watch silence). */
+export interface KubeTimeouts {
+  requestTimeoutMs?: number;
+  watchIdleMs?: number;
+}
+
 export interface EnvSettings {
   dynNamespace: string;
   podNamespace: string;
@@ -119,6 +134,7 @@ export interface EnvSettings {
   /** How long SIGTERM waits for in-flight requests before it cuts them off. */
   shutdownGraceMs: number;
   runtime: RuntimeSettings;
+  kubeTimeouts: KubeTimeouts;
 }
 
 export const DYN_NAMESPACE_MISSING =
@@ -162,6 +178,11 @@ const schema = z.object({
   ETCD_AUTH_CLIENT_KEY: z.string().optional(),
   // 1.6.1 grants its primary lease with TTL 30 s (measured; the spec says 10).
   ETCD_LEASE_TTL: intIn("ETCD_LEASE_TTL", 1, 3600).default(30),
+  GLOBAL_PLANNER_EXIT_ON_LEASE_LOSS: z.string().trim().toLowerCase().default("false").pipe(
+    z.enum(["true", "false", "1", "0"], {
+      error: "GLOBAL_PLANNER_EXIT_ON_LEASE_LOSS must be true or false",
+    }),
+  ).transform((v) => v === "true" || v === "1"),
   DYN_FILE_KV: z.string().optional(),
   DYN_FILE_KV_TTL_SECS: intIn("DYN_FILE_KV_TTL_SECS", 1, 3600).default(10),
   TMPDIR: z.string().optional(),
@@ -194,6 +215,9 @@ const schema = z.object({
       error: (issue) => `DYN_KUBE_DISCOVERY_MODE must be "pod" or "container", got "${issue.input}"`,
     }),
   ),
+  GLOBAL_PLANNER_KUBE_REQUEST_TIMEOUT_SECONDS: intIn("GLOBAL_PLANNER_KUBE_REQUEST_TIMEOUT_SECONDS", 1, 3600)
+    .optional(),
+  GLOBAL_PLANNER_KUBE_WATCH_IDLE_SECONDS: intIn("GLOBAL_PLANNER_KUBE_WATCH_IDLE_SECONDS", 1, 3600).optional(),
 });
 
 /** A Kubernetes object name (DNS-1123 subdomain), as the API server validates it. */
@@ -227,6 +251,10 @@ export function readEnv(getEnv: EnvGetter, readFile: FileReader = () => undefine
     podNamespace: kube?.podNamespace ?? env.POD_NAMESPACE,
     logFilter: env.DYN_LOG,
     shutdownGraceMs: env.DYN_SHUTDOWN_GRACE_SECS * 1000,
+    kubeTimeouts: {
+      requestTimeoutMs: _ms(env.GLOBAL_PLANNER_KUBE_REQUEST_TIMEOUT_SECONDS),
+      watchIdleMs: _ms(env.GLOBAL_PLANNER_KUBE_WATCH_IDLE_SECONDS),
+    },
     runtime: {
       discovery: env.DYN_DISCOVERY_BACKEND,
       etcd: {
@@ -237,6 +265,7 @@ export function readEnv(getEnv: EnvGetter, readFile: FileReader = () => undefine
         clientCertFile: env.ETCD_AUTH_CLIENT_CERT,
         clientKeyFile: env.ETCD_AUTH_CLIENT_KEY,
         leaseTtlSeconds: env.ETCD_LEASE_TTL,
+        exitOnLeaseLoss: env.GLOBAL_PLANNER_EXIT_ON_LEASE_LOSS,
       },
       fileKv: {
         root: env.DYN_FILE_KV ?? `${tmp}/dynamo_store_kv`,
@@ -301,4 +330,8 @@ function _kubeIdentity(env: ParsedEnv, readFile: FileReader): KubeIdentity {
     crName,
     controller: crName === podName,
   };
+}
+
+function _ms(seconds: number | undefined): number | undefined {
+  return seconds === undefined ? undefined : seconds * 1000;
 }

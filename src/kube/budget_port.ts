@@ -7,9 +7,14 @@
  * Adapter-owned pools: the operator copies an adapter's replicas into the DGD asynchronously, so
  * right after such a write the DGD (and the cache) still shows the old count. Until the DGD
  * catches up, the pool counts with the value written — otherwise the next decision would
- * arbitrate against a total that no longer exists.
+ * arbitrate against a total that no longer exists. The override ends when the DGD shows the
+ * value written, or when it shows a count that is neither that value nor the one it had at the
+ * write (someone else changed the replicas since: theirs is the truth now).
+ *
+ * Joined participants are read again once their copy is older than `joinedRefreshMs` (on the
+ * next decision); one that is gone (404) leaves the budget.
  */
-import { GpuCountUnknown } from "../errors.ts";
+import { GpuCountUnknown, KubeError } from "../errors.ts";
 import type { BudgetPort } from "../service/budget_planner.ts";
 import {
   makeSnapshot,
@@ -34,31 +39,60 @@ export interface KubeBudgetPortOptions {
   version: () => Promise<DgdApiVersion>;
   /** Called whenever the per-DGD GPU picture changes (metrics). */
   onPools?: (gpusByDgd: Record<string, number>) => void;
+  /** How old a joined participant's copy may get before a decision reads it again (default 30 s). */
+  joinedRefreshMs?: number;
+  /** Milliseconds since the epoch (injectable for tests). */
+  clock?: () => number;
+}
+
+export const DEFAULT_JOINED_REFRESH_MS = 30_000;
+
+interface Joined {
+  view: DgdView;
+  /** Clock time the copy was read or written. */
+  at: number;
+}
+
+interface PendingAdapter {
+  /** Replicas written through the adapter. */
+  value: number;
+  /** What the DGD showed when we wrote. */
+  before: number;
 }
 
 export class KubeBudgetPort implements BudgetPort<Applied> {
   #options: KubeBudgetPortOptions;
   /** Participants outside the cache (other namespaces, or not derived from managed namespaces). */
-  #joined = new Map<ParticipantId, DgdView>();
+  #joined = new Map<ParticipantId, Joined>();
   /** `participant/component` → replicas written through an adapter, until the DGD shows them. */
-  #pendingAdapter = new Map<string, number>();
+  #pendingAdapter = new Map<string, PendingAdapter>();
+  #clock: () => number;
+  #refreshMs: number;
 
   constructor(options: KubeBudgetPortOptions) {
     this.#options = options;
+    this.#clock = options.clock ?? Date.now;
+    this.#refreshMs = options.joinedRefreshMs ?? DEFAULT_JOINED_REFRESH_MS;
+  }
+
+  /** Participants outside the cache currently counted (for tests and metrics). */
+  get joined(): number {
+    return this.#joined.size;
   }
 
   /** The view the scaler decides on: the cache's, or a joined participant's. */
   viewOf(ref: ObjectRef): DgdView | undefined {
-    return this.#options.cache.get(ref.namespace, ref.name) ?? this.#joined.get(_id(ref));
+    return this.#options.cache.get(ref.namespace, ref.name) ?? this.#joined.get(_id(ref))?.view;
   }
 
   /** Keeps joined participants and pending adapter values current after a write. */
   recordApplied(ref: ObjectRef, applied: Applied): void {
     const id = _id(ref);
     if (this.#options.cache.get(ref.namespace, ref.name)) this.#options.cache.upsert(applied.view);
-    else this.#joined.set(id, applied.view);
+    else this.#joined.set(id, { view: applied.view, at: this.#clock() });
     for (const component of applied.viaAdapter) {
-      this.#pendingAdapter.set(`${id}/${component}`, applied.written.get(component)!);
+      const before = applied.view.components.find((c) => c.name === component)?.replicas ?? 0;
+      this.#pendingAdapter.set(`${id}/${component}`, { value: applied.written.get(component)!, before });
     }
   }
 
@@ -76,21 +110,16 @@ export class KubeBudgetPort implements BudgetPort<Applied> {
       );
     }
     const [namespace, name] = _ref(requester);
+    await this.#refreshJoined(signal);
     let own = this.viewOf({ namespace, name });
     if (!own) {
-      // Joins on its first request: the one read on this path, once per participant.
-      const version = await this.#options.version();
-      own = viewDgd(
-        await this.#options.client.json({
-          method: "GET",
-          verb: "get",
-          ...dgdRequest(version, { namespace, name }),
-          signal,
-        }),
-      );
-      this.#joined.set(requester, own);
+      // Joins on its first request: the one read on this path, then once per refresh interval.
+      // A missing DGD fails here with the API's 404.
+      own = (await this.#read(requester, signal, false))!;
+      this.#joined.set(requester, { view: own, at: this.#clock() });
     }
-    const views = [...this.#options.cache.views(), ...this.#joined.values()].map((v) => this.#withPending(v));
+    const joined = [...this.#joined.values()].map((j) => j.view);
+    const views = [...this.#options.cache.views(), ...joined].map((v) => this.#withPending(v));
     const { pools, unknown } = snapshotPools(views, (v) => `${v.namespace}/${v.name}`);
     const unreadable = this.#options.cache.unreadable();
     if (unknown.length > 0 || unreadable.length > 0) {
@@ -120,6 +149,53 @@ export class KubeBudgetPort implements BudgetPort<Applied> {
     return this.#options.scaler.waitApplied({ namespace, name }, applied, signal);
   }
 
+  /** Reads a participant's DGD; `undefined` when it does not exist (and `missingOk`). */
+  async #read(
+    participant: ParticipantId,
+    signal: AbortSignal,
+    missingOk = true,
+  ): Promise<DgdView | undefined> {
+    const [namespace, name] = _ref(participant);
+    const version = await this.#options.version();
+    try {
+      return viewDgd(
+        await this.#options.client.json({
+          method: "GET",
+          verb: "get",
+          ...dgdRequest(version, { namespace, name }),
+          signal,
+        }),
+      );
+    } catch (error) {
+      if (missingOk && error instanceof KubeError && error.detail.status === 404) return undefined;
+      throw error;
+    }
+  }
+
+  /**
+   * Re-reads joined copies older than the refresh interval; a deleted DGD leaves the budget.
+   * A failed read keeps the last copy: a transient API error must not drop GPUs from the
+   * count, nor block every decision.
+   */
+  async #refreshJoined(signal: AbortSignal): Promise<void> {
+    const now = this.#clock();
+    const stale = [...this.#joined].filter(([, j]) => now - j.at >= this.#refreshMs).map(([id]) => id);
+    await Promise.all(stale.map(async (id) => {
+      try {
+        const view = await this.#read(id, signal);
+        if (view) this.#joined.set(id, { view, at: now });
+        else this.#forget(id);
+      } catch { /* kept; read again on the next decision */ }
+    }));
+  }
+
+  #forget(id: ParticipantId): void {
+    this.#joined.delete(id);
+    for (const key of [...this.#pendingAdapter.keys()]) {
+      if (key.startsWith(`${id}/`)) this.#pendingAdapter.delete(key);
+    }
+  }
+
   #withPending(view: DgdView): DgdView {
     if (this.#pendingAdapter.size === 0) return view;
     const id = `${view.namespace}/${view.name}`;
@@ -128,12 +204,13 @@ export class KubeBudgetPort implements BudgetPort<Applied> {
       const key = `${id}/${c.name}`;
       const pending = this.#pendingAdapter.get(key);
       if (pending === undefined) return c;
-      if (pending === c.replicas) {
-        this.#pendingAdapter.delete(key); // the operator caught up
+      if (pending.value === c.replicas || pending.before !== c.replicas) {
+        // The operator caught up, or someone else changed the count since our write.
+        this.#pendingAdapter.delete(key);
         return c;
       }
       changed = true;
-      return { ...c, replicas: pending };
+      return { ...c, replicas: pending.value };
     });
     return changed ? { ...view, components } : view;
   }

@@ -5,6 +5,8 @@
  * - The watch resumes from the last resourceVersion seen (events, bookmarks): a watch the server
  *   ends (`timeoutSeconds`) costs no re-list. An expired one (410, as HTTP status or ERROR event)
  *   re-lists at once. Other failures back off (250 ms doubling to 30 s, jittered), then resume.
+ *   A watch silent for longer than the client's watch idle deadline (no event, no bookmark) is
+ *   taken for a dead connection and counts as such a failure.
  * - Objects `viewDgd` cannot read are logged and kept out (`unreadable()` lists them, so a budget
  *   can fail closed); one bad object never stops the loop.
  * - `state()` feeds health: `degraded` once no watch has been open for longer than `downBoundMs`.
@@ -15,16 +17,15 @@
  * failures it stays pending. Either way the loop retries until `stop()`: fixing RBAC heals the
  * cache without a restart, and health reports the outage meanwhile.
  */
-import { setTimeout as delay } from "node:timers/promises";
 import { errorText, GlobalPlannerError, KubeError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
-import type { KubeClient } from "./client.ts";
+import { type KubeClient, SERVER_WATCH_TIMEOUT_SECONDS, WatchStalled } from "./client.ts";
 import { DGD_KIND, type DgdApiVersion, type DgdView, viewDgd } from "./dgd.ts";
 import { DGD, GROUP } from "./resources.ts";
-import { type WatchEvent, watchEvents } from "./watch_events.ts";
+import type { WatchEvent } from "./watch_events.ts";
+import { backoffMs, pause } from "../timing.ts";
 
 export const DEFAULT_DOWN_BOUND_MS = 30_000;
-export const DEFAULT_WATCH_TIMEOUT_SECONDS = 300;
 const PAGE_SIZE = 500;
 const BACKOFF_FIRST_MS = 250;
 const BACKOFF_MAX_MS = 30_000;
@@ -43,7 +44,7 @@ export interface DgdCacheOptions {
   clock?: () => number;
   /** How long the watch may be down before health reports `degraded` (default 30 s). */
   downBoundMs?: number;
-  /** `timeoutSeconds` of each watch request (default 300; small values exercise resuming). */
+  /** `timeoutSeconds` of each watch request (default 60; small values exercise resuming). */
   watchTimeoutSeconds?: number;
   /** `limit` of each list page (default 500; small values exercise pagination). */
   pageSize?: number;
@@ -184,7 +185,7 @@ export class DgdCache {
           this.#expired("HTTP 410");
           continue;
         }
-        await delay(this.#failed(error), undefined, { signal }).catch(() => {}); // stop() ends the wait
+        await pause(this.#failed(error), signal); // stop() ends the wait
       }
     }
   }
@@ -241,19 +242,18 @@ export class DgdCache {
       watch: "true",
       resourceVersion: fromVersion,
       allowWatchBookmarks: "true",
-      timeoutSeconds: String(this.#options.watchTimeoutSeconds ?? DEFAULT_WATCH_TIMEOUT_SECONDS),
+      timeoutSeconds: String(this.#options.watchTimeoutSeconds ?? SERVER_WATCH_TIMEOUT_SECONDS),
     });
     const began = this.#clock();
     let events = 0;
     try {
-      const response = await this.#options.client.stream({
+      const stream = this.#options.client.watch({
         method: "GET",
         verb: "watch",
         ...this.#target(this.#apiVersion!, query),
         signal: AbortSignal.any([this.#stop.signal, abort.signal]),
-      });
-      this.#opened(fromVersion);
-      for await (const event of watchEvents(response.body!)) {
+      }, () => this.#opened(fromVersion));
+      for await (const event of stream) {
         events++;
         if (event.type === "ERROR") {
           const status = event.object as { code?: number; message?: string } | undefined;
@@ -342,16 +342,22 @@ export class DgdCache {
 
   /** Records a failure; returns how long to wait before the next attempt. */
   #failed(error: unknown): number {
-    this.#failures++;
+    // A stalled watch is resumed after the shortest wait: the idle deadline already bounds
+    // how often that can happen, and a quiet namespace must not grow the backoff.
+    const stalled = error instanceof WatchStalled;
+    if (!stalled || this.#failures === 0) this.#failures++;
     this.#lastError = errorText(error);
     this.#downSince ??= this.#clock();
     const waitMs = _backoffMs(this.#failures);
-    this.#options.logger.warn("DGD cache: list/watch failed; retrying", {
-      namespace: this.namespace,
-      error: this.#lastError,
-      failures: this.#failures,
-      retryInMs: Math.round(waitMs),
-    });
+    this.#options.logger[stalled ? "info" : "warn"](
+      stalled ? "DGD watch stalled; resuming" : "DGD cache: list/watch failed; retrying",
+      {
+        namespace: this.namespace,
+        error: this.#lastError,
+        failures: this.#failures,
+        retryInMs: Math.round(waitMs),
+      },
+    );
     if (!this.#synced && !_retryable(error)) this.#rejectStart(error);
     return waitMs;
   }
@@ -383,10 +389,8 @@ function _retryable(error: unknown): boolean {
   return status === undefined || status === 408 || status === 429 || status >= 500;
 }
 
-/** Equal jitter: half the exponential step fixed, half random, so replicas do not retry in step. */
 function _backoffMs(failures: number): number {
-  const step = Math.min(BACKOFF_MAX_MS, BACKOFF_FIRST_MS * 2 ** Math.max(0, failures - 1));
-  return step / 2 + Math.random() * (step / 2);
+  return backoffMs(failures, { firstMs: BACKOFF_FIRST_MS, maxMs: BACKOFF_MAX_MS });
 }
 
 /**

@@ -7,7 +7,33 @@
 import type { V1Status } from "@kubernetes/client-node";
 import { KubeError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
+import { IdleDeadline } from "../timing.ts";
 import type { KubeCredentials } from "./credentials.ts";
+import { type WatchEvent, watchEvents } from "./watch_events.ts";
+
+/** Deadline of one request (connect, answer and body), API discovery and `/version` included. */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+/**
+ * How long a watch may stay silent before it is taken for dead. The API server sends no bookmark
+ * on a quiet watch (measured: none in 150 s), so callers ask for watches shorter than this
+ * (`timeoutSeconds` 60): a healthy one ends at the server's timeout first, a half-open
+ * connection is noticed within this bound, and resuming from the last resourceVersion costs
+ * one request.
+ */
+export const DEFAULT_WATCH_IDLE_MS = 90_000;
+/** The `timeoutSeconds` every watch of ours asks for (see `DEFAULT_WATCH_IDLE_MS`). */
+export const SERVER_WATCH_TIMEOUT_SECONDS = 60;
+
+/**
+ * A watch cut by its idle deadline. Not a sign that the API server is down (a quiet watch
+ * without bookmarks looks the same), so it does not count against `reachable`.
+ */
+export class WatchStalled extends KubeError {}
+
+export interface KubeClientOptions {
+  requestTimeoutMs?: number;
+  watchIdleMs?: number;
+}
 
 export interface KubeTarget {
   /** RBAC verb: get, list, watch, patch. */
@@ -35,9 +61,13 @@ export class KubeClient {
   #calls = 0;
   #reachable?: boolean;
   #lastFailure?: string;
+  #requestTimeoutMs: number;
+  #watchIdleMs: number;
 
-  constructor(credentials: KubeCredentials, logger: Logger) {
+  constructor(credentials: KubeCredentials, logger: Logger, options: KubeClientOptions = {}) {
     this.server = credentials.server;
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    this.#watchIdleMs = options.watchIdleMs ?? DEFAULT_WATCH_IDLE_MS;
     this.#credentials = credentials;
     this.#logger = logger;
     this.#http = Deno.createHttpClient({
@@ -57,11 +87,18 @@ export class KubeClient {
     return this.#lastFailure;
   }
 
-  /** Checks that the API server answers (`GET /version`, open to every identity). */
+  /**
+   * Checks that the API server answers (`GET /version`, open to every identity) within the
+   * request deadline. An error status (e.g. 503 from a server that is shutting down) counts as
+   * not reachable until the next call that succeeds.
+   */
   async probe(): Promise<boolean> {
     try {
       await this.json({ method: "GET", path: "/version", verb: "get", group: "", resource: "version" });
-    } catch { /* recorded in #reachable */ }
+    } catch (error) {
+      this.#reachable = false;
+      this.#lastFailure = error instanceof Error ? error.message : String(error);
+    }
     return this.#reachable === true;
   }
 
@@ -70,19 +107,68 @@ export class KubeClient {
     return this.#calls;
   }
 
-  /** Sends a request and returns the parsed JSON body; throws `KubeError` on a non-2xx answer. */
+  /**
+   * Sends a request and returns the parsed JSON body; throws `KubeError` on a non-2xx answer,
+   * and on no complete answer within the request deadline.
+   */
   async json<T = Record<string, unknown>>(request: KubeRequest): Promise<T> {
-    const response = await this.#send(request);
-    const text = await response.text();
+    const deadline = AbortSignal.timeout(this.#requestTimeoutMs);
+    const signal = request.signal ? AbortSignal.any([request.signal, deadline]) : deadline;
+    let text: string;
+    let response: Response;
+    try {
+      response = await this.#send({ ...request, signal });
+      text = await response.text();
+    } catch (error) {
+      throw this.#timedOut(request, deadline, error);
+    }
     if (!response.ok) throw this.#error(request, response.status, text);
     return (text ? JSON.parse(text) : {}) as T;
   }
 
-  /** Opens a streaming response (watch); the caller reads `body`. Throws `KubeError` on non-2xx. */
-  async stream(request: KubeRequest): Promise<Response> {
-    const response = await this.#send(request);
-    if (!response.ok) throw this.#error(request, response.status, await response.text());
-    return response;
+  /**
+   * Opens a watch and yields its events. The answer's headers must come within the request
+   * deadline; after that the stream is cut (a `KubeError`) once it has been silent for the
+   * watch idle deadline. Throws `KubeError` on non-2xx. `onOpen` runs once the server has answered.
+   */
+  async *watch(request: KubeRequest, onOpen?: () => void): AsyncGenerator<WatchEvent> {
+    const idle = new IdleDeadline(
+      this.#watchIdleMs,
+      () => new Error(`no event or bookmark for ${this.#watchIdleMs / 1000} s`),
+    );
+    const deadline = AbortSignal.timeout(this.#requestTimeoutMs);
+    const opening = AbortSignal.any([idle.signal, deadline, ...(request.signal ? [request.signal] : [])]);
+    const streaming = AbortSignal.any([idle.signal, ...(request.signal ? [request.signal] : [])]);
+    // One controller for the fetch: the opening deadline applies until the headers arrive only.
+    const abort = new AbortController();
+    const forward = (from: AbortSignal) => () => abort.abort(from.reason);
+    let stopForwarding = _onAbort(opening, forward(opening));
+    try {
+      let response: Response;
+      try {
+        response = await this.#send({ ...request, signal: abort.signal });
+        if (!response.ok) throw this.#error(request, response.status, await response.text());
+      } catch (error) {
+        throw this.#timedOut(request, deadline, error, idle);
+      }
+      stopForwarding();
+      stopForwarding = _onAbort(streaming, forward(streaming));
+      onOpen?.();
+      try {
+        for await (const event of watchEvents(response.body!)) {
+          idle.touch();
+          yield event;
+        }
+      } catch (error) {
+        throw this.#timedOut(request, undefined, error, idle);
+      } finally {
+        await response.body?.cancel().catch(() => {});
+      }
+    } finally {
+      stopForwarding();
+      idle.clear();
+      abort.abort();
+    }
   }
 
   close(): void {
@@ -110,6 +196,7 @@ export class KubeClient {
           body: request.body !== undefined ? JSON.stringify(request.body) : undefined,
         });
       } catch (error) {
+        // Our own deadline is reported by the caller (`#timedOut`), a caller's abort as is.
         if (request.signal?.aborted) throw error;
         this.#reachable = false;
         this.#lastFailure = (error as Error).message;
@@ -136,6 +223,34 @@ export class KubeClient {
     }
   }
 
+  /** Rewrites an abort caused by one of our deadlines into a `KubeError` that says so. */
+  #timedOut(
+    request: KubeRequest,
+    deadline: AbortSignal | undefined,
+    error: unknown,
+    idle?: IdleDeadline,
+  ): unknown {
+    if (error instanceof KubeError || request.signal?.aborted) return error;
+    if (idle?.expired) {
+      return new WatchStalled(
+        `Kubernetes watch on ${_describe(request)} at ${this.server}: watch stalled: ${
+          (idle.signal.reason as Error).message
+        }`,
+        _target(request),
+        { cause: error },
+      );
+    }
+    if (!deadline?.aborted) return error;
+    const what = `no answer within ${this.#requestTimeoutMs / 1000} s`;
+    this.#reachable = false;
+    this.#lastFailure = what;
+    return new KubeError(
+      `Kubernetes ${request.verb} on ${_describe(request)} at ${this.server}: ${what}`,
+      _target(request),
+      { cause: error },
+    );
+  }
+
   #error(request: KubeRequest, status: number, text: string): KubeError {
     let reason = text.slice(0, 300);
     try {
@@ -158,6 +273,15 @@ export class KubeClient {
     }
     return new KubeError(message, { ..._target(request), status });
   }
+}
+
+function _onAbort(signal: AbortSignal, listener: () => void): () => void {
+  if (signal.aborted) {
+    listener();
+    return () => {};
+  }
+  signal.addEventListener("abort", listener, { once: true });
+  return () => signal.removeEventListener("abort", listener);
 }
 
 function _target(r: KubeTarget): KubeTarget {

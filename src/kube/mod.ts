@@ -5,6 +5,7 @@
  * core's budget planner.
  */
 import type { KubeSettings } from "../config/config.ts";
+import type { KubeTimeouts } from "../config/env.ts";
 import type { Logger } from "../ops/log.ts";
 import { KubeBudgetPort } from "./budget_port.ts";
 import { DgdCache, type DgdCacheState } from "./cache.ts";
@@ -13,6 +14,7 @@ import { loadCredentials } from "./credentials.ts";
 import { managedDgdNames } from "./participants.ts";
 import { type ApiVersions, discoverVersions } from "./resources.ts";
 import { KubeScaler } from "./scaler.ts";
+import { pause } from "../timing.ts";
 
 export { KubeClient } from "./client.ts";
 export { KubeScaler } from "./scaler.ts";
@@ -29,9 +31,16 @@ export async function openKubeClient(
   serviceAccountDir: string,
   getEnv: (name: string) => string | undefined,
   logger: Logger,
+  timeouts: KubeTimeouts = {},
 ): Promise<OpenedKubeClient> {
   const credentials = await loadCredentials({ serviceAccountDir, getEnv });
-  return { client: new KubeClient(credentials, logger), source: credentials.source };
+  return {
+    client: new KubeClient(credentials, logger, {
+      requestTimeoutMs: timeouts.requestTimeoutMs,
+      watchIdleMs: timeouts.watchIdleMs,
+    }),
+    source: credentials.source,
+  };
 }
 
 export interface BudgetWiring {
@@ -60,14 +69,15 @@ const FIRST_LIST_WAIT_MS = 10_000;
  * to its owner. Otherwise (tests) a client is opened from `getEnv` and closed with the connector.
  */
 export async function connectKubernetes(
-  settings: KubeSettings,
+  settings: KubeSettings & KubeTimeouts,
   getEnv: (name: string) => string | undefined,
   logger: Logger,
   budget?: BudgetWiring,
   shared?: OpenedKubeClient,
 ): Promise<KubeConnector> {
   const owned = shared === undefined;
-  const { client, source } = shared ?? await openKubeClient(settings.serviceAccountDir, getEnv, logger);
+  const { client, source } = shared ??
+    await openKubeClient(settings.serviceAccountDir, getEnv, logger, settings);
   let versions: Promise<ApiVersions> | undefined;
   // Discovered once, on first use; a failure is not cached so the next request retries.
   const apiVersions = () =>
@@ -119,10 +129,8 @@ export async function connectKubernetes(
 
 /** Upstream logs a failed start-up listing and continues; so do we, while the cache retries. */
 async function _firstList(cache: DgdCache, logger: Logger) {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const waited = new Promise<"timeout">((
-    resolve,
-  ) => (timer = setTimeout(() => resolve("timeout"), FIRST_LIST_WAIT_MS)));
+  const done = new AbortController();
+  const waited = pause(FIRST_LIST_WAIT_MS, done.signal).then(() => "timeout" as const);
   try {
     const result = await Promise.race([cache.start().then(() => "synced" as const), waited]);
     if (result === "timeout") {
@@ -133,6 +141,6 @@ async function _firstList(cache: DgdCache, logger: Logger) {
       error: String(error),
     });
   } finally {
-    clearTimeout(timer);
+    done.abort();
   }
 }

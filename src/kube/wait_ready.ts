@@ -4,12 +4,12 @@
  * replicas, `status.observedGeneration` (when published) has caught up with
  * `metadata.generation`, and the `Ready` condition is `True`.
  */
-import { BlockingTimeout, GlobalPlannerError, KubeError } from "../errors.ts";
+import { BlockingTimeout, errorText, GlobalPlannerError, KubeError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import type { KubeClient } from "./client.ts";
 import { type DgdApiVersion, type DgdView, viewDgd } from "./dgd.ts";
 import { dgdRequest, dgdWatchRequest, type ObjectRef } from "./resources.ts";
-import { watchEvents } from "./watch_events.ts";
+import { backoffMs, MAX_TIMER_MS, pause } from "../timing.ts";
 
 export interface WaitOptions {
   client: KubeClient;
@@ -44,28 +44,51 @@ export async function waitReady(options: WaitOptions): Promise<DgdView> {
   const timeoutText = `Graph deployment '${ref.name}' is not ready after ${
     Math.round(options.timeoutMs / 1000)
   } seconds`;
+  const timer = AbortSignal.timeout(Math.min(options.timeoutMs, MAX_TIMER_MS));
+  const signal = AbortSignal.any([options.signal, timer]);
   let view = options.latest;
+  /** The view's resourceVersion may be stale (410, or a broken watch): read the DGD again first. */
+  let reread = false;
+  let failures = 0;
   while (true) {
-    if (settled(view, written)) return view;
-    const left = deadline - Date.now();
-    if (left <= 0) throw new BlockingTimeout(timeoutText);
-    const timer = AbortSignal.timeout(left);
-    const signal = AbortSignal.any([options.signal, timer]);
-    let expired = false;
     try {
-      const response = await client.stream({
+      if (reread) {
+        view = viewDgd(
+          await client.json({ method: "GET", verb: "get", ...dgdRequest(version, ref), signal }),
+        );
+        reread = false;
+      }
+      if (settled(view, written)) return view;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new BlockingTimeout(timeoutText);
+      let events = 0;
+      const began = Date.now();
+      const stream = client.watch({
         method: "GET",
         verb: "watch",
-        ...dgdWatchRequest(version, ref, view.resourceVersion ?? "0", left / 1000),
+        // Short watches, resumed: below the client's idle deadline (no bookmarks on quiet watches).
+        ...dgdWatchRequest(
+          version,
+          ref,
+          view.resourceVersion ?? "0",
+          Math.min(left / 1000, WAIT_WATCH_SECONDS),
+        ),
         signal,
       });
-      for await (const event of watchEvents(response.body!)) {
+      for await (const event of stream) {
+        events++;
         if (event.type === "ERROR") {
-          expired = (event.object as { code?: number })?.code === 410;
+          const status = event.object as { code?: number; message?: string } | undefined;
+          if (status?.code !== 410) {
+            throw new GlobalPlannerError(
+              `DGD watch ERROR event ${status?.code ?? "?"}: ${status?.message ?? ""}`,
+            );
+          }
+          reread = true;
           break;
         }
         if (event.type === "DELETED") {
-          throw new GlobalPlannerError(`Graph deployment '${ref.name}' was deleted while waiting for Ready`);
+          throw new DgdDeleted(`Graph deployment '${ref.name}' was deleted while waiting for Ready`);
         }
         if (event.type === "BOOKMARK") {
           const rv = (event.object as { metadata?: { resourceVersion?: string } })?.metadata?.resourceVersion;
@@ -74,6 +97,17 @@ export async function waitReady(options: WaitOptions): Promise<DgdView> {
         }
         view = viewDgd(event.object);
         if (settled(view, written)) return view;
+      }
+      // The server ended the watch (its timeout, or 410): resume. Only a watch that delivered
+      // nothing and ended at once counts against the backoff, so a flapping server cannot make
+      // this spin while a quiet watch that ran its course resumes without delay.
+      if (events > 0 || Date.now() - began >= SHORT_WATCH_MS) failures = 0;
+      else {
+        failures++;
+        logger.debug("DGD watch ended at once without events; resuming after a backoff", {
+          dgd: ref.name,
+          failures,
+        });
       }
     } catch (error) {
       if (options.signal.aborted) {
@@ -84,26 +118,31 @@ export async function waitReady(options: WaitOptions): Promise<DgdView> {
             "the replicas were written, readiness was not confirmed",
         );
       }
-      if (timer.aborted) throw new BlockingTimeout(timeoutText);
-      if (error instanceof GlobalPlannerError && !(error instanceof KubeError)) throw error;
+      if (timer.aborted || error instanceof BlockingTimeout) throw new BlockingTimeout(timeoutText);
+      if (error instanceof DgdDeleted) throw error;
       // Denied or unauthenticated: waiting longer cannot help, and polling would hide the RBAC gap.
       if (error instanceof KubeError && (error.detail.status === 401 || error.detail.status === 403)) {
         throw error;
       }
-      logger.warn("DGD watch failed; re-reading", { dgd: ref.name, error: String(error) });
-      expired = true;
-      await new Promise((r) => setTimeout(r, 500));
+      if (error instanceof KubeError && error.detail.status === 404) throw error;
+      failures++;
+      reread = true;
+      logger.warn("DGD watch failed; re-reading after a backoff", {
+        dgd: ref.name,
+        error: errorText(error),
+        failures,
+      });
     }
-    if (expired) {
-      // resourceVersion too old (410) or the watch broke: start again from a fresh read.
-      view = viewDgd(
-        await client.json({
-          method: "GET",
-          verb: "get",
-          ...dgdRequest(version, ref),
-          signal: options.signal,
-        }),
-      );
+    if (failures > 0) {
+      await pause(backoffMs(failures, WAIT_BACKOFF), signal);
     }
   }
 }
+
+const WAIT_BACKOFF = { firstMs: 250, maxMs: 10_000 };
+const WAIT_WATCH_SECONDS = 60;
+/** A watch that ends sooner than this without any event is a failure (backoff), not a resume. */
+const SHORT_WATCH_MS = 1_000;
+
+/** The DGD went away during the wait: no retry can bring it back. */
+class DgdDeleted extends GlobalPlannerError {}

@@ -9,12 +9,10 @@ import type {
   WorkerMetadataObject,
 } from "../runtime/discovery/worker_metadata.ts";
 import { DWM_FIELD_MANAGER } from "../runtime/discovery/worker_metadata.ts";
-import type { KubeClient } from "./client.ts";
+import { type KubeClient, SERVER_WATCH_TIMEOUT_SECONDS } from "./client.ts";
 import { GROUP } from "./resources.ts";
-import { watchEvents } from "./watch_events.ts";
 
 export const DWM = "dynamoworkermetadatas";
-const WATCH_TIMEOUT_SECONDS = 300;
 const enc = encodeURIComponent;
 
 export class KubeWorkerMetadataApi implements WorkerMetadataApi {
@@ -53,9 +51,9 @@ export class KubeWorkerMetadataApi implements WorkerMetadataApi {
       fieldSelector: `metadata.name=${name}`,
       resourceVersion,
       allowWatchBookmarks: "true",
-      timeoutSeconds: String(WATCH_TIMEOUT_SECONDS),
+      timeoutSeconds: String(SERVER_WATCH_TIMEOUT_SECONDS),
     });
-    const response = await this.#client.stream({
+    yield* this.#client.watch({
       method: "GET",
       verb: "watch",
       group: GROUP,
@@ -65,6 +63,5 @@ export class KubeWorkerMetadataApi implements WorkerMetadataApi {
       path: `/apis/${GROUP}/v1alpha1/namespaces/${enc(namespace)}/${DWM}?${query}`,
       signal,
     });
-    yield* watchEvents(response.body!);
   }
 }

@@ -33,9 +33,29 @@ export function parseLogLevel(value: string | undefined): LogLevel {
 export type LogSink = (line: string) => void;
 
 const encoder = new TextEncoder();
-const _stderrSink: LogSink = (line) => {
-  Deno.stderr.writeSync(encoder.encode(line + "\n"));
-};
+
+/** Anything with Deno's `writeSync` contract: it may write fewer bytes than it was given. */
+export interface SyncWriter {
+  writeSync(bytes: Uint8Array): number;
+}
+
+/**
+ * A sink writing each line whole: `writeSync` on a pipe may take only part of a buffer (a
+ * full pipe, a signal), so the rest is written until nothing is left, and lines never
+ * interleave or lose their tail.
+ */
+export function writerSink(writer: SyncWriter): LogSink {
+  return (line) => {
+    let bytes = encoder.encode(line + "\n");
+    while (bytes.length > 0) {
+      const written = writer.writeSync(bytes);
+      if (written <= 0) return; // a closed stderr: nowhere left to log
+      bytes = bytes.subarray(written);
+    }
+  };
+}
+
+const _stderrSink: LogSink = writerSink(Deno.stderr);
 
 export interface LoggerOptions {
   level?: LogLevel;

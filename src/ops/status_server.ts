@@ -100,12 +100,20 @@ function _route(
   log: Logger,
 ): Response {
   const path = new URL(request.url).pathname;
-  const isHealth = path === settings.healthPath || path === settings.livePath;
-  if (!isHealth && path !== METRICS_PATH) {
+  const isHealth = path === settings.healthPath;
+  const isLive = path === settings.livePath && !isHealth;
+  if (!isHealth && !isLive && path !== METRICS_PATH) {
     return _text(request, 404, "Route not found", HEALTH_CONTENT_TYPE);
   }
   if (request.method !== "GET" && request.method !== "HEAD") {
     return new Response(null, { status: 405, headers: { allow: "GET,HEAD" } });
+  }
+  if (isLive) {
+    // Liveness is the process and its event loop, which answering proves. Registration and the
+    // Kubernetes API are readiness: an outage outside this process must not make the kubelet
+    // restart every replica.
+    const body = JSON.stringify({ status: "live", uptime: _uptime(performance.now()) });
+    return _text(request, 200, body, HEALTH_CONTENT_TYPE);
   }
   if (isHealth) {
     const { status, body } = _healthBody(readiness, log);

@@ -74,7 +74,6 @@ export function responseOpener(writeTimeoutMs: number): ResponseOpener {
 export async function startEndpointHost(options: HostOptions): Promise<EndpointHost> {
   const { logger } = options;
   const discovery = await openDiscovery(options.runtime, logger, options.workerMetadata);
-  const hex = instanceHex(discovery.instanceId);
   let plane: TcpRequestPlane;
   try {
     plane = TcpRequestPlane.listen(options.runtime.tcp, logger);
@@ -87,10 +86,13 @@ export async function startEndpointHost(options: HostOptions): Promise<EndpointH
     responseOpener(options.runtime.tcp.writeTimeoutMs),
     logger,
   );
-  const records: EndpointRecord[] = options.endpoints.map((endpoint) => {
-    const path = { namespace: options.namespace, component: options.component, endpoint: endpoint.name };
-    return { ...path, instanceId: discovery.instanceId, transport: plane.route(dispatcher, path, hex) };
-  });
+  // Called again with a new id when etcd discovery re-registers under a new lease; the old
+  // routes stay, so callers still holding the old record are served until they move on.
+  const records = (instanceId: bigint): EndpointRecord[] =>
+    options.endpoints.map((endpoint) => {
+      const path = { namespace: options.namespace, component: options.component, endpoint: endpoint.name };
+      return { ...path, instanceId, transport: plane.route(dispatcher, path, instanceHex(instanceId)) };
+    });
   plane.serve(dispatcher);
   try {
     await discovery.register(records);
@@ -102,11 +104,15 @@ export async function startEndpointHost(options: HostOptions): Promise<EndpointH
 
   let stopped: Promise<void> | undefined;
   return {
-    instanceId: discovery.instanceId,
+    get instanceId() {
+      return discovery.instanceId;
+    },
     address: plane.address,
     discovery,
     dispatcher,
-    records,
+    get records() {
+      return discovery.records;
+    },
     stop(graceMs: number, afterDeregister?: () => void) {
       stopped ??= (async () => {
         await discovery.deregister();

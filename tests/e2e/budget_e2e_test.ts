@@ -75,8 +75,6 @@ async function watchedDgds(env: Record<string, string>, count: number) {
 
 Deno.test({
   name: "GPU budget end to end: ceiling, pairing with a fresh intent, floor, fail closed",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn(t) {
     await assertVenv();
     let cluster: KubeCluster | undefined;

@@ -86,8 +86,6 @@ const twoRoles = {
 
 Deno.test({
   name: "DGD cache on a real API server",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn(t) {
     const cluster = await startKubeCluster();
     try {

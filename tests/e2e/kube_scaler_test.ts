@@ -61,8 +61,6 @@ const target = (sub: "prefill" | "decode", n: number, component_name?: string) =
 
 Deno.test({
   name: "Kubernetes connector on a real API server",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn(t) {
     const cluster = await startKubeCluster();
     let kube: KubeConnector | undefined;

@@ -35,8 +35,6 @@ async function saDir(cluster: KubeCluster, token: string): Promise<string> {
 
 Deno.test({
   name: "Kubernetes transport and credentials on a real API server",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn(t) {
     const cluster = await startKubeCluster({ extraCrdFiles: [upstreamDwmCrd()] });
     try {

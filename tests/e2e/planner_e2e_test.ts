@@ -46,8 +46,6 @@ async function plan(
 
 Deno.test({
   name: "upstream GlobalPlannerConnector → our service (in-cluster, deploy/rbac.yaml) → DGD replicas",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn(t) {
     await assertVenv(); // no venv, no test: fail loudly before starting anything
     let cluster: KubeCluster | undefined;

@@ -15,8 +15,6 @@ const NS = "shutdown";
 
 Deno.test({
   name: "SIGTERM during a blocking scale request: answered with an error, deregistered, exit 0",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const cluster = await startKubeCluster();
     const etcd = await startEtcd();

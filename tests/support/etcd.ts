@@ -10,6 +10,9 @@ export interface EtcdServer {
   call<T = Record<string, unknown>>(path: string, body: unknown): Promise<T>;
   /** All keys and values under a prefix, decoded. */
   list(prefix: string): Promise<{ key: string; value: string; lease?: string }[]>;
+  /** Stops the process (an outage), keeping its data; `restart()` brings it back on the same ports. */
+  kill(): Promise<void>;
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -25,7 +28,7 @@ export async function startEtcd(): Promise<EtcdServer> {
   const clientPort = freePort();
   const peerPort = freePort();
   const endpoint = `http://127.0.0.1:${clientPort}`;
-  const child = new Deno.Command(ETCD_BIN, {
+  const command = new Deno.Command(ETCD_BIN, {
     args: [
       `--data-dir=${dir}`,
       `--listen-client-urls=${endpoint}`,
@@ -38,8 +41,9 @@ export async function startEtcd(): Promise<EtcdServer> {
     ],
     stdout: "null",
     stderr: "piped",
-  }).spawn();
-  const stderr = new Response(child.stderr).text();
+  });
+  let child = command.spawn();
+  let stderr = new Response(child.stderr).text();
 
   const call = async <T>(path: string, body: unknown): Promise<T> => {
     const response = await fetch(endpoint + path, { method: "POST", body: JSON.stringify(body) });
@@ -47,16 +51,19 @@ export async function startEtcd(): Promise<EtcdServer> {
     if (!response.ok) throw new Error(`etcd ${path}: HTTP ${response.status} ${text}`);
     return JSON.parse(text.split("\n")[0]) as T;
   };
-  const stop = async () => {
+  const kill = async () => {
     try {
       child.kill("SIGTERM");
     } catch { /* already gone */ }
     await child.status;
     await stderr;
+  };
+  const stop = async () => {
+    await kill();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
-  try {
-    await waitFor(
+  const healthy = () =>
+    waitFor(
       async () => {
         try {
           return (await fetch(`${endpoint}/health`).then((r) => r.text())).includes("true");
@@ -67,6 +74,8 @@ export async function startEtcd(): Promise<EtcdServer> {
       "etcd health",
       15_000,
     );
+  try {
+    await healthy();
   } catch (error) {
     await stop();
     throw new Error(`etcd did not start: ${(error as Error).message}\n${await stderr}`);
@@ -82,6 +91,12 @@ export async function startEtcd(): Promise<EtcdServer> {
         { key: enc(prefix), range_end: enc(end) },
       );
       return (reply.kvs ?? []).map((kv) => ({ key: atob(kv.key), value: atob(kv.value), lease: kv.lease }));
+    },
+    kill,
+    async restart() {
+      child = command.spawn();
+      stderr = new Response(child.stderr).text();
+      await healthy();
     },
     stop,
   };

@@ -141,11 +141,11 @@ export async function startService(options: ServiceOptions): Promise<ServiceProc
     throw error;
   }
   return {
+    pid: child.pid,
     logs,
     ready,
     waitForLog,
     status,
-    pid: child.pid,
     stdout: status.then(() => stdoutDone),
     async stop(signal: Deno.Signal = "SIGTERM") {
       try {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createLogger, parseLogLevel } from "../../src/ops/log.ts";
+import { createLogger, parseLogLevel, writerSink } from "../../src/ops/log.ts";
 
 Deno.test("DYN_LOG levels as the runtime reads them; unknown → info", () => {
   assert.equal(parseLogLevel(undefined), "info");
@@ -32,4 +32,29 @@ Deno.test("text format for terminals; child loggers add fields", () => {
   );
   logger.warn("not ready", { n: 1 });
   assert.equal(lines[0], '1970-01-01T00:00:00.000Z WARN  not ready dgd="a b" n=1');
+});
+
+Deno.test("the stderr sink writes the rest of a line after a partial write", () => {
+  const chunks: Uint8Array[] = [];
+  // At most 7 bytes per call, as a full pipe may take.
+  const sink = writerSink({
+    writeSync(bytes) {
+      const n = Math.min(7, bytes.length);
+      chunks.push(bytes.slice(0, n));
+      return n;
+    },
+  });
+  const logger = createLogger({ sink, clock: () => new Date(0) });
+  logger.info("é partial writes", { field: "x".repeat(40) });
+  logger.warn("second");
+  const text = new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
+  const lines = text.split("\n");
+  assert.equal(lines.length, 3);
+  assert.equal(lines[2], "");
+  assert.equal(JSON.parse(lines[0]).message, "é partial writes");
+  assert.equal(JSON.parse(lines[0]).field, "x".repeat(40));
+  assert.equal(JSON.parse(lines[1]).message, "second");
+  assert.ok(chunks.every((c) => c.length <= 7));
+  // A writer that takes nothing (closed stderr) does not hang the logger.
+  writerSink({ writeSync: () => 0 })("dropped");
 });

@@ -29,9 +29,9 @@ async function withServer(
   }
 }
 
-Deno.test("ready: 200 with the runtime's JSON on both health and live paths; port is logged", async () => {
+Deno.test("ready: 200 with the runtime's JSON on the health path; port is logged", async () => {
   await withServer(() => READY, async (base, lines) => {
-    for (const path of ["/health", "/live"]) {
+    for (const path of ["/health"]) {
       const response = await fetch(base + path);
       assert.equal(response.status, 200);
       assert.equal(response.headers.get("content-type"), "text/plain; charset=utf-8");
@@ -67,10 +67,38 @@ Deno.test("a throwing readiness probe answers 503 instead of crashing", async ()
   await withServer(() => {
     throw new Error("boom");
   }, async (base) => {
-    const response = await fetch(base + "/live");
+    const response = await fetch(base + "/health");
     assert.equal(response.status, 503);
     assert.match((await response.json()).reason, /boom/);
   });
+});
+
+Deno.test("/live reports the process only: 200 while readiness is 503 or its probe throws", async () => {
+  let probed = 0;
+  const cases: (() => Readiness)[] = [
+    () => READY,
+    () => ({ ready: false, endpoints: {}, reason: "Kubernetes API not reachable" }),
+    () => {
+      throw new Error("boom");
+    },
+  ];
+  for (const readiness of cases) {
+    await withServer(() => {
+      probed++;
+      return readiness();
+    }, async (base) => {
+      const response = await fetch(base + "/live");
+      assert.equal(response.status, 200);
+      const body = await response.json();
+      assert.deepEqual(Object.keys(body), ["status", "uptime"]);
+      assert.equal(body.status, "live");
+      assert.ok(Number.isInteger(body.uptime.secs));
+      const head = await fetch(base + "/live", { method: "HEAD" });
+      assert.equal(head.status, 200);
+      await head.body?.cancel();
+    });
+  }
+  assert.equal(probed, 0, "liveness never asks readiness");
 });
 
 Deno.test("custom health and live paths replace the defaults", async () => {

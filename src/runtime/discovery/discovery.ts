@@ -12,14 +12,22 @@ export interface EndpointRecord {
   transport: Record<string, string>;
 }
 
+/**
+ * Builds the records for an instance id. A backend that must re-create its registration under
+ * a new id (etcd, after losing its lease) calls it again.
+ */
+export type RecordSource = (instanceId: bigint) => EndpointRecord[];
+
 export interface Discovery {
-  /** This process's instance id (etcd lease id, or random for the file backend). */
+  /** This process's instance id (etcd lease id, or random for the file backend); etcd's may change. */
   readonly instanceId: bigint;
+  /** The records registered now (under `instanceId`). */
+  readonly records: EndpointRecord[];
   /** Registers every record; resolves when all are visible to callers. */
-  register(records: EndpointRecord[]): Promise<void>;
+  register(records: EndpointRecord[] | RecordSource): Promise<void>;
   /** Removes this process's records (first step of a graceful shutdown). */
   deregister(): Promise<void>;
-  /** Rejects when the registration is lost for good (e.g. the etcd lease expired). */
+  /** Rejects when the registration is lost for good (etcd lease expired, with exit-on-loss set). */
   readonly lost: Promise<never>;
   /** True while the registration is known to be alive. */
   readonly healthy: boolean;

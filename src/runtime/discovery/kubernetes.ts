@@ -23,7 +23,7 @@
 import type { KubeIdentity } from "../../config/env.ts";
 import { DiscoveryError, errorText } from "../../errors.ts";
 import type { Logger } from "../../ops/log.ts";
-import type { Discovery, EndpointRecord } from "./discovery.ts";
+import type { Discovery, EndpointRecord, RecordSource } from "./discovery.ts";
 import { kubeInstanceId } from "./instance_id.ts";
 import {
   publishedState,
@@ -121,9 +121,15 @@ export class KubernetesDiscovery implements Discovery {
     return workerMetadataObject(this.#identity, this.#records);
   }
 
-  async register(records: EndpointRecord[]): Promise<void> {
+  /** The id is derived from the CR name, so it never changes: a source is called once. */
+  get records(): EndpointRecord[] {
+    return this.#records;
+  }
+
+  async register(records: EndpointRecord[] | RecordSource): Promise<void> {
     if (this.#closed) throw new DiscoveryError("Kubernetes discovery is closed");
-    this.#records = [...this.#records, ...records];
+    const added = typeof records === "function" ? records(this.instanceId) : records;
+    this.#records = [...this.#records, ...added];
     await this.#publish(this.#clock() + this.#startTimeoutMs);
     this.#registered = true;
     this.#logger.info("DynamoWorkerMetadata published", this.#fields());
