@@ -24,6 +24,7 @@ import type { KubeIdentity } from "../../config/env.ts";
 import { DiscoveryError, errorText } from "../../errors.ts";
 import type { Logger } from "../../ops/log.ts";
 import type { Discovery, EndpointRecord, RecordSource } from "./discovery.ts";
+import { backoffMs, pause } from "../../timing.ts";
 import { kubeInstanceId } from "./instance_id.ts";
 import {
   publishedState,
@@ -62,19 +63,6 @@ function _status(error: unknown): number | undefined {
   return (error as { detail?: { status?: number } })?.detail?.status;
 }
 
-function _abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done);
-  });
-}
-
 export class KubernetesDiscovery implements Discovery {
   readonly instanceId: bigint;
   /** Never rejects: a lost registration is re-applied, not fatal. */
@@ -107,7 +95,7 @@ export class KubernetesDiscovery implements Discovery {
     this.#maxMs = options.backoffMaxMs ?? 10_000;
     this.#deregisterTimeoutMs = options.deregisterTimeoutMs ?? 5_000;
     this.#clock = options.clock ?? Date.now;
-    this.#sleep = options.sleep ?? _abortableSleep;
+    this.#sleep = options.sleep ?? ((ms, signal) => pause(ms, signal).then(() => {}));
     this.#random = options.random ?? Math.random;
     this.instanceId = kubeInstanceId(options.identity.crName);
   }
@@ -209,8 +197,7 @@ export class KubernetesDiscovery implements Discovery {
   }
 
   #delay(attempt: number): number {
-    const base = Math.min(this.#maxMs, this.#firstMs * 2 ** Math.min(attempt - 1, 20));
-    return base * (0.5 + this.#random() * 0.5);
+    return backoffMs(attempt, { firstMs: this.#firstMs, maxMs: this.#maxMs, random: this.#random });
   }
 
   async #watchLoop(): Promise<void> {
