@@ -74,13 +74,24 @@ Deno.test("start path: inline JSON --config", async () => {
 });
 
 Deno.test("a --config file outside the read list is named with the permission to add (exit 2)", async () => {
-  // The working directory (the project root) is not in the service's read list.
-  const out = await serviceCommand(["--config", "deno.json"], { DYN_NAMESPACE: NS }).output();
-  assert.equal(out.code, 2);
-  assert.match(
-    new TextDecoder().decode(out.stderr),
-    /--config: no permission to read deno\.json \(see the read list in deno\.json\)/,
-  );
+  // /var/tmp is not in the service's read list (/tmp is, and so may be the clone itself).
+  const dir = await Deno.makeTempDir({ dir: "/var/tmp", prefix: "gp-start-unreadable-" });
+  try {
+    const path = `${dir}/planner.json`;
+    await Deno.writeTextFile(path, '{"no_operation": true}');
+    const out = await serviceCommand(["--config", path], { DYN_NAMESPACE: NS }).output();
+    assert.equal(out.code, 2);
+    assert.match(
+      new TextDecoder().decode(out.stderr),
+      new RegExp(
+        `--config: no permission to read ${
+          path.replaceAll(".", "\\.")
+        } \\(see the read list in deno\\.json\\)`,
+      ),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 for (
