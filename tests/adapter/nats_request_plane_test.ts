@@ -224,9 +224,8 @@ Deno.test("NATS plane: close drains — every ACKed request is answered, nothing
     await closing;
     await h.dispatcher.drain(5_000);
     const acked = results.filter((r) => r.ack === "").map((r) => r.id);
+    assert.ok(acked.length > 0);
     for (const id of acked) assert.deepEqual(await h.answer(id), answered({ echo: id }));
-      assert.equal(h.collector.count(`subject-${id}`) + (await h.answer(id)).length > 0, true);
-    }
     assert.equal(h.collector.duplicates.length, 0);
     assert.equal(h.collector.total, acked.length, "only ACKed requests were answered");
     // After close nobody is subscribed: the caller gets no responder, not a silent ACK.
