@@ -17,19 +17,34 @@ async function openssl(dir: string, args: string[]): Promise<void> {
 
 /** A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA. */
 async function makeCerts(dir: string): Promise<void> {
-  await openssl(dir, ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca"]
-    .concat(["-keyout", "ca.key", "-out", "ca.pem"]));
-  for (const [name, ext] of [["server", "subjectAltName=IP:127.0.0.1"], ["client", "extendedKeyUsage=clientAuth"]]) {
-    await openssl(dir, ["req", "-newkey", "rsa:2048", "-nodes", "-subj", `/CN=${name}`]
-      .concat(["-keyout", `${name}.key`, "-out", `${name}.csr`]));
+  await openssl(
+    dir,
+    ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca"]
+      .concat(["-keyout", "ca.key", "-out", "ca.pem"]),
+  );
+  for (
+    const [name, ext] of [["server", "subjectAltName=IP:127.0.0.1"], [
+      "client",
+      "extendedKeyUsage=clientAuth",
+    ]]
+  ) {
+    await openssl(
+      dir,
+      ["req", "-newkey", "rsa:2048", "-nodes", "-subj", `/CN=${name}`]
+        .concat(["-keyout", `${name}.key`, "-out", `${name}.csr`]),
+    );
     await Deno.writeTextFile(`${dir}/${name}.ext`, `${ext}\n`);
-    await openssl(dir, ["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key"]
-      .concat(["-CAcreateserial", "-days", "1", "-extfile", `${name}.ext`, "-out", `${name}.pem`]));
+    await openssl(
+      dir,
+      ["x509", "-req", "-in", `${name}.csr`, "-CA", "ca.pem", "-CAkey", "ca.key"]
+        .concat(["-CAcreateserial", "-days", "1", "-extfile", `${name}.ext`, "-out", `${name}.pem`]),
+    );
   }
 }
 
 Deno.test({
-  name: "NATS TLS: tls:// with NATS_TLS_CA_CERT_PATH and a client certificate; a 1.6.1 caller on TLS calls us",
+  name:
+    "NATS TLS: tls:// with NATS_TLS_CA_CERT_PATH and a client certificate; a 1.6.1 caller on TLS calls us",
   // nats-server, the service and the Python driver are subprocesses whose pipes Deno counts.
   sanitizeOps: false,
   sanitizeResources: false,

@@ -17,6 +17,8 @@ import {
   nkeyAuthenticator,
   type Subscription,
 } from "@nats-io/nats-core";
+import { isIP } from "node:net";
+import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import type { NatsSettings } from "../../config/nats.ts";
 import type { TcpSettings } from "../../config/env.ts";
 import { ConfigError, errorText, RequestPlaneError } from "../../errors.ts";
@@ -244,6 +246,14 @@ export class NatsRequestPlane implements RequestPlane {
 
 type ConnectAuth = Record<string, unknown>;
 
+/** `host` of `host:port` / `[v6]:port`. */
+function hostOf(server: string): string {
+  const v6 = /^\[([^\]]+)\]/.exec(server);
+  if (v6) return v6[1];
+  const colon = server.lastIndexOf(":");
+  return colon < 0 ? server : server.slice(0, colon);
+}
+
 /** The nats.js options for `NATS_AUTH_*` and `NATS_TLS_*`; files are read here, with clear errors. */
 async function connectionAuth(settings: NatsSettings, readFile: TextFileReader): Promise<ConnectAuth> {
   const read = async (what: string, path: string) => {
@@ -279,6 +289,13 @@ async function connectionAuth(settings: NatsSettings, readFile: TextFileReader):
     if (tls.keyFile) node.key = await read("NATS_TLS_CLIENT_KEY_PATH", tls.keyFile);
     // Passed through to node:tls by the transport.
     if (tls.insecure) node.rejectUnauthorized = false;
+    // nats.js leaves the name empty for an IP address, and Deno's node:tls then checks the
+    // certificate against "localhost" (an IP may not be a servername): check it against the
+    // server's address instead. Host names are checked by nats.js/node:tls as usual.
+    const host = hostOf(settings.servers[0]);
+    if (isIP(host) && settings.servers.length === 1) {
+      node.checkServerIdentity = (_name: string, cert: PeerCertificate) => checkServerIdentity(host, cert);
+    }
     options.tls = node;
   }
   return options;
