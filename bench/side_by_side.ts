@@ -11,11 +11,17 @@
  *   --no-kube                               skip the Kubernetes phase (bench/kube_scale.ts: real
  *                                           kube-apiserver, non-blocking scale writing one DGD),
  *                                           which otherwise runs last, with the same --smoke/--json
+ *   --no-nats                               skip the NATS phase: this script again with
+ *                                           --plane nats (a private nats-server; the three targets
+ *                                           and the caller on DYN_REQUEST_PLANE=nats), run after the
+ *                                           Kubernetes phase, with the same --smoke/--json
+ *   --plane tcp|nats                        the request plane of this run (default tcp)
  *
  * No assertion on timings: the run fails only if a process cannot be started or a target does
  * not answer at all. Failed/lost responses are counted and printed.
  */
 import { parseArgs } from "node:util";
+import { type NatsServer, startNats } from "../tests/support/nats.ts";
 import { type Json, JsonLines as Lines } from "./_json_lines.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
@@ -29,8 +35,27 @@ const { values: flags } = parseArgs({
     smoke: { type: "boolean", default: false },
     json: { type: "string" },
     "no-kube": { type: "boolean", default: false },
+    "no-nats": { type: "boolean", default: false },
+    plane: { type: "string", default: "tcp" },
   },
 });
+if (flags.plane !== "tcp" && flags.plane !== "nats") {
+  console.error(`bench: --plane must be tcp or nats, got ${flags.plane}`);
+  Deno.exit(2);
+}
+const PLANE = flags.plane as "tcp" | "nats";
+/**
+ * A 1.6.1 server subscribes to the lower-cased subject of what it advertises (docs/runtime-1.6.1.md,
+ * "NATS request plane"), so a 1.6.1 caller cannot reach upstream's Global Planner or the echo
+ * server at all; these mappings on the bench's nats-server route the advertised subjects to the
+ * subscribed ones. Ours needs none.
+ */
+const NATS_MAPPINGS = `mappings = {
+  "bench-peer_GlobalPlanner.*": "bench-peer_globalplanner.{{wildcard(1)}}"
+  "bench-echo_Echo.*": "bench-echo_echo.{{wildcard(1)}}"
+}
+`;
+let nats: NatsServer | undefined;
 const SMOKE = flags.smoke || Deno.env.get("BENCH_SMOKE") === "1";
 
 /** Request counts. The RSS samples fall at 2,000 / 10,000 / 20,000 requests served (full run). */
@@ -48,7 +73,13 @@ interface Target {
   command(kv: string): Deno.Command;
 }
 
-const loopback = { DYN_TCP_RPC_HOST: "127.0.0.1", DYN_DISCOVERY_BACKEND: "file", DYN_REQUEST_PLANE: "tcp" };
+/** Read when a process is spawned: with --plane nats the server is known only then. */
+const loopback = (): Record<string, string> => ({
+  DYN_TCP_RPC_HOST: "127.0.0.1",
+  DYN_DISCOVERY_BACKEND: "file",
+  DYN_REQUEST_PLANE: PLANE,
+  ...(nats ? { NATS_SERVER: nats.url } : {}),
+});
 
 const TARGETS: Target[] = [
   {
@@ -62,7 +93,7 @@ const TARGETS: Target[] = [
       new Deno.Command(PYTHON, {
         args: [ECHO, "--endpoint", "bench-echo.Echo.generate", "--extra-endpoint", "bench-echo.Echo.health"]
           .concat(["--mode", "raw"]),
-        env: { ...loopback, DYN_FILE_KV: kv, DYN_NAMESPACE: "bench-echo" },
+        env: { ...loopback(), DYN_FILE_KV: kv, DYN_NAMESPACE: "bench-echo" },
         clearEnv: true,
         stdin: "null",
         stdout: "piped",
@@ -79,7 +110,7 @@ const TARGETS: Target[] = [
     command: (kv) =>
       new Deno.Command(PYTHON, {
         args: ["-m", "dynamo.global_planner", "--no-operation"],
-        env: { ...loopback, DYN_FILE_KV: kv, DYN_NAMESPACE: "bench-peer" },
+        env: { ...loopback(), DYN_FILE_KV: kv, DYN_NAMESPACE: "bench-peer" },
         clearEnv: true,
         stdin: "null",
         stdout: "piped",
@@ -105,7 +136,7 @@ const TARGETS: Target[] = [
           "--no-operation",
         ],
         cwd: ROOT,
-        env: { ...loopback, DYN_FILE_KV: kv, DYN_NAMESPACE: "bench-ours" },
+        env: { ...loopback(), DYN_FILE_KV: kv, DYN_NAMESPACE: "bench-ours" },
         clearEnv: true,
         stdin: "null",
         stdout: "piped",
@@ -164,7 +195,7 @@ function driverCommand(t: Target, kv: string, phases: string, step: boolean): De
   return new Deno.Command(PYTHON, {
     args,
     env: {
-      ...loopback,
+      ...loopback(),
       DYN_FILE_KV: kv,
       DYN_TCP_RESPONSE_STREAM_HOST: "127.0.0.1",
       DYN_LOG: "warn",
@@ -351,6 +382,7 @@ const scratch = await Deno.makeTempDir({ prefix: "gp-bench-" });
 const started = Date.now();
 const results = {} as Record<Target["key"], TargetResult>;
 try {
+  if (PLANE === "nats") nats = await startNats({ config: NATS_MAPPINGS });
   for (const t of TARGETS) {
     console.error(`bench: ${t.label} ...`);
     results[t.key] = await runTarget(t, scratch);
@@ -362,14 +394,22 @@ try {
     );
   }
 } finally {
+  await nats?.stop();
   if (!flags.json) await Deno.remove(scratch, { recursive: true }).catch(() => {});
 }
 const { table, targets } = report(results);
 console.log(
-  `# Global Planner side-by-side benchmark${SMOKE ? " (SMOKE: tiny counts, figures meaningless)" : ""}\n`,
+  `${PLANE === "nats" ? "## NATS request plane: " : "# "}Global Planner side-by-side benchmark${
+    SMOKE ? " (SMOKE: tiny counts, figures meaningless)" : ""
+  }\n`,
 );
 console.log(`machine: ${await machine()}`);
-console.log(`discovery: file (fresh DYN_FILE_KV per start), request plane: tcp, loopback`);
+console.log(
+  `discovery: file (fresh DYN_FILE_KV per start), request plane: ${PLANE}, loopback` +
+    (PLANE === "nats"
+      ? "; Python GP and echo reachable only through a nats-server subject mapping (1.6.1 subscribes lower-cased)"
+      : ""),
+);
 console.log(
   `plan: warm-up ${PLAN.warmup}, 1 caller ${PLAN.lat}, 16 callers ${PLAN.c16}, 64 callers ${PLAN.c64}, ` +
     `soak 16 callers ${PLAN.soak}; ${PLAN.startupTrials} start(s) per target; ` +
@@ -384,7 +424,7 @@ if (flags.json) {
 
 // The Kubernetes rows (real test cluster, ours vs upstream without --no-operation): a separate
 // script, run in its own process after the no-op phases.
-if (!flags["no-kube"]) {
+if (!flags["no-kube"] && PLANE === "tcp") {
   console.error("bench: Kubernetes phase (bench/kube_scale.ts) ...");
   const args = ["run", "-P=test", "--quiet", `${ROOT}/bench/kube_scale.ts`];
   if (SMOKE) args.push("--smoke");
@@ -398,6 +438,25 @@ if (!flags["no-kube"]) {
   }).output();
   if (!kube.success) {
     console.error(`bench: the Kubernetes phase failed (exit ${kube.code})`);
+    Deno.exit(1);
+  }
+}
+
+// The same three targets and caller on the NATS request plane, in a process of its own.
+if (!flags["no-nats"] && PLANE === "tcp") {
+  console.error("bench: NATS phase (--plane nats) ...");
+  const args = ["run", "-P=test", "--quiet", `${ROOT}/bench/side_by_side.ts`, "--plane", "nats", "--no-kube"];
+  if (SMOKE) args.push("--smoke");
+  if (flags.json) args.push("--json", flags.json.replace(/(\.json)?$/, ".nats.json"));
+  const run = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!run.success) {
+    console.error(`bench: the NATS phase failed (exit ${run.code})`);
     Deno.exit(1);
   }
 }

@@ -82,6 +82,13 @@ export async function startGlobalPlanner(
     metrics.setDiscoveryRegistered(registered);
     if (stopping) return { ready: false, endpoints, reason: "shutting down" };
     if (!host) return { ready: false, endpoints, reason: "endpoints not registered yet" };
+    if (!host.plane.healthy) {
+      return {
+        ready: false,
+        endpoints,
+        reason: `request plane (${config.runtime.requestPlane}) is not connected`,
+      };
+    }
     if (!registered) {
       return {
         ready: false,

@@ -77,6 +77,9 @@ export class SocketTimeout extends GlobalPlannerError {}
 /** Discovery registration failed or was lost. */
 export class DiscoveryError extends GlobalPlannerError {}
 
+/** The request plane cannot be set up (e.g. the NATS server is unreachable at start). */
+export class RequestPlaneError extends GlobalPlannerError {}
+
 export interface Outcome {
   status: ScaleStatus;
   /** Metric/log reason label. */

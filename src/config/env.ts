@@ -6,6 +6,7 @@
 import { z } from "zod";
 import { ConfigError } from "../errors.ts";
 import type { EnvGetter } from "./env_getter.ts";
+import { NATS_ENV_VARS, type NatsSettings, readNatsSettings } from "./nats.ts";
 import { STATUS_ENV_VARS } from "./status.ts";
 
 export type { EnvGetter };
@@ -13,6 +14,7 @@ export type { EnvGetter };
 /** Every variable the service reads; also the `env` list of the Deno permission set. */
 export const ENV_VARS = [
   ...STATUS_ENV_VARS,
+  ...NATS_ENV_VARS,
   // Read by the `call` subcommand (the caller's call-home listener), as 1.6.1 callers do.
   "DYN_TCP_RESPONSE_STREAM_HOST",
   "DYN_TCP_RESPONSE_STREAM_PORT",
@@ -57,6 +59,7 @@ export const ENV_VARS = [
 ] as const;
 
 export type DiscoveryBackend = "etcd" | "file" | "kubernetes";
+export type RequestPlaneKind = "tcp" | "nats";
 
 /** Where the downward-API volume puts the pod's identity; these files win over the env vars. */
 export const PODINFO_DIR = "/etc/podinfo";
@@ -115,8 +118,11 @@ export interface RuntimeSettings {
   discovery: DiscoveryBackend;
   etcd: EtcdSettings;
   fileKv: FileKvSettings;
-  requestPlane: "tcp";
+  requestPlane: RequestPlaneKind;
+  /** Also with NATS: bounds shared by both planes (in-flight limit, write deadlines). */
   tcp: TcpSettings;
+  /** Set when `requestPlane` is `nats`. */
+  nats?: NatsSettings;
   /** Set when `discovery` is `kubernetes`. */
   kube?: KubeIdentity;
 }
@@ -187,11 +193,8 @@ const schema = z.object({
   DYN_FILE_KV_TTL_SECS: intIn("DYN_FILE_KV_TTL_SECS", 1, 3600).default(10),
   TMPDIR: z.string().optional(),
   DYN_REQUEST_PLANE: z.string().trim().toLowerCase().default("tcp").pipe(
-    z.enum(["tcp"], {
-      error: (issue) =>
-        issue.input === "nats"
-          ? `DYN_REQUEST_PLANE=nats is not supported yet; use "tcp"`
-          : `DYN_REQUEST_PLANE must be "tcp", got "${issue.input}"`,
+    z.enum(["tcp", "nats"], {
+      error: (issue) => `DYN_REQUEST_PLANE must be "tcp" or "nats", got "${issue.input}"`,
     }),
   ),
   DYN_TCP_RPC_HOST: z.string().trim().optional(),
@@ -282,6 +285,7 @@ export function readEnv(getEnv: EnvGetter, readFile: FileReader = () => undefine
         maxInFlight: env.DYN_TCP_MAX_INFLIGHT,
         writeTimeoutMs: env.DYN_TCP_WRITE_TIMEOUT_SECS * 1000,
       },
+      nats: env.DYN_REQUEST_PLANE === "nats" ? readNatsSettings(getEnv) : undefined,
       kube,
     },
   };

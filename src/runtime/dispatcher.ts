@@ -7,7 +7,7 @@
 import { errorText, ProtocolError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import { JSON_CODEC, type PayloadCodec, payloadCodec } from "./codec/payload_codec.ts";
-import { decodeTwoPart } from "./codec/two_part.ts";
+import { decodeTwoPart, readTwoPartPrefix, TWO_PART_PREFIX } from "./codec/two_part.ts";
 import { type ControlHeader, parseControlHeader } from "./control_header.ts";
 import type { Endpoint, ResponseSink } from "./endpoint.ts";
 
@@ -22,6 +22,26 @@ export type ResponseOpener = (
 export interface OversizedBody {
   bytes: number;
   control?: Uint8Array;
+}
+
+/** Control headers are a few hundred bytes; a larger one is not worth reading to answer. */
+export const MAX_CONTROL_HEADER = 64 * 1024;
+
+/**
+ * The oversized body of a plane that holds whole messages (NATS): keeps only the TwoPart control
+ * header, so the caller can still be told why, and lets the data go.
+ */
+export function oversizedBody(body: Uint8Array): OversizedBody {
+  if (body.length < TWO_PART_PREFIX) return { bytes: body.length };
+  try {
+    const { headerLength, dataLength } = readTwoPartPrefix(body);
+    if (TWO_PART_PREFIX + headerLength + dataLength !== body.length || headerLength > MAX_CONTROL_HEADER) {
+      return { bytes: body.length };
+    }
+    return { bytes: body.length, control: body.slice(TWO_PART_PREFIX, TWO_PART_PREFIX + headerLength) };
+  } catch {
+    return { bytes: body.length };
+  }
 }
 
 /** After the grace period has aborted what still runs: how long to wait for it to unwind. */

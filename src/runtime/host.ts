@@ -4,7 +4,7 @@
  * record is visible to callers and the request plane listens.
  */
 import type { RuntimeSettings } from "../config/env.ts";
-import { DiscoveryError, ProtocolError } from "../errors.ts";
+import { ConfigError, DiscoveryError, ProtocolError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import { instanceHex } from "./codec/json.ts";
 import type { PayloadCodec } from "./codec/payload_codec.ts";
@@ -16,6 +16,8 @@ import { KubernetesDiscovery } from "./discovery/kubernetes.ts";
 import type { WorkerMetadataApi } from "./discovery/worker_metadata.ts";
 import { Dispatcher, type ResponseOpener } from "./dispatcher.ts";
 import type { Endpoint, ResponseSink } from "./endpoint.ts";
+import { NatsRequestPlane } from "./request_plane/nats.ts";
+import type { RequestPlane } from "./request_plane/request_plane.ts";
 import { TcpRequestPlane } from "./request_plane/tcp.ts";
 import { CALL_HOME_TRANSPORT, openCallHome, parseCallHomeInfo } from "./response_plane/call_home.ts";
 
@@ -35,6 +37,8 @@ export interface EndpointHost {
   readonly discovery: Discovery;
   readonly dispatcher: Dispatcher;
   readonly records: EndpointRecord[];
+  /** The request plane (`healthy` feeds readiness). */
+  readonly plane: RequestPlane;
   /**
    * Deregisters first (callers stop routing here), stops taking frames, runs `afterDeregister`,
    * drains in-flight requests for up to `graceMs`, then closes everything.
@@ -71,12 +75,21 @@ export function responseOpener(writeTimeoutMs: number): ResponseOpener {
   };
 }
 
+/** The plane `DYN_REQUEST_PLANE` names; the NATS one is connected (with start-up retries). */
+export async function openRequestPlane(runtime: RuntimeSettings, logger: Logger): Promise<RequestPlane> {
+  if (runtime.requestPlane === "nats") {
+    if (!runtime.nats) throw new ConfigError("DYN_REQUEST_PLANE=nats needs the NATS connection settings");
+    return await NatsRequestPlane.connect({ settings: runtime.nats, bounds: runtime.tcp, logger });
+  }
+  return TcpRequestPlane.listen(runtime.tcp, logger);
+}
+
 export async function startEndpointHost(options: HostOptions): Promise<EndpointHost> {
   const { logger } = options;
   const discovery = await openDiscovery(options.runtime, logger, options.workerMetadata);
-  let plane: TcpRequestPlane;
+  let plane: RequestPlane;
   try {
-    plane = TcpRequestPlane.listen(options.runtime.tcp, logger);
+    plane = await openRequestPlane(options.runtime, logger);
   } catch (error) {
     await discovery.close();
     throw error;
@@ -88,13 +101,25 @@ export async function startEndpointHost(options: HostOptions): Promise<EndpointH
   );
   // Called again with a new id when etcd discovery re-registers under a new lease; the old
   // routes stay, so callers still holding the old record are served until they move on.
-  const records = (instanceId: bigint): EndpointRecord[] =>
-    options.endpoints.map((endpoint) => {
-      const path = { namespace: options.namespace, component: options.component, endpoint: endpoint.name };
-      return { ...path, instanceId, transport: plane.route(dispatcher, path, instanceHex(instanceId)) };
-    });
+  // Memoized per id, so the routes made (and flushed) before the first registration are the
+  // ones registered.
+  const built = new Map<bigint, EndpointRecord[]>();
+  const records = (instanceId: bigint): EndpointRecord[] => {
+    let made = built.get(instanceId);
+    if (!made) {
+      made = options.endpoints.map((endpoint) => {
+        const path = { namespace: options.namespace, component: options.component, endpoint: endpoint.name };
+        return { ...path, instanceId, transport: plane.route(dispatcher, path, instanceHex(instanceId)) };
+      });
+      built.set(instanceId, made);
+    }
+    return made;
+  };
   plane.serve(dispatcher);
   try {
+    // A NATS subscription must be in place at the server before any caller can see the record.
+    records(discovery.instanceId);
+    await plane.flush();
     await discovery.register(records);
   } catch (error) {
     await plane.close();
@@ -113,6 +138,7 @@ export async function startEndpointHost(options: HostOptions): Promise<EndpointH
     get records() {
       return discovery.records;
     },
+    plane,
     stop(graceMs: number, afterDeregister?: () => void) {
       stopped ??= (async () => {
         await discovery.deregister();

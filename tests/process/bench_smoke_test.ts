@@ -30,6 +30,7 @@ Deno.test({
       assert.match(stdout, /\| metric \| ours \| Python GP \| echo limit \|/);
       assert.match(stdout, /## Kubernetes: non-blocking scale that writes one DGD/);
       assert.match(stdout, /## Kubernetes discovery: found through the API server/);
+      assert.match(stdout, /## NATS request plane: Global Planner side-by-side benchmark/);
       const { results } = JSON.parse(await Deno.readTextFile(`${dir}/result.json`));
       for (const target of ["ours", "peer", "echo"]) {
         const phases = results[target].phases as Phase[];
@@ -40,6 +41,15 @@ Deno.test({
             [phase.n, 0, 0],
             `${target}: ${JSON.stringify(phase)}`,
           );
+        }
+      }
+      // The NATS phase: the same three targets, every request answered.
+      const onNats = JSON.parse(await Deno.readTextFile(`${dir}/result.nats.json`)).results;
+      for (const target of ["ours", "peer", "echo"]) {
+        const phases = onNats[target].phases as Phase[];
+        assert.ok(phases.length >= 3, `nats ${target}: ${phases.length} phases`);
+        for (const phase of phases) {
+          assert.deepEqual([phase.ok, phase.failed, phase.lost], [phase.n, 0, 0], `nats ${target}`);
         }
       }
       // Kubernetes discovery: every target, ours included, is found through the API server and

@@ -1,5 +1,10 @@
-/** The two discovery backends a test can run a service and its callers on. */
+/**
+ * The one definition of what a test runs a service and its callers on: the discovery backends
+ * that need no cluster (kubernetes discovery: tests/support/kube_discovery.ts) and the request
+ * planes.
+ */
 import { startEtcd } from "./etcd.ts";
+import { type NatsServer, type NatsServerOptions, startNats } from "./nats.ts";
 
 export interface DiscoveryBackend {
   name: "etcd" | "file";
@@ -25,3 +30,33 @@ export async function fileBackend(): Promise<DiscoveryBackend> {
     cleanup: () => Deno.remove(dir, { recursive: true }),
   };
 }
+
+/** The request planes a service and its callers can use; the matrix runs every pair. */
+export interface RequestPlaneSetup {
+  name: "tcp" | "nats";
+  /** Environment for the service and its callers (1.6.1 callers read the same variables). */
+  env: Record<string, string>;
+  /** The private nats-server of the `nats` plane. */
+  nats?: NatsServer;
+  cleanup: () => Promise<void>;
+}
+
+export function tcpPlane(): Promise<RequestPlaneSetup> {
+  return Promise.resolve({
+    name: "tcp",
+    env: { DYN_REQUEST_PLANE: "tcp" },
+    cleanup: () => Promise.resolve(),
+  });
+}
+
+export async function natsPlane(options: NatsServerOptions = {}): Promise<RequestPlaneSetup> {
+  const nats = await startNats(options);
+  return {
+    name: "nats",
+    env: { DYN_REQUEST_PLANE: "nats", NATS_SERVER: nats.url },
+    nats,
+    cleanup: nats.stop,
+  };
+}
+
+export const REQUEST_PLANES: (() => Promise<RequestPlaneSetup>)[] = [tcpPlane, natsPlane];

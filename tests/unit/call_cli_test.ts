@@ -214,6 +214,10 @@ Deno.test("env: --namespace replaces DYN_NAMESPACE; runtime settings are the ser
   assert.throws(() => readCallEnv(() => undefined), /pass --namespace NS or set DYN_NAMESPACE/);
   assert.throws(() => readCallEnv(() => undefined, "a.b"), /--namespace must not contain/);
   assert.throws(
+    () => readCallEnv((n) => (n === "DYN_REQUEST_PLANE" ? "nats" : undefined), "gp"),
+    /DYN_REQUEST_PLANE=nats is not supported by "call" yet/,
+  );
+  assert.throws(
     () => readCallEnv((n) => (n === "DYN_TCP_RESPONSE_STREAM_PORT" ? "70000" : undefined), "gp"),
     /DYN_TCP_RESPONSE_STREAM_PORT/,
   );

@@ -124,8 +124,8 @@ Deno.test("an invalid value names the variable and what was expected", () => {
     /DYN_DISCOVERY_BACKEND=kubernetes needs the pod's identity: POD_NAME and POD_UID are not set/,
   );
   assert.match(
-    refused([], { ...BASE, DYN_REQUEST_PLANE: "nats" }),
-    /DYN_REQUEST_PLANE=nats is not supported yet/,
+    refused([], { ...BASE, DYN_REQUEST_PLANE: "grpc" }),
+    /DYN_REQUEST_PLANE must be "tcp" or "nats", got "grpc"/,
   );
   assert.match(
     refused([], { ...BASE, ETCD_ENDPOINTS: "localhost:2379" }),

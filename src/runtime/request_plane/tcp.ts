@@ -16,9 +16,12 @@ import type { Logger } from "../../ops/log.ts";
 import { ByteReader } from "../codec/byte_reader.ts";
 import { utf8 } from "../codec/json.ts";
 import { readTwoPartPrefix, TWO_PART_PREFIX } from "../codec/two_part.ts";
-import type { Dispatcher, OversizedBody } from "../dispatcher.ts";
+import { type Dispatcher, MAX_CONTROL_HEADER, type OversizedBody } from "../dispatcher.ts";
 import { detectLocalIp, formatSocketAddress, writeAllWithin } from "../net.ts";
+import { ACK, InFlightLimit } from "./admission.ts";
 import type { EndpointPath, RequestPlane } from "./request_plane.ts";
+
+export { ACK };
 
 const EMPTY_ACK = new Uint8Array(4);
 /** Frame prefixes and the small frames planners send fit; larger parts are read on their own. */
@@ -27,16 +30,6 @@ const ACCEPT_BACKOFF_MIN_MS = 10;
 const ACCEPT_BACKOFF_MAX_MS = 1_000;
 /** Strict, and a leading U+FEFF is part of the path (as for the runtime's `String::from_utf8`). */
 const pathDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-
-/** The ACK texts, as the 1.6.1 runtime words them where it has the case. */
-export const ACK = {
-  unknownEndpoint: (path: string): string => `Server unavailable: unknown endpoint ${path}`,
-  invalidPath: "Invalid endpoint path",
-  tooLarge: (total: number, max: number): string =>
-    `Read error: message too large: ${total} bytes (max: ${max} bytes)`,
-  overloaded: (inFlight: number, max: number): string =>
-    `Server overloaded: ${inFlight} requests in flight (limit ${max})`,
-} as const;
 
 export class TcpRequestPlane implements RequestPlane {
   #listener: Deno.TcpListener;
@@ -50,7 +43,7 @@ export class TcpRequestPlane implements RequestPlane {
   #serving?: Promise<void>;
   /** Log once per state change, not once per refused connection or frame. */
   #atConnectionLimit = false;
-  #overloaded = false;
+  #limit: InFlightLimit;
 
   private constructor(
     listener: Deno.TcpListener,
@@ -62,6 +55,7 @@ export class TcpRequestPlane implements RequestPlane {
     this.#advertiseHost = advertiseHost;
     this.#settings = settings;
     this.#logger = logger;
+    this.#limit = new InFlightLimit(settings.maxInFlight, logger);
   }
 
   /** Binds `DYN_TCP_RPC_HOST:DYN_TCP_RPC_PORT` (auto-detected IP / OS port when unset). */
@@ -75,6 +69,16 @@ export class TcpRequestPlane implements RequestPlane {
 
   get address(): string {
     return formatSocketAddress(this.#advertiseHost, this.#listener.addr.port);
+  }
+
+  /** A listening socket takes connections until `close`. */
+  get healthy(): boolean {
+    return this.#accepting;
+  }
+
+  /** The listener is bound before `serve`: nothing to wait for. */
+  flush(): Promise<void> {
+    return Promise.resolve();
   }
 
   /** Open request connections (for health and tests). */
@@ -206,23 +210,12 @@ export class TcpRequestPlane implements RequestPlane {
           await reply(ACK.unknownEndpoint(path));
           continue;
         }
-        if (dispatcher.inFlight >= this.#settings.maxInFlight) {
+        const overloaded = this.#limit.refusal(dispatcher);
+        if (overloaded !== undefined) {
           await reader.skip(bodyLength);
           armIdle();
-          if (!this.#overloaded) {
-            this.#overloaded = true;
-            this.#logger.warn("too many requests in flight; shedding load", {
-              limit: this.#settings.maxInFlight,
-            });
-          }
-          await reply(ACK.overloaded(dispatcher.inFlight, this.#settings.maxInFlight));
+          await reply(overloaded);
           continue;
-        }
-        if (this.#overloaded) {
-          this.#overloaded = false;
-          this.#logger.info("requests in flight below the limit again", {
-            limit: this.#settings.maxInFlight,
-          });
         }
         const body = endpoint.maxRequestBytes !== undefined && bodyLength > endpoint.maxRequestBytes
           ? await readControlOnly(reader, bodyLength)
@@ -256,9 +249,6 @@ function ack(text: string): Uint8Array {
   out.set(bytes, 4);
   return out;
 }
-
-/** Control headers are a few hundred bytes; a larger one is not worth reading to answer. */
-const MAX_CONTROL_HEADER = 64 * 1024;
 
 /**
  * Reads only the TwoPart control header of an oversized body and skips its data, so the caller
