@@ -125,6 +125,20 @@ Deno.test("NATS plane: the subject is <ns>_<Component>.<ep>-<hex>, advertised as
   }
 });
 
+Deno.test("NATS plane: a route made while serving (a re-registration under a new id) is subscribed", async () => {
+  const h = await harness();
+  try {
+    const subject = h.plane.route(h.dispatcher, path("echo"), "beef").nats_tcp;
+    await h.plane.flush();
+    const body = requestBody("late", h.collector.address, '"late"');
+    const ack = await h.caller.request(subject, body, { timeout: 5_000 });
+    assert.equal(new TextDecoder().decode(ack.data), "");
+    assert.deepEqual(await h.answer("late"), answered({ echo: "late" }));
+  } finally {
+    await h.close();
+  }
+});
+
 Deno.test("NATS plane: in-flight limit → `Server overloaded:` reply; below it again → accepted", async () => {
   const h = await harness({ maxInFlight: 2 });
   try {

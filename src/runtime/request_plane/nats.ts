@@ -61,6 +61,7 @@ export class NatsRequestPlane implements RequestPlane {
   #logger: Logger;
   #limit: InFlightLimit;
   #subjects: string[] = [];
+  #serving?: Dispatcher;
   #subs: Subscription[] = [];
   #connected = true;
   #closing = false;
@@ -142,26 +143,34 @@ export class NatsRequestPlane implements RequestPlane {
     return this.#nc.info?.max_payload;
   }
 
+  /**
+   * A route made after `serve` (etcd discovery re-registering under a new lease id) is
+   * subscribed at once; the ones made before are subscribed by `serve`.
+   */
   route(dispatcher: Dispatcher, path: EndpointPath, instanceHex: string): { nats_tcp: string } {
     const subject = natsSubject(path, instanceHex);
     dispatcher.addRoute(subject, path.endpoint);
     this.#subjects.push(subject);
+    if (this.#serving) this.#subscribe(this.#serving, subject);
     return { nats_tcp: subject };
   }
 
   serve(dispatcher: Dispatcher): void {
-    for (const subject of this.#subjects) {
-      this.#subs.push(this.#nc.subscribe(subject, {
-        queue: QUEUE_GROUP,
-        callback: (error, msg) => {
-          if (error) {
-            this.#logger.warn("NATS subscription error", { subject, error: errorText(error) });
-            return;
-          }
-          this.#onMessage(dispatcher, msg);
-        },
-      }));
-    }
+    this.#serving = dispatcher;
+    for (const subject of this.#subjects) this.#subscribe(dispatcher, subject);
+  }
+
+  #subscribe(dispatcher: Dispatcher, subject: string): void {
+    this.#subs.push(this.#nc.subscribe(subject, {
+      queue: QUEUE_GROUP,
+      callback: (error, msg) => {
+        if (error) {
+          this.#logger.warn("NATS subscription error", { subject, error: errorText(error) });
+          return;
+        }
+        this.#onMessage(dispatcher, msg);
+      },
+    }));
   }
 
   /** Resolves once the server has seen every subscription (so discovery may name them). */
