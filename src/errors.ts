@@ -50,6 +50,12 @@ export class KubeError extends GlobalPlannerError {
 }
 
 /**
+ * A guarded write found the object changed since it was read (HTTP 409): the decision's basis
+ * moved, so the core reads again and decides again.
+ */
+export class WriteConflict extends KubeError {}
+
+/**
  * A DynamoGraphDeployment object does not have the shape the CRD promises (no `spec`, unknown
  * `apiVersion`, a component without a name, ...). Raised by the pure DGD view, never retried.
  */

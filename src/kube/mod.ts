@@ -13,11 +13,16 @@ import { KubeClient } from "./client.ts";
 import { loadCredentials } from "./credentials.ts";
 import { managedDgdNames } from "./participants.ts";
 import { type ApiVersions, discoverVersions } from "./resources.ts";
-import { KubeScaler } from "./scaler.ts";
+import { type Applied, KubeScaler } from "./scaler.ts";
+import type { DgdView, ResolvedTarget } from "./dgd.ts";
+import { ScaleUseCase } from "../service/scale_use_case.ts";
 import { pause } from "../timing.ts";
 
 export { KubeClient } from "./client.ts";
 export { KubeScaler } from "./scaler.ts";
+
+/** The core's scaling use case over the Kubernetes scale port. */
+export type KubeScaleUseCase = ScaleUseCase<DgdView, ResolvedTarget, Applied>;
 export { KubeWorkerMetadataApi } from "./worker_metadata.ts";
 
 /** The one API client of the process and where its credentials came from. */
@@ -51,8 +56,8 @@ export interface BudgetWiring {
 
 export interface KubeConnector {
   client: KubeClient;
-  /** Applies scale requests (without a budget, what scale requests go to). */
-  kubeScaler: KubeScaler;
+  /** The core's use case over the Kubernetes port (without a budget, what scale requests go to). */
+  kubeScaler: KubeScaleUseCase;
   cache?: DgdCache;
   /** With a budget: what the core's `BudgetPlanner` reads and writes through. */
   budgetPort?: KubeBudgetPort;
@@ -87,13 +92,16 @@ export async function connectKubernetes(
     });
 
   let port: KubeBudgetPort | undefined;
-  const kubeScaler = new KubeScaler({
-    client,
+  const kubeScaler: KubeScaleUseCase = new ScaleUseCase({
+    port: new KubeScaler({
+      client,
+      logger,
+      versions: apiVersions,
+      cachedView: (ref) => port?.viewOf(ref),
+      onApplied: (ref, applied) => port?.recordApplied(ref, applied),
+    }),
     logger,
     blockingTimeoutMs: settings.blockingTimeoutSeconds * 1000,
-    versions: apiVersions,
-    cachedView: (ref) => port?.viewOf(ref),
-    onApplied: (ref, applied) => port?.recordApplied(ref, applied),
   });
   let cache: DgdCache | undefined;
   if (budget) {

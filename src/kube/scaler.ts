@@ -1,21 +1,14 @@
 /**
- * The Kubernetes connector: one scale request → read the DGD once, check Ready, resolve every
- * target before any write, then write each changed target through its scaling adapter's
- * `/scale` (or, without an adapter, one patch of the DGD), each write guarded by the
- * resourceVersion it was decided on; a 409 means the decision's basis moved, so re-read and
- * decide again (bounded). Requests for one DGD are applied in arrival order; a blocking wait
- * happens after the DGD's turn, so it delays nobody.
+ * The Kubernetes side of the scaling use case (`ScalePort` of src/service/scale_use_case.ts):
+ * reads the DGD (or takes the budget's cached view), resolves targets on it, writes each changed
+ * target through its scaling adapter's `/scale` (or, without an adapter, one patch of the DGD),
+ * each write guarded by the resourceVersion it was decided on (a 409 becomes `WriteConflict`),
+ * and waits by watch for a blocking request.
  */
-import { KubeError, NotReady } from "../errors.ts";
+import { KubeError, WriteConflict } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
-import {
-  type ScaleRequest,
-  type ScaleResponse,
-  scaleResponse,
-  type TargetReplica,
-} from "../service/contract.ts";
-import type { Scaler } from "../service/handlers.ts";
-import { scaledMessage } from "../service/messages.ts";
+import type { TargetReplica } from "../service/contract.ts";
+import type { AppliedTargets, ScalePort } from "../service/scale_use_case.ts";
 import type { KubeClient } from "./client.ts";
 import {
   adapterName,
@@ -28,17 +21,12 @@ import {
   viewDgd,
 } from "./dgd.ts";
 import { adapterScaleRequest, type ApiVersions, dgdRequest, type ObjectRef } from "./resources.ts";
-import { KeyedSerializer } from "./serial.ts";
 import { waitReady } from "./wait_ready.ts";
-
-export const DEFAULT_BLOCKING_TIMEOUT_SECONDS = 1800;
-const MAX_CONFLICT_RETRIES = 3;
 
 export interface KubeScalerOptions {
   client: KubeClient;
   versions: () => Promise<ApiVersions>;
   logger: Logger;
-  blockingTimeoutMs?: number;
   /**
    * A cached view to decide on instead of reading (budget mode: the watch cache). Writes are
    * guarded by its resourceVersion, so a stale view costs a 409 and one fresh read, never a
@@ -47,56 +35,39 @@ export interface KubeScalerOptions {
   cachedView?: (ref: ObjectRef) => DgdView | undefined;
   /** Called with what a write returned or decided (to keep a cache current). */
   onApplied?: (ref: ObjectRef, applied: Applied) => void;
-  /** Test seam: runs between the read and the writes of each attempt. */
-  beforeWrite?: (ref: ObjectRef, attempt: number) => Promise<void>;
 }
 
-export interface Applied {
+export interface Applied extends AppliedTargets {
   /** The latest view: the DGD a patch returned, else the one decided on. */
   view: DgdView;
-  /** Component name → replicas written (skipped targets are absent). */
-  written: Map<string, number>;
   /** Components written through their scaling adapter (the DGD catches up later). */
   viaAdapter: Set<string>;
-  /** `{prefill: n, decode: m}` with the values just written. */
-  replicas: Record<string, number>;
 }
 
-export class KubeScaler implements Scaler {
+export class KubeScaler implements ScalePort<DgdView, ResolvedTarget, Applied> {
   #options: KubeScalerOptions;
-  #serial = new KeyedSerializer();
-  #shutdown = new AbortController();
 
   constructor(options: KubeScalerOptions) {
     this.#options = options;
   }
 
-  /** Ends every blocking wait at once (they answer `error`); writes in progress complete. */
-  cancelWaits(reason: string): void {
-    this.#shutdown.abort(reason);
+  /** The one place the scaler reads a DGD from. */
+  async read(ref: ObjectRef, fresh: boolean, signal: AbortSignal): Promise<DgdView> {
+    // A cached view that says "not Ready" may just be behind the watch: confirm by reading.
+    const cached = fresh ? undefined : this.#options.cachedView?.(ref);
+    if (cached?.ready) return cached;
+    return await this.#readDgd(ref, await this.#options.versions(), signal);
   }
 
-  async scale(request: ScaleRequest, signal: AbortSignal): Promise<ScaleResponse> {
-    const ref = { namespace: request.k8s_namespace, name: request.graph_deployment_name };
-    const applied = await this.apply(ref, request.target_replicas, signal);
-    if (request.blocking) await this.waitApplied(ref, applied, signal);
-    return scaleResponse("success", scaledMessage(ref.name), applied.replicas);
+  resolve(view: DgdView, targets: readonly TargetReplica[]): ResolvedTarget[] {
+    return resolveTargets(view, targets);
   }
 
-  /** Applies targets to one DGD, in arrival order with other requests for the same DGD. */
-  async apply(ref: ObjectRef, targets: readonly TargetReplica[], signal: AbortSignal): Promise<Applied> {
-    const versions = await this.#options.versions();
-    const applied = await this.#serial.run(
-      `${ref.namespace}/${ref.name}`,
-      () => this.#apply(ref, targets, versions, signal),
-    );
+  onApplied(ref: ObjectRef, applied: Applied): void {
     this.#options.onApplied?.(ref, applied);
-    return applied;
   }
 
-  /** `blocking: true`: waits (by watch) until the DGD has taken in what was written and is Ready. */
-  async waitApplied(ref: ObjectRef, applied: Applied, signal: AbortSignal): Promise<void> {
-    if (applied.written.size === 0) return;
+  async waitApplied(ref: ObjectRef, applied: Applied, timeoutMs: number, signal: AbortSignal): Promise<void> {
     const versions = await this.#options.versions();
     await waitReady({
       client: this.#options.client,
@@ -104,38 +75,26 @@ export class KubeScaler implements Scaler {
       ref,
       written: applied.written,
       latest: applied.view,
-      timeoutMs: this.#options.blockingTimeoutMs ?? DEFAULT_BLOCKING_TIMEOUT_SECONDS * 1000,
-      signal: AbortSignal.any([signal, this.#shutdown.signal]),
+      timeoutMs,
+      signal,
       logger: this.#options.logger,
     });
   }
 
-  async #apply(
+  async write(
     ref: ObjectRef,
-    targets: readonly TargetReplica[],
-    versions: ApiVersions,
+    view: DgdView,
+    targets: ResolvedTarget[],
     signal: AbortSignal,
   ): Promise<Applied> {
-    for (let attempt = 0;; attempt++) {
-      // A cached view that says "not Ready" may just be behind the watch: confirm by reading.
-      const cached = attempt === 0 ? this.#options.cachedView?.(ref) : undefined;
-      const view = cached?.ready ? cached : await this.#readDgd(ref, versions, signal);
-      if (!view.ready) {
-        throw new NotReady(
-          `DynamoGraphDeployment is not ready (name: '${ref.name}' in namespace '${ref.namespace}')`,
-        );
+    const versions = await this.#options.versions();
+    try {
+      return await this.#write(ref, view, targets, versions, signal);
+    } catch (error) {
+      if (error instanceof KubeError && error.detail.status === 409 && !(error instanceof WriteConflict)) {
+        throw new WriteConflict(error.message, error.detail, { cause: error });
       }
-      const resolved = resolveTargets(view, targets);
-      await this.#options.beforeWrite?.(ref, attempt);
-      try {
-        return await this.#write(ref, view, resolved, versions, signal);
-      } catch (error) {
-        if (_status(error) !== 409 || attempt >= MAX_CONFLICT_RETRIES) throw error;
-        this.#options.logger.info("write conflict; re-reading and deciding again", {
-          dgd: ref.name,
-          attempt,
-        });
-      }
+      throw error;
     }
   }
 
