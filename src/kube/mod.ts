@@ -10,6 +10,7 @@ import type { Logger } from "../ops/log.ts";
 import { KubeBudgetPort } from "./budget_port.ts";
 import { DgdCache, type DgdCacheState } from "./cache.ts";
 import { KubeClient } from "./client.ts";
+import { KubeEventRecorder } from "./events.ts";
 import { loadCredentials } from "./credentials.ts";
 import { managedDgdNames } from "./participants.ts";
 import { type ApiVersions, discoverVersions } from "./resources.ts";
@@ -54,11 +55,21 @@ export interface BudgetWiring {
   onPools?: (gpusByDgd: Record<string, number>) => void;
 }
 
+/** Our opt-in policies as the connector applies them. */
+export interface PolicyWiring {
+  rejectStale: boolean;
+  dryRun: boolean;
+  /** With `--record-events`: `reportingInstance` of the Events. */
+  eventsInstance?: string;
+}
+
 export interface KubeConnector {
   client: KubeClient;
   /** The core's use case over the Kubernetes port (without a budget, what scale requests go to). */
   kubeScaler: KubeScaleUseCase;
   cache?: DgdCache;
+  /** With `--record-events`: the Events written for decisions. */
+  events?: KubeEventRecorder;
   /** With a budget: what the core's `BudgetPlanner` reads and writes through. */
   budgetPort?: KubeBudgetPort;
   source: string;
@@ -79,6 +90,7 @@ export async function connectKubernetes(
   logger: Logger,
   budget?: BudgetWiring,
   shared?: OpenedKubeClient,
+  policy?: PolicyWiring,
 ): Promise<KubeConnector> {
   const owned = shared === undefined;
   const { client, source } = shared ??
@@ -92,6 +104,9 @@ export async function connectKubernetes(
     });
 
   let port: KubeBudgetPort | undefined;
+  const recorder = policy?.eventsInstance !== undefined
+    ? new KubeEventRecorder({ client, logger, instance: policy.eventsInstance })
+    : undefined;
   const kubeScaler: KubeScaleUseCase = new ScaleUseCase({
     port: new KubeScaler({
       client,
@@ -102,6 +117,9 @@ export async function connectKubernetes(
     }),
     logger,
     blockingTimeoutMs: settings.blockingTimeoutSeconds * 1000,
+    rejectStale: policy?.rejectStale,
+    dryRun: policy?.dryRun,
+    events: recorder,
   });
   let cache: DgdCache | undefined;
   if (budget) {
@@ -125,11 +143,13 @@ export async function connectKubernetes(
     client,
     kubeScaler,
     cache,
+    events: recorder,
     budgetPort: port,
     source,
     cacheState: () => cache?.state(),
     async close() {
       await cache?.stop();
+      await recorder?.flush();
       if (owned) client.close();
     },
   };

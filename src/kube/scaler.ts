@@ -8,7 +8,7 @@
 import { KubeError, WriteConflict } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import type { TargetReplica } from "../service/contract.ts";
-import type { AppliedTargets, ScalePort } from "../service/scale_use_case.ts";
+import type { AppliedTargets, ScalePort, WriteOptions } from "../service/scale_use_case.ts";
 import type { KubeClient } from "./client.ts";
 import {
   adapterName,
@@ -16,6 +16,8 @@ import {
   currentReplicas,
   dgdReplicaPatch,
   type DgdView,
+  JSON_PATCH,
+  MERGE_PATCH,
   type ResolvedTarget,
   resolveTargets,
   viewDgd,
@@ -63,6 +65,10 @@ export class KubeScaler implements ScalePort<DgdView, ResolvedTarget, Applied> {
     return resolveTargets(view, targets);
   }
 
+  replicas(view: DgdView): Record<string, number> {
+    return currentReplicas(view);
+  }
+
   onApplied(ref: ObjectRef, applied: Applied): void {
     this.#options.onApplied?.(ref, applied);
   }
@@ -86,10 +92,11 @@ export class KubeScaler implements ScalePort<DgdView, ResolvedTarget, Applied> {
     view: DgdView,
     targets: ResolvedTarget[],
     signal: AbortSignal,
+    options: WriteOptions = {},
   ): Promise<Applied> {
     const versions = await this.#options.versions();
     try {
-      return await this.#write(ref, view, targets, versions, signal);
+      return await this.#write(ref, view, targets, versions, signal, options);
     } catch (error) {
       if (error instanceof KubeError && error.detail.status === 409 && !(error instanceof WriteConflict)) {
         throw new WriteConflict(error.message, error.detail, { cause: error });
@@ -104,13 +111,15 @@ export class KubeScaler implements ScalePort<DgdView, ResolvedTarget, Applied> {
     targets: ResolvedTarget[],
     versions: ApiVersions,
     signal: AbortSignal,
+    options: WriteOptions,
   ): Promise<Applied> {
     const written = new Map<string, number>();
     const viaAdapter = new Set<string>();
     const direct: ResolvedTarget[] = [];
     for (const target of targets) {
       if (
-        target.component.scalingAdapter && await this.#writeAdapter(ref, target, versions, signal, written)
+        target.component.scalingAdapter &&
+        await this.#writeAdapter(ref, target, versions, signal, written, options.dryRun === true)
       ) {
         if (written.has(target.component.name)) viaAdapter.add(target.component.name);
         continue;
@@ -123,8 +132,18 @@ export class KubeScaler implements ScalePort<DgdView, ResolvedTarget, Applied> {
       this.#skip(ref, t);
       return false;
     });
-    if (changed.length > 0) {
-      latest = await this.#patchDgd(ref, view, changed, versions, signal);
+    const annotations = options.annotations ?? {};
+    if (changed.length > 0 || Object.keys(annotations).length > 0) {
+      // The annotations ride on the replica patch (one write); alone when nothing else changes.
+      latest = await this.#patchDgd(
+        ref,
+        view,
+        changed,
+        versions,
+        signal,
+        annotations,
+        options.dryRun === true,
+      );
       for (const t of changed) written.set(t.component.name, t.desired);
     }
     // Spec counts as just written win over what the DGD shows: the operator copies adapter
@@ -141,6 +160,7 @@ export class KubeScaler implements ScalePort<DgdView, ResolvedTarget, Applied> {
     versions: ApiVersions,
     signal: AbortSignal,
     written: Map<string, number>,
+    dryRun: boolean,
   ): Promise<boolean> {
     const adapter = { namespace: ref.namespace, name: adapterName(ref.name, target.component.name) };
     const request = adapterScaleRequest(versions.adapter, adapter);
@@ -166,12 +186,13 @@ export class KubeScaler implements ScalePort<DgdView, ResolvedTarget, Applied> {
       method: "PATCH",
       verb: "patch",
       ...request,
+      path: dryRun ? withDryRun(request.path) : request.path,
       body: patch.body,
       contentType: patch.contentType,
       signal,
     });
     written.set(target.component.name, target.desired);
-    this.#options.logger.info("scaled through adapter", {
+    this.#options.logger.info(dryRun ? "dry run: would scale through adapter" : "scaled through adapter", {
       dgd: ref.name,
       adapter: adapter.name,
       replicas: target.desired,
@@ -179,42 +200,56 @@ export class KubeScaler implements ScalePort<DgdView, ResolvedTarget, Applied> {
     return true;
   }
 
-  /** One patch for every direct target, guarded by the resourceVersion of the read. */
+  /** One patch for every direct target (and our annotations), guarded by the resourceVersion of the read. */
   async #patchDgd(
     ref: ObjectRef,
     view: DgdView,
     targets: ResolvedTarget[],
     versions: ApiVersions,
     signal: AbortSignal,
+    annotations: Record<string, string>,
+    dryRun: boolean,
   ) {
     const patches = targets.map((t) => dgdReplicaPatch(view, t.component.name, t.desired));
+    const annotated = Object.keys(annotations).length > 0;
     let body: unknown;
+    let contentType: string;
     if (view.shape === "services") {
       const services: Record<string, unknown> = {};
       for (const p of patches) {
         Object.assign(services, (p.body as { spec: { services: object } }).spec.services);
       }
-      body = { metadata: { resourceVersion: view.resourceVersion }, spec: { services } };
+      body = {
+        metadata: { resourceVersion: view.resourceVersion, ...(annotated ? { annotations } : {}) },
+        ...(patches.length ? { spec: { services } } : {}),
+      };
+      contentType = MERGE_PATCH;
     } else {
       // A resourceVersion inside the patched object is a precondition: 409 if the DGD moved.
       body = [
         { op: "replace", path: "/metadata/resourceVersion", value: view.resourceVersion },
         ...patches.flatMap((p) => p.body as unknown[]),
+        ...annotationOps(view, annotations),
       ];
+      contentType = JSON_PATCH;
     }
+    const request = dgdRequest(versions.dgd, ref);
     const updated = await this.#options.client.json({
       method: "PATCH",
       verb: "patch",
-      ...dgdRequest(versions.dgd, ref),
+      ...request,
+      path: dryRun ? withDryRun(request.path) : request.path,
       body,
-      contentType: patches[0].contentType,
+      contentType,
       signal,
     });
-    this.#options.logger.info("scaled DGD", {
-      dgd: ref.name,
-      k8s_namespace: ref.namespace,
-      replicas: Object.fromEntries(targets.map((t) => [t.component.name, t.desired])),
-    });
+    if (targets.length > 0) {
+      this.#options.logger.info(dryRun ? "dry run: would scale DGD" : "scaled DGD", {
+        dgd: ref.name,
+        k8s_namespace: ref.namespace,
+        replicas: Object.fromEntries(targets.map((t) => [t.component.name, t.desired])),
+      });
+    }
     return viewDgd(updated);
   }
 
@@ -253,6 +288,26 @@ export class KubeScaler implements ScalePort<DgdView, ResolvedTarget, Applied> {
       replicas: target.desired,
     });
   }
+}
+
+/** Kubernetes server-side dry run: validated and admitted, never persisted. */
+export function withDryRun(path: string): string {
+  return `${path}${path.includes("?") ? "&" : "?"}dryRun=All`;
+}
+
+/** JSON-patch ops setting our annotations without touching anyone else's. */
+function annotationOps(view: DgdView, annotations: Record<string, string>): unknown[] {
+  const entries = Object.entries(annotations);
+  if (entries.length === 0) return [];
+  if (Object.keys(view.annotations).length === 0) {
+    // None to keep (the resourceVersion guard catches one added since the read).
+    return [{ op: "add", path: "/metadata/annotations", value: annotations }];
+  }
+  return entries.map(([key, value]) => ({
+    op: "add",
+    path: `/metadata/annotations/${key.replaceAll("~", "~0").replaceAll("/", "~1")}`,
+    value,
+  }));
 }
 
 function _status(error: unknown): number | undefined {
