@@ -74,8 +74,14 @@ export class KubeEventRecorder implements DecisionEvents<DgdView> {
     while (this.#queue.length > 0) {
       const event = this.#queue.shift()!;
       try {
-        await this.#write(event);
+        const count = await this.#write(event);
         this.#lastError = undefined;
+        this.#options.logger.debug("Kubernetes Event recorded", {
+          dgd: event.ref.name,
+          k8s_namespace: event.ref.namespace,
+          reason: event.reason,
+          count,
+        });
       } catch (error) {
         const text = errorText(error);
         if (text !== this.#lastError) {
@@ -97,7 +103,8 @@ export class KubeEventRecorder implements DecisionEvents<DgdView> {
     }
   }
 
-  async #write(event: DecisionEvent<DgdView>): Promise<void> {
+  /** Returns the event's count (1, or its series count). */
+  async #write(event: DecisionEvent<DgdView>): Promise<number> {
     const { client } = this.#options;
     const now = this.#clock();
     const note = _truncate(event.note, MAX_NOTE_BYTES);
@@ -120,7 +127,7 @@ export class KubeEventRecorder implements DecisionEvents<DgdView> {
         series.count++;
         series.lastAt = now;
         this.#remember(key, series);
-        return;
+        return series.count;
       } catch (error) {
         // Expired (events live an hour by default) or deleted: start a new one.
         if (!(error instanceof KubeError && error.detail.status === 404)) throw error;
@@ -157,6 +164,7 @@ export class KubeEventRecorder implements DecisionEvents<DgdView> {
       },
     });
     this.#remember(key, { name, namespace: event.ref.namespace, count: 1, lastAt: now });
+    return 1;
   }
 
   #remember(key: string, series: Series): void {

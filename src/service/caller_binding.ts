@@ -19,9 +19,12 @@ export interface BindingTarget {
   dgd: string;
 }
 
-/** The Dynamo namespace the operator gives a DGD's pods. */
+/**
+ * The Dynamo namespace the operator gives a DGD's pods: `{k8s_namespace}-{dgd}`, dots in the DGD
+ * name replaced by dashes (a dot would split the runtime's `namespace.component.endpoint` path).
+ */
 export function operatorNamespace(k8sNamespace: string, dgd: string): string {
-  return `${k8sNamespace}-${dgd}`;
+  return `${k8sNamespace}-${dgd.replaceAll(".", "-")}`;
 }
 
 export interface BindingRefusal {

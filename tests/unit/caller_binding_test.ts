@@ -12,6 +12,16 @@ Deno.test("off and no allow-list: every caller may scale every DGD (upstream)", 
 Deno.test("operator: only '{k8s_namespace}-{dgd}' may scale the DGD", () => {
   const s = { ...off, callerBinding: "operator" as const };
   assert.equal(operatorNamespace("prod", "llama"), "prod-llama");
+  // As the operator computes it: dots in the DGD name become dashes.
+  assert.equal(operatorNamespace("prod", "qwen3-0.6b"), "prod-qwen3-0-6b");
+  assert.equal(
+    bindingRefusal(s, { caller: "prod-qwen3-0-6b", k8sNamespace: "prod", dgd: "qwen3-0.6b" }),
+    undefined,
+  );
+  assert.equal(
+    bindingRefusal(s, { caller: "prod-qwen3-0.6b", k8sNamespace: "prod", dgd: "qwen3-0.6b" })?.reason,
+    "caller_not_bound",
+  );
   assert.equal(bindingRefusal(s, target), undefined);
   assert.deepEqual(bindingRefusal(s, { ...target, caller: "prod-llam" }), {
     reason: "caller_not_bound",
