@@ -209,25 +209,40 @@ export class ScaleUseCase<
   }
 
   async #apply(ref: DgdRef, targets: readonly TargetReplica[], signal: AbortSignal): Promise<A> {
-    const { port } = this.#options;
-    for (let attempt = 0;; attempt++) {
-      const view = await port.read(ref, attempt > 0, signal);
-      if (!view.ready) throw new NotReady(notReadyMessage(ref));
-      const planned = port.resolve(view, targets);
+    return await this.#attempts(ref, signal, async (view, attempt) => {
+      const planned = this.#options.port.resolve(view, targets);
       await this.#options.beforeWrite?.(ref, attempt);
+      return await this.#options.port.write(ref, view, planned, signal);
+    });
+  }
+
+  /**
+   * Read → Ready → `attempt` (decide and write); a `WriteConflict` means the decision's basis
+   * moved: read fresh and decide again, at most `MAX_CONFLICT_RETRIES` times.
+   */
+  async #attempts<R>(
+    ref: DgdRef,
+    signal: AbortSignal,
+    attempt: (view: V, attempt: number) => Promise<R>,
+    onView?: (view: V) => void,
+  ): Promise<R> {
+    for (let n = 0;; n++) {
+      const view = await this.#options.port.read(ref, n > 0, signal);
+      onView?.(view);
+      if (!view.ready) throw new NotReady(notReadyMessage(ref));
       try {
-        return await port.write(ref, view, planned, signal);
+        return await attempt(view, n);
       } catch (error) {
-        if (!(error instanceof WriteConflict) || attempt >= MAX_CONFLICT_RETRIES) throw error;
+        if (!(error instanceof WriteConflict) || n >= MAX_CONFLICT_RETRIES) throw error;
         this.#options.logger.info("write conflict; re-reading and deciding again", {
           dgd: ref.name,
-          attempt,
+          attempt: n,
         });
       }
     }
   }
 
-  /** Read → Ready → resolve → pause, stale guard, policy → guarded write; conflicts decide again. */
+  /** Pause, stale guard and policy on each fresh view, then the guarded write. */
   async #decide(
     ref: DgdRef,
     request: ScaleRequest,
@@ -236,11 +251,9 @@ export class ScaleUseCase<
   ): Promise<Decision<A>> {
     const { port } = this.#options;
     const label = `${ref.namespace}/${ref.name}`;
-    let view: V | undefined;
+    let last: V | undefined;
     try {
-      for (let attempt = 0;; attempt++) {
-        view = await port.read(ref, attempt > 0, signal);
-        if (!view.ready) throw new NotReady(notReadyMessage(ref));
+      return await this.#attempts(ref, signal, async (view, attempt) => {
         const planned = port.resolve(view, request.target_replicas);
         const policy = readPolicy(view.annotations, label);
         const before = port.replicas(view);
@@ -265,24 +278,16 @@ export class ScaleUseCase<
         );
         const adjusted = planned.map((t, i) => ({ ...t, desired: outcomes[i].desired }));
         await this.#options.beforeWrite?.(ref, attempt);
-        try {
-          const applied = await port.write(ref, view, adjusted, signal, {
-            dryRun: this.#options.dryRun,
-            annotations: me ? { [ANNOTATION.lastRequest]: formatLastRequest(me) } : undefined,
-          });
-          const decision = { applied, before, replicas: applied.replicas, outcomes };
-          this.#record(ref, view, request, decision);
-          return decision;
-        } catch (error) {
-          if (!(error instanceof WriteConflict) || attempt >= MAX_CONFLICT_RETRIES) throw error;
-          this.#options.logger.info("write conflict; re-reading and deciding again", {
-            dgd: ref.name,
-            attempt,
-          });
-        }
-      }
+        const applied = await port.write(ref, view, adjusted, signal, {
+          dryRun: this.#options.dryRun,
+          annotations: me ? { [ANNOTATION.lastRequest]: formatLastRequest(me) } : undefined,
+        });
+        const decision = { applied, before, replicas: applied.replicas, outcomes };
+        this.#record(ref, view, request, decision);
+        return decision;
+      }, (view) => (last = view));
     } catch (error) {
-      if (view) this.#recordRefusal(ref, view, request, error);
+      if (last) this.#recordRefusal(ref, last, request, error);
       throw error;
     }
   }
