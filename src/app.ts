@@ -152,7 +152,13 @@ export async function startGlobalPlanner(
           min: config.budget.minTotalGpus >= 0 ? config.budget.minTotalGpus : undefined,
         });
       }
-      kube = await connectKubernetes(config.kube, getEnv, logger, budget, api);
+      kube = await connectKubernetes(config.kube, getEnv, logger, budget, api, {
+        rejectStale: config.policy.rejectStale,
+        dryRun: config.policy.dryRun,
+        eventsInstance: config.policy.recordEvents
+          ? config.runtime.kube?.podName ?? `global-planner-${config.dynNamespace}`
+          : undefined,
+      });
       // The core's budget planner on top of the Kubernetes budget port, or the plain scaler.
       scaler = kube.budgetPort
         ? new BudgetPlanner({
@@ -178,6 +184,8 @@ export async function startGlobalPlanner(
         handler: createScaleRequestHandler({
           managedNamespaces: config.managedNamespaces,
           noOperation: config.noOperation,
+          binding: config.policy,
+          dryRun: config.policy.dryRun,
           scaler,
           logger,
           observe: (result, reason, seconds) =>
@@ -230,6 +238,13 @@ export async function startGlobalPlanner(
     request_plane: config.runtime.requestPlane,
     managed_namespaces: config.managedNamespaces ?? "all",
     no_operation: config.noOperation,
+    ...(config.policy.callerBinding !== "off" ? { caller_binding: config.policy.callerBinding } : {}),
+    ...(config.policy.managedK8sNamespaces
+      ? { managed_k8s_namespaces: config.policy.managedK8sNamespaces }
+      : {}),
+    ...(config.policy.rejectStale ? { reject_stale: true } : {}),
+    ...(config.policy.dryRun ? { dry_run: true } : {}),
+    ...(config.policy.recordEvents ? { record_events: true } : {}),
     pod_namespace: config.podNamespace,
     system_port: status?.port,
     version: VERSION,

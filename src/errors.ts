@@ -29,6 +29,29 @@ export class NotReady extends GlobalPlannerError {}
 /** The GPU budget forbids the request: a soft denial (`rejected`). */
 export class BudgetBreach extends GlobalPlannerError {}
 
+/**
+ * A policy of ours refused the request (`rejected`); the answer still reports the DGD's replicas,
+ * which the refusal leaves as they are.
+ */
+export class PolicyRefusal extends GlobalPlannerError {
+  constructor(
+    message: string,
+    readonly currentReplicas: Record<string, number>,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** The DGD's pause annotation is set. */
+export class Paused extends PolicyRefusal {}
+
+/** The request is older than the last one applied to the DGD (`--reject-stale`). */
+export class StaleRequest extends PolicyRefusal {}
+
+/** A policy annotation on the DGD has a value we cannot read: fail the request, change nothing. */
+export class PolicyAnnotationError extends GlobalPlannerError {}
+
 /** The request cannot be served in the current mode (e.g. no Kubernetes connector yet). */
 export class Unavailable extends GlobalPlannerError {}
 
@@ -48,6 +71,12 @@ export class KubeError extends GlobalPlannerError {
     super(message, options);
   }
 }
+
+/**
+ * A guarded write found the object changed since it was read (HTTP 409): the decision's basis
+ * moved, so the core reads again and decides again.
+ */
+export class WriteConflict extends KubeError {}
 
 /**
  * A DynamoGraphDeployment object does not have the shape the CRD promises (no `spec`, unknown
@@ -91,6 +120,9 @@ export function outcomeOf(error: unknown): Outcome {
   if (error instanceof NotAuthorized) return { status: "error", reason: "not_authorized" };
   if (error instanceof NotReady) return { status: "rejected", reason: "rejected_not_ready" };
   if (error instanceof BudgetBreach) return { status: "rejected", reason: "rejected_budget" };
+  if (error instanceof Paused) return { status: "rejected", reason: "rejected_paused" };
+  if (error instanceof StaleRequest) return { status: "rejected", reason: "rejected_stale" };
+  if (error instanceof PolicyAnnotationError) return { status: "error", reason: "invalid_policy" };
   if (error instanceof InvalidRequest) return { status: "error", reason: "invalid_request" };
   if (error instanceof KubeError) return { status: "error", reason: "kubernetes_error" };
   if (error instanceof Unavailable) return { status: "error", reason: "unavailable" };

@@ -19,6 +19,13 @@ export interface CliFlags {
   serviceAccountDir?: string;
   blockingTimeoutSeconds?: string;
   dgdApiVersion?: string;
+  callerBinding?: string;
+  /** `CALLER=NS/DGD[,NS/DGD...]`, one per occurrence. */
+  callerMap?: string[];
+  managedK8sNamespaces?: string[];
+  rejectStale?: boolean;
+  dryRun?: boolean;
+  recordEvents?: boolean;
 }
 
 /** `--service-account-dir`'s default (upstream's, where the kubelet mounts the token). */
@@ -44,6 +51,17 @@ Options:
   --dgd-api-version V               v1alpha1 | v1beta1 | auto (default: newest served)
   --service-account-dir DIR         In-cluster credentials (default
                                     ${DEFAULT_SERVICE_ACCOUNT_DIR})
+  --caller-binding off|operator|map Which DGDs a caller may scale (default off = any):
+                                    operator = caller is "{k8s_namespace}-{dgd}",
+                                    map = only the DGDs --caller-map lists for it
+  --caller-map CALLER=NS/DGD[,...]  One caller's DGDs (repeat per caller; with map)
+  --managed-k8s-namespaces NS [NS ...]
+                                    Kubernetes namespaces whose DGDs may be scaled (default: all)
+  --reject-stale                    Refuse requests older than the DGD's last applied one;
+                                    answer an identical retry without writing again
+  --dry-run                         Decide and send the writes with server-side dry run;
+                                    answers are prefixed [dry-run]; nothing is persisted
+  --record-events                   Record each decision as a Kubernetes Event on the DGD
   -h, --help                        Show this help and exit
 
 Environment: DYN_NAMESPACE (required), POD_NAMESPACE (default "default"), and the Dynamo
@@ -91,6 +109,12 @@ export function parseCliFlags(argv: string[]): CliFlags {
         "service-account-dir": { type: "string" },
         "blocking-timeout-seconds": { type: "string" },
         "dgd-api-version": { type: "string" },
+        "caller-binding": { type: "string" },
+        "caller-map": { type: "string", multiple: true },
+        "managed-k8s-namespaces": { type: "string", multiple: true },
+        "reject-stale": { type: "boolean" },
+        "dry-run": { type: "boolean" },
+        "record-events": { type: "boolean" },
       },
     });
   } catch (error) {
@@ -133,6 +157,27 @@ export function parseCliFlags(argv: string[]): CliFlags {
         case "dgd-api-version":
           flags.dgdApiVersion = token.value;
           break;
+        case "caller-binding":
+          flags.callerBinding = token.value;
+          break;
+        case "caller-map":
+          flags.callerMap ??= [];
+          flags.callerMap.push(token.value ?? "");
+          break;
+        case "reject-stale":
+          flags.rejectStale = true;
+          break;
+        case "dry-run":
+          flags.dryRun = true;
+          break;
+        case "record-events":
+          flags.recordEvents = true;
+          break;
+        case "managed-k8s-namespaces":
+          flags.managedK8sNamespaces ??= [];
+          if (token.value !== undefined) flags.managedK8sNamespaces.push(token.value);
+          collecting = flags.managedK8sNamespaces;
+          break;
         case "managed-namespaces":
           flags.managedNamespaces ??= [];
           if (token.value !== undefined) flags.managedNamespaces.push(token.value);
@@ -152,6 +197,11 @@ export function parseCliFlags(argv: string[]): CliFlags {
   if (flags.managedNamespaces) {
     if (flags.managedNamespaces.length === 0 || flags.managedNamespaces.some((ns) => !ns)) {
       throw new ConfigError("--managed-namespaces expects one or more non-empty namespaces");
+    }
+  }
+  if (flags.managedK8sNamespaces) {
+    if (flags.managedK8sNamespaces.length === 0 || flags.managedK8sNamespaces.some((ns) => !ns)) {
+      throw new ConfigError("--managed-k8s-namespaces expects one or more non-empty namespaces");
     }
   }
   return flags;

@@ -21,6 +21,21 @@ export interface BudgetSettings {
   intentCacheTtlSeconds: number;
 }
 
+export type CallerBindingMode = "off" | "operator" | "map";
+export const CALLER_BINDING_MODES: readonly CallerBindingMode[] = ["off", "operator", "map"];
+
+/** Our opt-in policies; every default keeps upstream 1.6.1's answers. */
+export interface PolicySettings {
+  callerBinding: CallerBindingMode;
+  /** With `map`: caller namespace → the DGDs (`namespace/name`) it may scale. */
+  callerMap: Record<string, string[]>;
+  /** `null` = DGDs in every Kubernetes namespace may be scaled. */
+  managedK8sNamespaces: string[] | null;
+  rejectStale: boolean;
+  dryRun: boolean;
+  recordEvents: boolean;
+}
+
 export interface Config extends EnvSettings {
   /** `null` = implicit mode: every caller is accepted. */
   managedNamespaces: string[] | null;
@@ -28,6 +43,7 @@ export interface Config extends EnvSettings {
   noOperation: boolean;
   kube: KubeSettings;
   budget: BudgetSettings;
+  policy: PolicySettings;
 }
 
 /** Budget enforcement is on when either bound is set. */
@@ -91,6 +107,7 @@ export function loadConfig(argv: string[], getEnv: EnvGetter, readFile?: FileRea
       noOperation: flags.noOperation ?? file.no_operation ?? false,
       kube: kube.data,
       budget,
+      policy: _policy(flags, file, flags.noOperation ?? file.no_operation ?? false, budgetEnabled(budget)),
     },
   };
 }
@@ -119,4 +136,74 @@ function _budget(flags: CliFlags, file: FileConfig): BudgetSettings {
     );
   }
   return budget;
+}
+
+const DGD_REF = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/;
+
+/** Caller binding, target namespaces, stale guard and dry run: flags win over the file. */
+function _policy(flags: CliFlags, file: FileConfig, noOperation: boolean, budget: boolean): PolicySettings {
+  const binding = flags.callerBinding ?? file.caller_binding ?? "off";
+  if (!(CALLER_BINDING_MODES as readonly string[]).includes(binding)) {
+    throw new ConfigError(`--caller-binding: invalid choice "${binding}" (choose from off, operator, map)`);
+  }
+  let callerMap: Record<string, string[]> = {};
+  if (flags.callerMap) {
+    for (const entry of flags.callerMap) {
+      const at = entry.indexOf("=");
+      const caller = entry.slice(0, at);
+      const dgds = at < 0 ? [] : entry.slice(at + 1).split(",").filter((d) => d !== "");
+      if (at <= 0 || dgds.length === 0) {
+        throw new ConfigError(`--caller-map expects CALLER=NAMESPACE/DGD[,NAMESPACE/DGD...], got "${entry}"`);
+      }
+      callerMap[caller] = [...(callerMap[caller] ?? []), ...dgds];
+    }
+  } else if (file.caller_map) callerMap = file.caller_map;
+  for (const [caller, dgds] of Object.entries(callerMap)) {
+    const bad = dgds.find((d) => !DGD_REF.test(d));
+    if (bad !== undefined || dgds.length === 0) {
+      throw new ConfigError(
+        `caller map: caller "${caller}" must map to one or more "namespace/dgd" names, got "${bad ?? ""}"`,
+      );
+    }
+  }
+  const mapped = Object.keys(callerMap).length > 0;
+  if (binding === "map" && !mapped) {
+    throw new ConfigError("--caller-binding map needs --caller-map (or caller_map in --config)");
+  }
+  if (binding !== "map" && mapped) {
+    throw new ConfigError(
+      `--caller-map is only used with --caller-binding map (caller binding is ${binding})`,
+    );
+  }
+  const k8s = flags.managedK8sNamespaces ?? file.managed_k8s_namespaces ?? null;
+  const dryRun = flags.dryRun ?? file.dry_run ?? false;
+  if (dryRun && noOperation) {
+    throw new ConfigError(
+      "--dry-run and --no-operation exclude each other: --no-operation answers without reading " +
+        "Kubernetes, --dry-run decides against it without persisting",
+    );
+  }
+  const rejectStale = flags.rejectStale ?? file.reject_stale ?? false;
+  const recordEvents = flags.recordEvents ?? file.record_events ?? false;
+  // The budget's writes do not go through the per-DGD decision yet: refuse rather than ignore.
+  const unsupported = [
+    ...(dryRun ? ["--dry-run"] : []),
+    ...(rejectStale ? ["--reject-stale"] : []),
+    ...(recordEvents ? ["--record-events"] : []),
+  ];
+  if (budget && unsupported.length > 0) {
+    throw new ConfigError(
+      `${
+        unsupported.join(", ")
+      }: not supported together with a GPU budget (--max-total-gpus/--min-total-gpus) yet`,
+    );
+  }
+  return {
+    callerBinding: binding as CallerBindingMode,
+    callerMap,
+    managedK8sNamespaces: k8s?.length ? [...new Set(k8s)] : null,
+    rejectStale,
+    dryRun,
+    recordEvents,
+  };
 }

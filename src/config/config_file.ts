@@ -22,6 +22,17 @@ export const FileConfigSchema = z.strictObject({
   min_total_gpus: minusOneOrMore("min_total_gpus").optional(),
   intent_cache_ttl_seconds: z.number({ error: "intent_cache_ttl_seconds must be a number" })
     .positive("intent_cache_ttl_seconds must be > 0").optional(),
+  caller_binding: z.string({ error: "caller_binding must be a string" }).optional(),
+  caller_map: z.record(
+    z.string(),
+    z.array(z.string(), { error: 'caller_map values must be lists of "namespace/dgd"' }),
+    { error: 'caller_map must map callers to lists of "namespace/dgd"' },
+  ).optional(),
+  managed_k8s_namespaces: z.array(z.string().min(1, "managed_k8s_namespaces entries must not be empty"))
+    .nullable().optional(),
+  reject_stale: z.boolean({ error: "reject_stale must be true or false" }).optional(),
+  dry_run: z.boolean({ error: "dry_run must be true or false" }).optional(),
+  record_events: z.boolean({ error: "record_events must be true or false" }).optional(),
 }, {
   error: (issue) =>
     issue.code === "unrecognized_keys" ? `unknown key(s): ${issue.keys.join(", ")}` : undefined,

@@ -29,12 +29,15 @@ import type { KubeClient } from "./client.ts";
 import { type DgdView, resolveTargets, viewDgd } from "./dgd.ts";
 import { snapshotPools } from "./participants.ts";
 import { dgdRequest, type ObjectRef } from "./resources.ts";
-import type { Applied, KubeScaler } from "./scaler.ts";
+import type { Applied } from "./scaler.ts";
+import type { ScaleUseCase } from "../service/scale_use_case.ts";
+import type { ResolvedTarget } from "./dgd.ts";
 import type { DgdApiVersion } from "./dgd.ts";
 
 export interface KubeBudgetPortOptions {
   cache: DgdCache;
-  scaler: KubeScaler;
+  /** The core's scaling use case over the Kubernetes port: how one participant's write is applied. */
+  scaler: ScaleUseCase<DgdView, ResolvedTarget, Applied>;
   client: KubeClient;
   version: () => Promise<DgdApiVersion>;
   /** Called whenever the per-DGD GPU picture changes (metrics). */

@@ -48,9 +48,12 @@ export interface DgdView {
   name: string;
   namespace: string;
   resourceVersion?: string;
+  uid?: string;
   generation?: number;
   observedGeneration?: number;
   ready: boolean;
+  /** `metadata.annotations` (string values only; absent = none). */
+  annotations: Record<string, string>;
   components: ComponentView[];
 }
 
@@ -91,9 +94,11 @@ export function viewDgd(object: unknown): DgdView {
     name,
     namespace,
     resourceVersion: typeof metadata?.resourceVersion === "string" ? metadata.resourceVersion : undefined,
+    uid: typeof metadata?.uid === "string" ? metadata.uid : undefined,
     generation: _optionalInteger(metadata?.generation),
     observedGeneration: _optionalInteger(status?.observedGeneration),
     ready: isReady(dgd),
+    annotations: _annotations(metadata?.annotations),
     components,
   };
 }
@@ -197,6 +202,15 @@ function _resolveOne(view: DgdView, role: Role, componentName: string | null): C
 }
 
 /** Whether a named component may take a role it does not declare (`component_name` fallback). */
+function _annotations(value: unknown): Record<string, string> {
+  const record = _record(value);
+  if (!record) return {};
+  return Object.fromEntries(Object.entries(record).filter(([, v]) => typeof v === "string")) as Record<
+    string,
+    string
+  >;
+}
+
 function _mayStandIn(shape: DgdShape, component: ComponentView, role: Role): boolean {
   if (shape === "services") return !component.subComponentType;
   return !component.type || component.type === "worker" || component.type === role;

@@ -10,14 +10,20 @@ import type { Logger } from "../ops/log.ts";
 import { KubeBudgetPort } from "./budget_port.ts";
 import { DgdCache, type DgdCacheState } from "./cache.ts";
 import { KubeClient } from "./client.ts";
+import { KubeEventRecorder } from "./events.ts";
 import { loadCredentials } from "./credentials.ts";
 import { managedDgdNames } from "./participants.ts";
 import { type ApiVersions, discoverVersions } from "./resources.ts";
-import { KubeScaler } from "./scaler.ts";
+import { type Applied, KubeScaler } from "./scaler.ts";
+import type { DgdView, ResolvedTarget } from "./dgd.ts";
+import { ScaleUseCase } from "../service/scale_use_case.ts";
 import { pause } from "../timing.ts";
 
 export { KubeClient } from "./client.ts";
 export { KubeScaler } from "./scaler.ts";
+
+/** The core's scaling use case over the Kubernetes scale port. */
+export type KubeScaleUseCase = ScaleUseCase<DgdView, ResolvedTarget, Applied>;
 export { KubeWorkerMetadataApi } from "./worker_metadata.ts";
 
 /** The one API client of the process and where its credentials came from. */
@@ -49,11 +55,21 @@ export interface BudgetWiring {
   onPools?: (gpusByDgd: Record<string, number>) => void;
 }
 
+/** Our opt-in policies as the connector applies them. */
+export interface PolicyWiring {
+  rejectStale: boolean;
+  dryRun: boolean;
+  /** With `--record-events`: `reportingInstance` of the Events. */
+  eventsInstance?: string;
+}
+
 export interface KubeConnector {
   client: KubeClient;
-  /** Applies scale requests (without a budget, what scale requests go to). */
-  kubeScaler: KubeScaler;
+  /** The core's use case over the Kubernetes port (without a budget, what scale requests go to). */
+  kubeScaler: KubeScaleUseCase;
   cache?: DgdCache;
+  /** With `--record-events`: the Events written for decisions. */
+  events?: KubeEventRecorder;
   /** With a budget: what the core's `BudgetPlanner` reads and writes through. */
   budgetPort?: KubeBudgetPort;
   source: string;
@@ -74,6 +90,7 @@ export async function connectKubernetes(
   logger: Logger,
   budget?: BudgetWiring,
   shared?: OpenedKubeClient,
+  policy?: PolicyWiring,
 ): Promise<KubeConnector> {
   const owned = shared === undefined;
   const { client, source } = shared ??
@@ -87,13 +104,22 @@ export async function connectKubernetes(
     });
 
   let port: KubeBudgetPort | undefined;
-  const kubeScaler = new KubeScaler({
-    client,
+  const recorder = policy?.eventsInstance !== undefined
+    ? new KubeEventRecorder({ client, logger, instance: policy.eventsInstance })
+    : undefined;
+  const kubeScaler: KubeScaleUseCase = new ScaleUseCase({
+    port: new KubeScaler({
+      client,
+      logger,
+      versions: apiVersions,
+      cachedView: (ref) => port?.viewOf(ref),
+      onApplied: (ref, applied) => port?.recordApplied(ref, applied),
+    }),
     logger,
     blockingTimeoutMs: settings.blockingTimeoutSeconds * 1000,
-    versions: apiVersions,
-    cachedView: (ref) => port?.viewOf(ref),
-    onApplied: (ref, applied) => port?.recordApplied(ref, applied),
+    rejectStale: policy?.rejectStale,
+    dryRun: policy?.dryRun,
+    events: recorder,
   });
   let cache: DgdCache | undefined;
   if (budget) {
@@ -117,11 +143,13 @@ export async function connectKubernetes(
     client,
     kubeScaler,
     cache,
+    events: recorder,
     budgetPort: port,
     source,
     cacheState: () => cache?.state(),
     async close() {
       await cache?.stop();
+      await recorder?.flush();
       if (owned) client.close();
     },
   };

@@ -1,21 +1,14 @@
 /**
- * The Kubernetes connector: one scale request → read the DGD once, check Ready, resolve every
- * target before any write, then write each changed target through its scaling adapter's
- * `/scale` (or, without an adapter, one patch of the DGD), each write guarded by the
- * resourceVersion it was decided on; a 409 means the decision's basis moved, so re-read and
- * decide again (bounded). Requests for one DGD are applied in arrival order; a blocking wait
- * happens after the DGD's turn, so it delays nobody.
+ * The Kubernetes side of the scaling use case (`ScalePort` of src/service/scale_use_case.ts):
+ * reads the DGD (or takes the budget's cached view), resolves targets on it, writes each changed
+ * target through its scaling adapter's `/scale` (or, without an adapter, one patch of the DGD),
+ * each write guarded by the resourceVersion it was decided on (a 409 becomes `WriteConflict`),
+ * and waits by watch for a blocking request.
  */
-import { KubeError, NotReady } from "../errors.ts";
+import { KubeError, WriteConflict } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
-import {
-  type ScaleRequest,
-  type ScaleResponse,
-  scaleResponse,
-  type TargetReplica,
-} from "../service/contract.ts";
-import type { Scaler } from "../service/handlers.ts";
-import { scaledMessage } from "../service/messages.ts";
+import type { TargetReplica } from "../service/contract.ts";
+import type { AppliedTargets, ScalePort, WriteOptions } from "../service/scale_use_case.ts";
 import type { KubeClient } from "./client.ts";
 import {
   adapterName,
@@ -23,22 +16,19 @@ import {
   currentReplicas,
   dgdReplicaPatch,
   type DgdView,
+  JSON_PATCH,
+  MERGE_PATCH,
   type ResolvedTarget,
   resolveTargets,
   viewDgd,
 } from "./dgd.ts";
 import { adapterScaleRequest, type ApiVersions, dgdRequest, type ObjectRef } from "./resources.ts";
-import { KeyedSerializer } from "./serial.ts";
 import { waitReady } from "./wait_ready.ts";
-
-export const DEFAULT_BLOCKING_TIMEOUT_SECONDS = 1800;
-const MAX_CONFLICT_RETRIES = 3;
 
 export interface KubeScalerOptions {
   client: KubeClient;
   versions: () => Promise<ApiVersions>;
   logger: Logger;
-  blockingTimeoutMs?: number;
   /**
    * A cached view to decide on instead of reading (budget mode: the watch cache). Writes are
    * guarded by its resourceVersion, so a stale view costs a 409 and one fresh read, never a
@@ -47,56 +37,43 @@ export interface KubeScalerOptions {
   cachedView?: (ref: ObjectRef) => DgdView | undefined;
   /** Called with what a write returned or decided (to keep a cache current). */
   onApplied?: (ref: ObjectRef, applied: Applied) => void;
-  /** Test seam: runs between the read and the writes of each attempt. */
-  beforeWrite?: (ref: ObjectRef, attempt: number) => Promise<void>;
 }
 
-export interface Applied {
+export interface Applied extends AppliedTargets {
   /** The latest view: the DGD a patch returned, else the one decided on. */
   view: DgdView;
-  /** Component name → replicas written (skipped targets are absent). */
-  written: Map<string, number>;
   /** Components written through their scaling adapter (the DGD catches up later). */
   viaAdapter: Set<string>;
-  /** `{prefill: n, decode: m}` with the values just written. */
-  replicas: Record<string, number>;
 }
 
-export class KubeScaler implements Scaler {
+export class KubeScaler implements ScalePort<DgdView, ResolvedTarget, Applied> {
   #options: KubeScalerOptions;
-  #serial = new KeyedSerializer();
-  #shutdown = new AbortController();
 
   constructor(options: KubeScalerOptions) {
     this.#options = options;
   }
 
-  /** Ends every blocking wait at once (they answer `error`); writes in progress complete. */
-  cancelWaits(reason: string): void {
-    this.#shutdown.abort(reason);
+  /** The one place the scaler reads a DGD from. */
+  async read(ref: ObjectRef, fresh: boolean, signal: AbortSignal): Promise<DgdView> {
+    // A cached view that says "not Ready" may just be behind the watch: confirm by reading.
+    const cached = fresh ? undefined : this.#options.cachedView?.(ref);
+    if (cached?.ready) return cached;
+    return await this.#readDgd(ref, await this.#options.versions(), signal);
   }
 
-  async scale(request: ScaleRequest, signal: AbortSignal): Promise<ScaleResponse> {
-    const ref = { namespace: request.k8s_namespace, name: request.graph_deployment_name };
-    const applied = await this.apply(ref, request.target_replicas, signal);
-    if (request.blocking) await this.waitApplied(ref, applied, signal);
-    return scaleResponse("success", scaledMessage(ref.name), applied.replicas);
+  resolve(view: DgdView, targets: readonly TargetReplica[]): ResolvedTarget[] {
+    return resolveTargets(view, targets);
   }
 
-  /** Applies targets to one DGD, in arrival order with other requests for the same DGD. */
-  async apply(ref: ObjectRef, targets: readonly TargetReplica[], signal: AbortSignal): Promise<Applied> {
-    const versions = await this.#options.versions();
-    const applied = await this.#serial.run(
-      `${ref.namespace}/${ref.name}`,
-      () => this.#apply(ref, targets, versions, signal),
-    );
+  replicas(view: DgdView): Record<string, number> {
+    return currentReplicas(view);
+  }
+
+  onApplied(ref: ObjectRef, applied: Applied): void {
     this.#options.onApplied?.(ref, applied);
-    return applied;
   }
 
-  /** `blocking: true`: waits (by watch) until the DGD has taken in what was written and is Ready. */
-  async waitApplied(ref: ObjectRef, applied: Applied, signal: AbortSignal): Promise<void> {
-    if (applied.written.size === 0) return;
+  async waitApplied(ref: ObjectRef, applied: Applied, timeoutMs: number, signal: AbortSignal): Promise<void> {
     const versions = await this.#options.versions();
     await waitReady({
       client: this.#options.client,
@@ -104,38 +81,27 @@ export class KubeScaler implements Scaler {
       ref,
       written: applied.written,
       latest: applied.view,
-      timeoutMs: this.#options.blockingTimeoutMs ?? DEFAULT_BLOCKING_TIMEOUT_SECONDS * 1000,
-      signal: AbortSignal.any([signal, this.#shutdown.signal]),
+      timeoutMs,
+      signal,
       logger: this.#options.logger,
     });
   }
 
-  async #apply(
+  async write(
     ref: ObjectRef,
-    targets: readonly TargetReplica[],
-    versions: ApiVersions,
+    view: DgdView,
+    targets: ResolvedTarget[],
     signal: AbortSignal,
+    options: WriteOptions = {},
   ): Promise<Applied> {
-    for (let attempt = 0;; attempt++) {
-      // A cached view that says "not Ready" may just be behind the watch: confirm by reading.
-      const cached = attempt === 0 ? this.#options.cachedView?.(ref) : undefined;
-      const view = cached?.ready ? cached : await this.#readDgd(ref, versions, signal);
-      if (!view.ready) {
-        throw new NotReady(
-          `DynamoGraphDeployment is not ready (name: '${ref.name}' in namespace '${ref.namespace}')`,
-        );
+    const versions = await this.#options.versions();
+    try {
+      return await this.#write(ref, view, targets, versions, signal, options);
+    } catch (error) {
+      if (error instanceof KubeError && error.detail.status === 409 && !(error instanceof WriteConflict)) {
+        throw new WriteConflict(error.message, error.detail, { cause: error });
       }
-      const resolved = resolveTargets(view, targets);
-      await this.#options.beforeWrite?.(ref, attempt);
-      try {
-        return await this.#write(ref, view, resolved, versions, signal);
-      } catch (error) {
-        if (_status(error) !== 409 || attempt >= MAX_CONFLICT_RETRIES) throw error;
-        this.#options.logger.info("write conflict; re-reading and deciding again", {
-          dgd: ref.name,
-          attempt,
-        });
-      }
+      throw error;
     }
   }
 
@@ -145,13 +111,15 @@ export class KubeScaler implements Scaler {
     targets: ResolvedTarget[],
     versions: ApiVersions,
     signal: AbortSignal,
+    options: WriteOptions,
   ): Promise<Applied> {
     const written = new Map<string, number>();
     const viaAdapter = new Set<string>();
     const direct: ResolvedTarget[] = [];
     for (const target of targets) {
       if (
-        target.component.scalingAdapter && await this.#writeAdapter(ref, target, versions, signal, written)
+        target.component.scalingAdapter &&
+        await this.#writeAdapter(ref, target, versions, signal, written, options.dryRun === true)
       ) {
         if (written.has(target.component.name)) viaAdapter.add(target.component.name);
         continue;
@@ -164,8 +132,18 @@ export class KubeScaler implements Scaler {
       this.#skip(ref, t);
       return false;
     });
-    if (changed.length > 0) {
-      latest = await this.#patchDgd(ref, view, changed, versions, signal);
+    const annotations = options.annotations ?? {};
+    if (changed.length > 0 || Object.keys(annotations).length > 0) {
+      // The annotations ride on the replica patch (one write); alone when nothing else changes.
+      latest = await this.#patchDgd(
+        ref,
+        view,
+        changed,
+        versions,
+        signal,
+        annotations,
+        options.dryRun === true,
+      );
       for (const t of changed) written.set(t.component.name, t.desired);
     }
     // Spec counts as just written win over what the DGD shows: the operator copies adapter
@@ -182,6 +160,7 @@ export class KubeScaler implements Scaler {
     versions: ApiVersions,
     signal: AbortSignal,
     written: Map<string, number>,
+    dryRun: boolean,
   ): Promise<boolean> {
     const adapter = { namespace: ref.namespace, name: adapterName(ref.name, target.component.name) };
     const request = adapterScaleRequest(versions.adapter, adapter);
@@ -207,12 +186,13 @@ export class KubeScaler implements Scaler {
       method: "PATCH",
       verb: "patch",
       ...request,
+      path: dryRun ? withDryRun(request.path) : request.path,
       body: patch.body,
       contentType: patch.contentType,
       signal,
     });
     written.set(target.component.name, target.desired);
-    this.#options.logger.info("scaled through adapter", {
+    this.#options.logger.info(dryRun ? "dry run: would scale through adapter" : "scaled through adapter", {
       dgd: ref.name,
       adapter: adapter.name,
       replicas: target.desired,
@@ -220,42 +200,56 @@ export class KubeScaler implements Scaler {
     return true;
   }
 
-  /** One patch for every direct target, guarded by the resourceVersion of the read. */
+  /** One patch for every direct target (and our annotations), guarded by the resourceVersion of the read. */
   async #patchDgd(
     ref: ObjectRef,
     view: DgdView,
     targets: ResolvedTarget[],
     versions: ApiVersions,
     signal: AbortSignal,
+    annotations: Record<string, string>,
+    dryRun: boolean,
   ) {
     const patches = targets.map((t) => dgdReplicaPatch(view, t.component.name, t.desired));
+    const annotated = Object.keys(annotations).length > 0;
     let body: unknown;
+    let contentType: string;
     if (view.shape === "services") {
       const services: Record<string, unknown> = {};
       for (const p of patches) {
         Object.assign(services, (p.body as { spec: { services: object } }).spec.services);
       }
-      body = { metadata: { resourceVersion: view.resourceVersion }, spec: { services } };
+      body = {
+        metadata: { resourceVersion: view.resourceVersion, ...(annotated ? { annotations } : {}) },
+        ...(patches.length ? { spec: { services } } : {}),
+      };
+      contentType = MERGE_PATCH;
     } else {
       // A resourceVersion inside the patched object is a precondition: 409 if the DGD moved.
       body = [
         { op: "replace", path: "/metadata/resourceVersion", value: view.resourceVersion },
         ...patches.flatMap((p) => p.body as unknown[]),
+        ...annotationOps(view, annotations),
       ];
+      contentType = JSON_PATCH;
     }
+    const request = dgdRequest(versions.dgd, ref);
     const updated = await this.#options.client.json({
       method: "PATCH",
       verb: "patch",
-      ...dgdRequest(versions.dgd, ref),
+      ...request,
+      path: dryRun ? withDryRun(request.path) : request.path,
       body,
-      contentType: patches[0].contentType,
+      contentType,
       signal,
     });
-    this.#options.logger.info("scaled DGD", {
-      dgd: ref.name,
-      k8s_namespace: ref.namespace,
-      replicas: Object.fromEntries(targets.map((t) => [t.component.name, t.desired])),
-    });
+    if (targets.length > 0) {
+      this.#options.logger.info(dryRun ? "dry run: would scale DGD" : "scaled DGD", {
+        dgd: ref.name,
+        k8s_namespace: ref.namespace,
+        replicas: Object.fromEntries(targets.map((t) => [t.component.name, t.desired])),
+      });
+    }
     return viewDgd(updated);
   }
 
@@ -294,6 +288,26 @@ export class KubeScaler implements Scaler {
       replicas: target.desired,
     });
   }
+}
+
+/** Kubernetes server-side dry run: validated and admitted, never persisted. */
+export function withDryRun(path: string): string {
+  return `${path}${path.includes("?") ? "&" : "?"}dryRun=All`;
+}
+
+/** JSON-patch ops setting our annotations without touching anyone else's. */
+function annotationOps(view: DgdView, annotations: Record<string, string>): unknown[] {
+  const entries = Object.entries(annotations);
+  if (entries.length === 0) return [];
+  if (Object.keys(view.annotations).length === 0) {
+    // None to keep (the resourceVersion guard catches one added since the read).
+    return [{ op: "add", path: "/metadata/annotations", value: annotations }];
+  }
+  return entries.map(([key, value]) => ({
+    op: "add",
+    path: `/metadata/annotations/${key.replaceAll("~", "~0").replaceAll("/", "~1")}`,
+    value,
+  }));
 }
 
 function _status(error: unknown): number | undefined {

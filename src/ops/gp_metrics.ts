@@ -21,6 +21,13 @@ export const SCALE_REASONS = [
   "blocking_timeout",
   "gpu_count_unknown",
   "internal_error",
+  "caller_not_bound",
+  "namespace_not_managed",
+  "rejected_paused",
+  "rejected_stale",
+  "invalid_policy",
+  "duplicate",
+  "dry_run",
 ] as const;
 export type ScaleReason = typeof SCALE_REASONS[number];
 
@@ -44,6 +51,13 @@ export const USUAL_RESULT: Readonly<Record<ScaleReason, ScaleStatus>> = {
   blocking_timeout: "error",
   gpu_count_unknown: "error",
   internal_error: "error",
+  caller_not_bound: "error",
+  namespace_not_managed: "error",
+  rejected_paused: "rejected",
+  rejected_stale: "rejected",
+  invalid_policy: "error",
+  duplicate: "success",
+  dry_run: "success",
 };
 
 /**

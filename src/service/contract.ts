@@ -67,3 +67,15 @@ export function scaleResponse(
 ): ScaleResponse {
   return { status, message, current_replicas: currentReplicas };
 }
+
+/** Why a response is what it is, when that is more than its status says (metrics, logs). */
+const REASONS = new WeakMap<ScaleResponse, string>();
+
+export function tagReason(response: ScaleResponse, reason: string): ScaleResponse {
+  REASONS.set(response, reason);
+  return response;
+}
+
+export function taggedReason(response: ScaleResponse): string | undefined {
+  return REASONS.get(response);
+}

@@ -3,11 +3,18 @@
  * port → exactly one `ScaleResponse` (or one error item for a malformed request). `health`:
  * one status object, whatever the request.
  */
-import { errorText, outcomeOf, type ScaleStatus } from "../errors.ts";
+import { errorText, outcomeOf, PolicyRefusal, type ScaleStatus } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import type { Handler } from "../runtime/endpoint.ts";
 import { isAuthorized, notAuthorizedMessage } from "./authorize.ts";
-import { parseScaleRequest, type ScaleRequest, type ScaleResponse, scaleResponse } from "./contract.ts";
+import { bindingRefusal, type BindingSettings } from "./caller_binding.ts";
+import {
+  parseScaleRequest,
+  type ScaleRequest,
+  type ScaleResponse,
+  scaleResponse,
+  taggedReason,
+} from "./contract.ts";
 import { negativeReplicasMessage, NO_CONNECTOR_MESSAGE, NO_OPERATION_MESSAGE } from "./messages.ts";
 
 /**
@@ -32,6 +39,10 @@ export type OutcomeObserver = (result: ScaleStatus, reason: string, seconds: num
 export interface ScaleHandlerOptions {
   managedNamespaces: readonly string[] | null;
   noOperation: boolean;
+  /** Caller binding and the Kubernetes namespace allow-list (absent = upstream: any DGD). */
+  binding?: BindingSettings;
+  /** `--dry-run`: every answer's message starts with `[dry-run] `. */
+  dryRun?: boolean;
   /** Absent when no Kubernetes connector is wired: requests then answer `error`. */
   scaler?: Scaler;
   logger: Logger;
@@ -84,9 +95,17 @@ export function createScaleRequestHandler(options: ScaleHandlerOptions): Handler
     let response: ScaleResponse;
     let reason: string;
     const negative = request.target_replicas.filter((t) => t.desired_replicas < 0);
+    const refused = options.binding && bindingRefusal(options.binding, {
+      caller: request.caller_namespace,
+      k8sNamespace: request.k8s_namespace,
+      dgd: request.graph_deployment_name,
+    });
     if (!isAuthorized(managed, request.caller_namespace)) {
       response = scaleResponse("error", notAuthorizedMessage(request.caller_namespace));
       reason = "not_authorized";
+    } else if (refused) {
+      response = scaleResponse("error", refused.message);
+      reason = refused.reason;
     } else if (negative.length > 0) {
       // Upstream's shape (status error, no replicas) with a message that says what is wrong.
       response = scaleResponse(
@@ -109,12 +128,21 @@ export function createScaleRequestHandler(options: ScaleHandlerOptions): Handler
     } else {
       try {
         response = await options.scaler.scale(request, signal);
-        reason = response.status === "success" ? "success" : "internal_error";
+        reason = taggedReason(response) ?? (response.status === "success" ? "success" : "internal_error");
       } catch (error) {
         const outcome = outcomeOf(error);
-        response = scaleResponse(outcome.status, errorText(error));
+        // A policy refusal leaves the replicas as they are, and says so.
+        response = scaleResponse(
+          outcome.status,
+          errorText(error),
+          error instanceof PolicyRefusal ? error.currentReplicas : {},
+        );
         reason = outcome.reason;
       }
+    }
+    if (options.dryRun) {
+      response = { ...response, message: `[dry-run] ${response.message}` };
+      if (reason === "success") reason = "dry_run";
     }
     const level = response.status === "success" ? "info" : "warn";
     logger[level]("scale request", {

@@ -10,6 +10,7 @@ import { KubeClient } from "../../src/kube/client.ts";
 import { discoverVersions } from "../../src/kube/resources.ts";
 import { KubeScaler } from "../../src/kube/scaler.ts";
 import { createLogger } from "../../src/ops/log.ts";
+import { ScaleUseCase } from "../../src/service/scale_use_case.ts";
 import { createDgd, DGD_PATH, v1alpha1Dgd } from "../support/dgd_fixtures.ts";
 import { startKubeCluster } from "../support/kube_cluster.ts";
 import { waitFor } from "../support/ports.ts";
@@ -40,12 +41,15 @@ Deno.test({
       filter: () => true,
       logger,
     });
-    const scaler = new KubeScaler({
-      client,
+    const scaler = new ScaleUseCase({
+      port: new KubeScaler({
+        client,
+        logger,
+        versions,
+        cachedView: (ref) => port.viewOf(ref),
+        onApplied: (ref, applied) => port.recordApplied(ref, applied),
+      }),
       logger,
-      versions,
-      cachedView: (ref) => port.viewOf(ref),
-      onApplied: (ref, applied) => port.recordApplied(ref, applied),
     });
     const port: KubeBudgetPort = new KubeBudgetPort({
       cache,

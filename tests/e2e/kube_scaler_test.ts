@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { KubeError } from "../../src/errors.ts";
-import { connectKubernetes, type KubeConnector } from "../../src/kube/mod.ts";
+import { connectKubernetes, type KubeConnector, KubeScaler } from "../../src/kube/mod.ts";
+import { ScaleUseCase } from "../../src/service/scale_use_case.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import { parseScaleRequest, type ScaleResponse } from "../../src/service/contract.ts";
 import { createScaleRequestHandler } from "../../src/service/handlers.ts";
@@ -282,10 +283,13 @@ Deno.test({
         await markSettled(cluster, "beta");
         let attempts = 0;
         const racing = await connector(cluster, token);
-        const scaler = new (await import("../../src/kube/scaler.ts")).KubeScaler({
-          client: racing.client,
+        const scaler = new ScaleUseCase({
+          port: new KubeScaler({
+            client: racing.client,
+            logger,
+            versions: () => Promise.resolve({ dgd: "v1beta1", adapter: "v1beta1" }),
+          }),
           logger,
-          versions: () => Promise.resolve({ dgd: "v1beta1", adapter: "v1beta1" }),
           beforeWrite: async (_ref, attempt) => {
             attempts++;
             if (attempt === 0) {

@@ -30,11 +30,13 @@ const GROUP = "nvidia.com";
 const DGD = "dynamographdeployments";
 const SCALE = "dynamographdeploymentscalingadapters/scale";
 const DWM = "dynamoworkermetadatas";
+const EVENTS = "events";
+const EVENTS_GROUP = "events.k8s.io";
 /** Short blocking timeout: a denied watch must not leave a request hanging for 30 minutes. */
 const BLOCKING_TIMEOUT_S = 4;
 
 type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
-type Scenario = "plain" | "adapter" | "blocking" | "budget" | "discovery";
+type Scenario = "plain" | "adapter" | "blocking" | "budget" | "discovery" | "events";
 
 /** Which scenario exercises each permission of the manifest (a new rule needs a new entry). */
 const NEEDED_BY: Record<string, Scenario> = {
@@ -47,7 +49,13 @@ const NEEDED_BY: Record<string, Scenario> = {
   [`${DWM} create`]: "discovery",
   [`${DWM} patch`]: "discovery",
   [`${DWM} watch`]: "discovery",
+  [`${EVENTS} create`]: "events",
+  [`${EVENTS} patch`]: "events",
 };
+
+/** The API group of each resource the manifest names. */
+const GROUP_OF: Record<string, string> = { [EVENTS]: EVENTS_GROUP };
+const groupOf = (resource: string) => GROUP_OF[resource] ?? GROUP;
 
 /** Service-account dirs written by `connectAs`, removed at the end. */
 const tempDirs: string[] = [];
@@ -58,7 +66,12 @@ interface Connected {
   logs: Record<string, unknown>[];
 }
 
-async function connectAs(cluster: KubeCluster, serviceAccount: string, budget = false): Promise<Connected> {
+async function connectAs(
+  cluster: KubeCluster,
+  serviceAccount: string,
+  budget = false,
+  events = false,
+): Promise<Connected> {
   const token = await cluster.createServiceAccountToken(SA_NS, serviceAccount);
   const dir = await Deno.makeTempDir({ prefix: "gp-rbac-sa-" });
   tempDirs.push(dir);
@@ -77,6 +90,8 @@ async function connectAs(cluster: KubeCluster, serviceAccount: string, budget = 
         managedNamespaces: null,
       }
       : undefined,
+    undefined,
+    { rejectStale: false, dryRun: false, eventsInstance: events ? "rbac" : undefined },
   );
   return { kube, logs };
 }
@@ -175,6 +190,21 @@ async function runScenario(cluster: KubeCluster, kube: KubeConnector, scenario: 
   } else {
     await createDgd(cluster, object);
   }
+  if (scenario === "events") {
+    // A paused DGD: the same refusal twice is one Event (create), then its series (patch).
+    const r = await cluster.request("PATCH", `/apis/${GROUP}/v1alpha1/namespaces/${ns}/${DGD}/${dgd}`, {
+      metadata: { annotations: { "globalplanner.dynamo.example/paused": "true" } },
+    });
+    assert.ok(r.ok, r.text);
+    const request = {
+      graph_deployment_name: dgd,
+      target_replicas: [{ sub_component_type: "prefill", desired_replicas: 3 }],
+    };
+    await scale(kube, ns, request);
+    const response = await scale(kube, ns, request);
+    await kube.events!.flush();
+    return { dgd, ns, adapter: `${dgd}-pre`, response };
+  }
   const response = await scale(kube, ns, {
     graph_deployment_name: dgd,
     blocking: scenario === "blocking",
@@ -222,7 +252,7 @@ async function waitForRbac(
         spec: {
           user: `system:serviceaccount:${SA_NS}:${serviceAccount}`,
           groups: ["system:serviceaccounts", `system:serviceaccounts:${SA_NS}`, "system:authenticated"],
-          resourceAttributes: { namespace, group: GROUP, resource, subresource, verb: c.verb },
+          resourceAttributes: { namespace, group: groupOf(resource), resource, subresource, verb: c.verb },
         },
       });
       assert.ok(review.ok, `SubjectAccessReview: ${review.status} ${review.text}`);
@@ -273,7 +303,7 @@ Deno.test({
       assert.deepEqual(roleBinding?.subjects, binding?.subjects);
 
       const pairs = [...rules, ...discoveryRules].flatMap((r) => {
-        assert.deepEqual(r.apiGroups, [GROUP], "only nvidia.com resources");
+        assert.deepEqual(r.apiGroups, r.resources.map(groupOf), "nvidia.com resources, and Events");
         return r.resources.flatMap((res) => r.verbs.map((verb) => `${res} ${verb}`));
       });
       assert.deepEqual(
@@ -336,6 +366,19 @@ Deno.test({
         assert.equal(now.status.observedGeneration, now.metadata.generation);
         assert.equal(now.status.conditions[0].status, "True");
         assert.deepEqual(full.logs, [], "no warnings with the full manifest");
+      });
+
+      await t.step("the manifest's ServiceAccount: Events (create, then patch the series)", async () => {
+        const recording = await connectAs(cluster, "global-planner", false, true);
+        opened.push(recording.kube);
+        const { dgd, ns, response } = await runScenario(cluster, recording.kube, "events");
+        assert.equal(response.status, "rejected");
+        assert.deepEqual(recording.logs, [], "no warnings with the full manifest");
+        const list = await cluster.request("GET", `/apis/${EVENTS_GROUP}/v1/namespaces/${ns}/${EVENTS}`);
+        // deno-lint-ignore no-explicit-any
+        const paused = list.json.items.filter((e: any) => e.regarding.name === dgd);
+        assert.equal(paused.length, 1);
+        assert.equal(paused[0].series.count, 2);
       });
 
       await t.step("the manifest's ServiceAccount: kubernetes discovery (apply + watch its CR)", async () => {
@@ -445,7 +488,7 @@ Deno.test({
             },
           ]);
           await waitForRbac(cluster, name, reduced, pair);
-          const weak = await connectAs(cluster, name, scenario === "budget");
+          const weak = await connectAs(cluster, name, scenario === "budget", scenario === "events");
           opened.push(weak.kube);
 
           const started = Date.now();
@@ -463,6 +506,26 @@ Deno.test({
               `\\(HTTP 403\\): the service account needs RBAC verb "${verb}" on "${escape(resource)}" ` +
               `in API group "nvidia\\.com" in namespace "${ns}"$`,
           );
+          if (scenario === "events") {
+            // The decision is unaffected; the failed Event write is logged, naming the permission.
+            assert.equal(response.status, "rejected", JSON.stringify(response));
+            assert.match(response.message, /is paused/);
+            const line = weak.logs.find((l) =>
+              String(l.message).startsWith("cannot record a Kubernetes Event")
+            );
+            assert.ok(line, JSON.stringify(weak.logs));
+            assert.match(
+              String(line.error),
+              new RegExp(
+                `Kubernetes denied ${verb} on ${
+                  escape(`${EVENTS}.${EVENTS_GROUP}`)
+                }.* in namespace '${ns}' ` +
+                  `\\(HTTP 403\\): the service account needs RBAC verb "${verb}" on "${EVENTS}" ` +
+                  `in API group "events\\.k8s\\.io" in namespace "${ns}"$`,
+              ),
+            );
+            return;
+          }
           if (scenario === "budget") {
             // The cache cannot list: the budget fails closed, naming the missing permission.
             assert.equal(response.status, "error", JSON.stringify(response));

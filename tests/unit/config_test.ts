@@ -238,3 +238,88 @@ Deno.test("--config refuses unknown keys, bad values and values that are neither
     /min_total_gpus \(3\) exceeds max_total_gpus \(2\)/,
   );
 });
+
+Deno.test("our policies are off by default (upstream's answers)", () => {
+  assert.deepEqual(config([]).policy, {
+    callerBinding: "off",
+    callerMap: {},
+    managedK8sNamespaces: null,
+    rejectStale: false,
+    dryRun: false,
+    recordEvents: false,
+  });
+});
+
+Deno.test("policy flags and --config keys; flags win", () => {
+  const c = config([
+    "--caller-binding",
+    "map",
+    "--caller-map",
+    "a=prod/llama,prod/qwen",
+    "--caller-map",
+    "b=dev/x",
+    "--managed-k8s-namespaces",
+    "prod",
+    "dev",
+    "--reject-stale",
+    "--dry-run",
+    "--record-events",
+  ]);
+  assert.deepEqual(c.policy, {
+    callerBinding: "map",
+    callerMap: { a: ["prod/llama", "prod/qwen"], b: ["dev/x"] },
+    managedK8sNamespaces: ["prod", "dev"],
+    rejectStale: true,
+    dryRun: true,
+    recordEvents: true,
+  });
+  const file = JSON.stringify({
+    caller_binding: "map",
+    caller_map: { a: ["prod/llama"] },
+    managed_k8s_namespaces: ["prod"],
+    reject_stale: true,
+    dry_run: false,
+    record_events: true,
+  });
+  const fromFile = config(["--config", file]).policy;
+  assert.deepEqual(fromFile.callerMap, { a: ["prod/llama"] });
+  assert.equal(fromFile.recordEvents, true);
+  assert.deepEqual(config(["--config", file, "--caller-map", "z=p/q"]).policy.callerMap, { z: ["p/q"] });
+});
+
+Deno.test("policy options are validated at start with clear errors", () => {
+  assert.equal(
+    refused(["--caller-binding", "strict"]),
+    '--caller-binding: invalid choice "strict" (choose from off, operator, map)',
+  );
+  assert.equal(
+    refused(["--caller-binding", "map"]),
+    "--caller-binding map needs --caller-map (or caller_map in --config)",
+  );
+  assert.equal(
+    refused(["--caller-map", "a=prod/llama"]),
+    "--caller-map is only used with --caller-binding map (caller binding is off)",
+  );
+  assert.match(
+    refused(["--caller-binding", "map", "--caller-map", "a"]),
+    /--caller-map expects CALLER=NAMESPACE\/DGD/,
+  );
+  assert.match(refused(["--caller-binding", "map", "--caller-map", "=p/q"]), /--caller-map expects/);
+  assert.match(
+    refused(["--caller-binding", "map", "--caller-map", "a=llama"]),
+    /caller "a" must map to one or more "namespace\/dgd" names, got "llama"/,
+  );
+  assert.match(refused(["--managed-k8s-namespaces"]), /--managed-k8s-namespaces <value>' argument missing/);
+  assert.match(
+    refused(["--managed-k8s-namespaces", ""]),
+    /--managed-k8s-namespaces expects one or more non-empty/,
+  );
+  assert.match(refused(["--dry-run", "--no-operation"]), /--dry-run and --no-operation exclude each other/);
+  assert.equal(
+    refused(["--max-total-gpus", "8", "--dry-run", "--record-events"]),
+    "--dry-run, --record-events: not supported together with a GPU budget (--max-total-gpus/--min-total-gpus) yet",
+  );
+  assert.match(refused(["--config", '{"caller_binding": 1}']), /caller_binding must be a string/);
+  assert.match(refused(["--config", '{"caller_map": {"a": "p/q"}}']), /caller_map values must be lists/);
+  assert.match(refused(["--config", '{"reject_stale": "yes"}']), /reject_stale must be true or false/);
+});

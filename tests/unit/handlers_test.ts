@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
-import { KubeError, NotReady } from "../../src/errors.ts";
+import { KubeError, NotReady, Paused } from "../../src/errors.ts";
+import { isScaleReason } from "../../src/ops/gp_metrics.ts";
+import { scaleResponse, tagReason } from "../../src/service/contract.ts";
 import { createLogger, type LogFields } from "../../src/ops/log.ts";
 import type { Handler } from "../../src/runtime/endpoint.ts";
 import { createHealthHandler, createScaleRequestHandler, type Scaler } from "../../src/service/handlers.ts";
@@ -249,4 +251,56 @@ Deno.test("a negative desired_replicas → error, {} and no scaler call, in ever
       { status: "error", message: "Namespace ns-x not authorized", current_replicas: {} },
     ]);
   }
+});
+
+Deno.test("our policies in the handler: binding refusals, policy refusals, dry-run prefix, reasons for metrics", async () => {
+  const observed: string[] = [];
+  const run = async (scaler: Scaler, extra: Record<string, unknown> = {}, input: unknown = REQUEST) => {
+    const { logger } = capture();
+    const handler = createScaleRequestHandler({
+      managedNamespaces: null,
+      noOperation: false,
+      scaler,
+      logger,
+      observe: (_result, reason) => observed.push(reason),
+      ...extra,
+    });
+    return (await collect(handler, input))[0];
+  };
+  let calls = 0;
+  const ok: Scaler = {
+    scale:
+      () => (calls++, Promise.resolve(scaleResponse("success", "Scaled llama successfully", { prefill: 2 }))),
+  };
+  const binding = { callerBinding: "operator", callerMap: {}, managedK8sNamespaces: null };
+  assert.deepEqual(await run(ok, { binding }), {
+    status: "error",
+    message: "Caller 'ns-a' may not scale DynamoGraphDeployment 'prod/llama': caller binding \"operator\" " +
+      "accepts only 'prod-llama' for it; nothing was changed",
+    current_replicas: {},
+  });
+  assert.equal(calls, 0);
+  assert.deepEqual(await run(ok, { binding }, { ...REQUEST, caller_namespace: "prod-llama" }), {
+    status: "success",
+    message: "Scaled llama successfully",
+    current_replicas: { prefill: 2 },
+  });
+  assert.equal(calls, 1);
+  const paused: Scaler = { scale: () => Promise.reject(new Paused("paused!", { prefill: 1, decode: 3 })) };
+  assert.deepEqual(await run(paused), {
+    status: "rejected",
+    message: "paused!",
+    current_replicas: { prefill: 1, decode: 3 },
+  });
+  assert.deepEqual(await run(ok, { dryRun: true }), {
+    status: "success",
+    message: "[dry-run] Scaled llama successfully",
+    current_replicas: { prefill: 2 },
+  });
+  const retry: Scaler = {
+    scale: () => Promise.resolve(tagReason(scaleResponse("success", "again"), "duplicate")),
+  };
+  await run(retry);
+  assert.deepEqual(observed, ["caller_not_bound", "success", "rejected_paused", "dry_run", "duplicate"]);
+  for (const reason of observed) assert.ok(isScaleReason(reason), `${reason} is a metric reason`);
 });
