@@ -5,6 +5,10 @@ import { EtcdDiscovery } from "../../src/runtime/discovery/etcd.ts";
 import { startEtcd } from "../support/etcd.ts";
 import { waitFor } from "../support/ports.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const logger = createLogger({ level: "error", sink: () => {} });
 const settings = (endpoint: string, leaseTtlSeconds = 10) => ({ endpoints: [endpoint], leaseTtlSeconds });
 const record = (instanceId: bigint, endpoint: string) => ({

@@ -4,6 +4,10 @@ import { createLogger } from "../../src/ops/log.ts";
 import { FileDiscovery } from "../../src/runtime/discovery/file.ts";
 import { waitFor } from "../support/ports.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const logger = createLogger({ level: "error", sink: () => {} });
 
 Deno.test({

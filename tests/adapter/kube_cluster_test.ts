@@ -7,6 +7,10 @@
 import assert from "node:assert/strict";
 import { startKubeCluster } from "../support/kube_cluster.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 Deno.test("kube_cluster harness: CRDs, scale subresource, RBAC, ServiceAccount tokens", async (t) => {
   const kube = await startKubeCluster();
   try {

@@ -23,6 +23,10 @@ import { assertVenv } from "../support/python.ts";
 import { startService } from "../support/service.ts";
 import { startCountingProxy } from "../support/tcp_proxy.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const NS = "gp-disc";
 
 /** A real 1.6.1 server in kubernetes mode, serving GlobalPlanner.scale_request and .health. */
@@ -119,9 +123,6 @@ function captureLogger() {
 
 Deno.test({
   name: "kubernetes discovery: same CR as 1.6.1, same ids, self-healing, shutdown, API down at start",
-  // The Python runtime and kube-apiserver are subprocesses whose pipes Deno tracks as ours.
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn(t) {
     await assertVenv();
     const cluster = await startKubeCluster({

@@ -20,6 +20,10 @@ import { installRbac } from "../support/rbac.ts";
 import { assertVenv, runDriver } from "../support/python.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const POOL = "pool";
 const GP_NS = "gp-budget";
 const SA_NS = "dynamo-system";

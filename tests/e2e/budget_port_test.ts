@@ -15,6 +15,10 @@ import { createDgd, DGD_PATH, v1alpha1Dgd } from "../support/dgd_fixtures.ts";
 import { startKubeCluster } from "../support/kube_cluster.ts";
 import { waitFor } from "../support/ports.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const POOL = "port-pool";
 const OTHER = "port-other";
 const REFRESH_MS = 30_000;

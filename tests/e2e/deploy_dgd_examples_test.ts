@@ -17,6 +17,10 @@ import { PROJECT_ROOT } from "../support/paths.ts";
 import { assertVenv, runDriver } from "../support/python.ts";
 import { startService } from "../support/service.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 // deno-lint-ignore no-explicit-any
 type Manifest = Record<string, any>;
 
@@ -164,9 +168,6 @@ async function assertBinding(docs: Manifest[], dgd: Manifest): Promise<void> {
 
 Deno.test({
   name: "deploy/global-planner-dgd.v1beta1.yaml: a control DGD whose planner component runs our image",
-  // The cluster helper's etcd/kube-apiserver children and their log pumps span the whole test.
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn(t) {
     // The project's v1alpha1 + v1beta1 DGD CRD, and upstream's DynamoWorkerMetadata CRD.
     const cluster = await startKubeCluster({ extraCrdFiles: [upstreamDwmCrd()] });
@@ -241,9 +242,6 @@ Deno.test({
 
 Deno.test({
   name: "deploy/global-planner-dgd.v1alpha1.yaml: accepted by upstream's DGD CRD, same pod as v1beta1",
-  // The cluster helper's etcd/kube-apiserver children and their log pumps span the whole test.
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn(t) {
     const cluster = await startKubeCluster({ dgdCrd: "upstream-v1alpha1" });
     try {

@@ -15,6 +15,10 @@ import { PROJECT_ROOT } from "../support/paths.ts";
 import { assertVenv, runDriver } from "../support/python.ts";
 import { startService } from "../support/service.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 // deno-lint-ignore no-explicit-any
 type Manifest = Record<string, any>;
 
@@ -46,9 +50,6 @@ async function dryRunCreate(cluster: KubeCluster, doc: Manifest) {
 
 Deno.test({
   name: "deploy/rbac.yaml, deploy/deployment.yaml: strict server-side dry run; the pod is discoverable",
-  // etcd, kube-apiserver, our service and the Python caller are subprocesses whose pipes span the test.
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn(t) {
     const cluster = await startKubeCluster({ extraCrdFiles: [upstreamDwmCrd()] });
     try {

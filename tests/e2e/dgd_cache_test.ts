@@ -16,6 +16,10 @@ import { applyManifest, createDgd, DGD_PATH, v1alpha1Dgd, v1beta1Dgd } from "../
 import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
 import { freePort, waitFor } from "../support/ports.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const NS = "cache-pod-ns";
 const SA_NS = "dynamo-system";
 /** Watch events must show up in the cache within this long. */

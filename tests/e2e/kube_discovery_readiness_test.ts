@@ -11,11 +11,12 @@ import { DWM_PATH, getDwm } from "../support/kube_discovery.ts";
 import { installRbac, readManifest, SA_NAME, SA_NAMESPACE, serviceAccountDir } from "../support/rbac.ts";
 import { startService } from "../support/service.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 Deno.test({
   name: "kubernetes discovery: /health is 503 while the CR is gone and cannot be re-applied, 200 when back",
-  // kube-apiserver and etcd are subprocesses whose pipes Deno counts as ours.
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const cluster = await startKubeCluster({
       dgdCrd: "none",

@@ -19,6 +19,10 @@ import { type KubeFaultProxy, startKubeFaultProxy } from "../support/kube_fault_
 import { startKubeCluster } from "../support/kube_cluster.ts";
 import { waitFor } from "../support/ports.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const NS = "faults";
 type LogLine = { level: string; message: string; [field: string]: unknown };
 

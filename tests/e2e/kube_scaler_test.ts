@@ -21,6 +21,10 @@ import { startFakeOperator } from "../support/fake_operator.ts";
 import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
 import { installRbac, serviceAccountDir } from "../support/rbac.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const NS = "models";
 const QUIET = "quiet";
 const logger = createLogger({ level: "error", sink: () => {} });

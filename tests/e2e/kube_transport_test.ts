@@ -16,6 +16,10 @@ import { installRbac, SA_NAMESPACE, serviceAccountDir } from "../support/rbac.ts
 import { startService } from "../support/service.ts";
 import { startCountingProxy } from "../support/tcp_proxy.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const NS = "transport";
 const logger = createLogger({ level: "error", sink: () => {} });
 const getDgd = (name: string) => ({

@@ -14,6 +14,10 @@ import { installRbac } from "../support/rbac.ts";
 import { assertVenv, runDriver } from "../support/python.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const GP_NS = "gp-e2e";
 const CALLER = "llama-planner";
 const K8S_NS = "llm";

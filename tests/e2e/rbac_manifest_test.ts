@@ -21,6 +21,10 @@ import { startFakeOperator } from "../support/fake_operator.ts";
 import { type KubeCluster, startKubeCluster, upstreamDwmCrd } from "../support/kube_cluster.ts";
 import { PROJECT_ROOT } from "../support/paths.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 /** Watched by the stand-in operator: blocking requests. */
 const NS = "rbac-models";
 /** Not watched by the stand-in operator, so its DGDs stay Ready: plain and adapter requests. */
@@ -268,8 +272,6 @@ const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
 
 Deno.test({
   name: "deploy/rbac.yaml grants exactly the verbs the Kubernetes connector needs",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn(t) {
     const cluster = await startKubeCluster({ extraCrdFiles: [upstreamDwmCrd()] });
     const operator = startFakeOperator(cluster, NS, { readyDelayMs: 500 });

@@ -24,6 +24,10 @@ import { assertVenv, runDriver } from "../support/python.ts";
 import { installRbac, SA_NAMESPACE } from "../support/rbac.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const K8S_NS = "parity";
 const DGD = "llama";
 const CALLER = "parity-planner";

@@ -20,6 +20,10 @@ import {
   type Target,
 } from "./scenarios.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? 1);
 const MAX = 65_536;
 

@@ -12,6 +12,10 @@ import { assertVenv } from "../support/python.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 import { etcdBackend, fileBackend } from "../support/backends.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const NS = "gp-call";
 const SCALE_FLAGS = ["--prefill", "2", "--decode", "3", "--dgd", "llama", "--k8s-namespace", "prod"];
 
@@ -33,8 +37,6 @@ async function _call(env: Record<string, string>, args: string[]): Promise<Outco
 for (const makeBackend of [etcdBackend, fileBackend]) {
   Deno.test({
     name: `call → our Global Planner (${makeBackend.name.replace(/Backend$/, "")} discovery)`,
-    sanitizeOps: false,
-    sanitizeResources: false,
     async fn(t) {
       const backend = await makeBackend();
       let service: ServiceProcess | undefined;
@@ -198,8 +200,6 @@ const HEALTH = `${NS}.GlobalPlanner.health`;
 
 Deno.test({
   name: "call → servers on the real ai-dynamo-runtime 1.6.1 (msgpack codec, file discovery)",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn(t) {
     await t.step("echo server: the request arrives as a str, answers decode from msgpack", async () => {
       const args = ["--endpoint", SCALE, "--extra-endpoint", HEALTH, "--mode", "echo"];

@@ -9,6 +9,10 @@ import assert from "node:assert/strict";
 import { parseScaleRequest } from "../../src/service/contract.ts";
 import { runDriver } from "../support/python.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 type Case = { text: string } | { value: unknown };
 
 const BASE = {

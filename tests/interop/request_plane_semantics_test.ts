@@ -14,6 +14,10 @@ import { waitFor } from "../support/ports.ts";
 import { runDriver, spawnDriver } from "../support/python.ts";
 import { startService } from "../support/service.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 /** Small enough to test the limit cheaply; the same for both servers. */
 const MAX = 65_536;
 const utf8 = (s: string) => new TextEncoder().encode(s);

@@ -8,6 +8,10 @@ import { runDriver } from "../support/python.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 import { type DiscoveryBackend, etcdBackend, fileBackend } from "../support/backends.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const NS = "gp-interop";
 const SCALE = `${NS}.GlobalPlanner.scale_request`;
 const HEALTH = `${NS}.GlobalPlanner.health`;
@@ -45,8 +49,6 @@ for (const makeBackend of [etcdBackend, fileBackend]) {
     name: `real ai-dynamo-runtime 1.6.1 caller ↔ Global Planner (${
       makeBackend.name.replace(/Backend$/, "")
     } discovery)`,
-    sanitizeOps: false,
-    sanitizeResources: false,
     async fn(t) {
       const backend = await makeBackend();
       let service: ServiceProcess | undefined;

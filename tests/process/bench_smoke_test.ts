@@ -5,6 +5,10 @@
 import assert from "node:assert/strict";
 import { PROJECT_ROOT } from "../support/paths.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 interface Phase {
   n: number;
   ok: number;
@@ -14,8 +18,6 @@ interface Phase {
 
 Deno.test({
   name: "deno task bench --smoke: ours, the Python Global Planner and the echo limit answer every request",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "gp-bench-smoke-" });
     try {

@@ -2,11 +2,13 @@
 import assert from "node:assert/strict";
 import { serviceCommand, type ServiceProcess, startService } from "../support/service.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 Deno.test({
   name:
     "call subcommand (deno run -P=service main.ts call ...) against the service: health, scale, rejection",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const kv = await Deno.makeTempDir({ prefix: "gp-kv-" });
     const env = { DYN_DISCOVERY_BACKEND: "file", DYN_FILE_KV: kv, DYN_TCP_RESPONSE_STREAM_HOST: "127.0.0.1" };

@@ -6,6 +6,10 @@ import { VERSION } from "../../src/version.ts";
 import { PROJECT_ROOT } from "../support/paths.ts";
 import { serviceCommand } from "../support/service.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 async function run(args: string[], env: Record<string, string>) {
   const out = await serviceCommand(args, env).output();
   return {

@@ -5,6 +5,10 @@
 import assert from "node:assert/strict";
 import { PROJECT_ROOT } from "../support/paths.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 Deno.test("deno task compile gets to the denort step and takes denort from DENORT_BIN", async () => {
   const missing = "/nonexistent/denort-for-test";
   const out = await new Deno.Command(Deno.execPath(), {

@@ -7,6 +7,10 @@ import assert from "node:assert/strict";
 import { parse as parseJsonc } from "jsonc-parser";
 import { PROJECT_ROOT } from "../support/paths.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 interface Instruction {
   keyword: string;
   /** Flags before the arguments (`--from=build`, `--chown=...`), by name. */

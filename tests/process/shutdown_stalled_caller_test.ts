@@ -9,6 +9,10 @@ import { readAcks, requestBody, requestFrame, writeAll } from "../support/fake_c
 import { ByteReader } from "../../src/runtime/codec/byte_reader.ts";
 import { startService } from "../support/service.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 /**
  * The largest answer the service can be made to write: a request just under the 1 MiB request
  * limit, echoed in the not-authorized message. (Loopback buffers absorb it, so the write does

@@ -11,6 +11,10 @@ import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
 import { installRbac, SA_NAMESPACE } from "../support/rbac.ts";
 import { serviceCommand, type ServiceProcess, startService } from "../support/service.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const NS = "gp-start";
 // npm:yaml prints every token it reads to stdout when these are set; the permission set
 // ignores them, so they are set here to prove that nothing is printed (and nothing is denied).

@@ -3,6 +3,10 @@ import assert from "node:assert/strict";
 import { runDriver } from "../support/python.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 Deno.test({
   name: "status server: /health and /live ready after registration, /metrics counts outcomes, 404 otherwise",
   async fn() {

@@ -18,6 +18,10 @@ import {
   type WriteTarget,
 } from "../../src/service/budget/mod.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const A = "ns/a";
 const B = "ns/b";
 const C = "ns/c";

@@ -18,6 +18,10 @@ import {
   poolKey,
 } from "../../src/service/budget/mod.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const BAND = { max: 10, min: 6 };
 
 Deno.test("budgetEnabled: on when either bound is ≥ 0 (0 counts), off when both are -1", () => {

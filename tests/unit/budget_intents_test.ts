@@ -2,6 +2,10 @@
 import assert from "node:assert/strict";
 import { IntentCache, isFresh } from "../../src/service/budget/mod.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 Deno.test("freshness is inclusive of the TTL", () => {
   assert.equal(isFresh({ lastDesired: 1, lastSeenAt: 10 }, 40, 30), true);
   assert.equal(isFresh({ lastDesired: 1, lastSeenAt: 10 }, 40.001, 30), false);

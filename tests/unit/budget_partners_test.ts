@@ -11,6 +11,10 @@ import {
   type Role,
 } from "../../src/service/budget/mod.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 function pool(participant: string, role: Role, replicas: number, gpuPerReplica: number): Pool {
   return { participant, role, replicas, gpuPerReplica };
 }

@@ -6,6 +6,10 @@ import { BudgetPlanner, type BudgetPort } from "../../src/service/budget_planner
 import { makeSnapshot, type ParticipantId, type Pool } from "../../src/service/budget/mod.ts";
 import { parseScaleRequest, type TargetReplica } from "../../src/service/contract.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const logger = createLogger({ level: "error", sink: () => {} });
 
 /** A fleet in memory: applying a write changes it; hooks inject delays and failures. */

@@ -2,6 +2,10 @@
 import assert from "node:assert/strict";
 import { makeSnapshot, participantId, poolKey, totalGpus } from "../../src/service/budget/mod.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 Deno.test("keys: participant = namespace/dgd, pool = participant/role", () => {
   const id = participantId("team-ns", "llama");
   assert.equal(id, "team-ns/llama");

@@ -16,6 +16,10 @@ import { decodeTwoPart, encodeTwoPart } from "../../src/runtime/codec/two_part.t
 import { encodeFileName } from "../../src/runtime/discovery/file.ts";
 import { writeAll } from "../../src/runtime/net.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 Deno.test("flags: --health, --request, scale flags and their defaults", () => {
   assert.deepEqual(parseCallArgs(["--health"]), {
     kind: "call",

@@ -7,6 +7,10 @@ import { ProtocolError } from "../../src/errors.ts";
 import { MSGPACK_CODEC, payloadCodec } from "../../src/runtime/codec/payload_codec.ts";
 import { errorItem } from "../../src/runtime/codec/annotated.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const hex = (bytes: Uint8Array) => [...bytes].map((b) => b.toString(16).padStart(2, "0")).join(" ");
 const utf8 = (s: string) => new TextEncoder().encode(s);
 

@@ -3,6 +3,10 @@ import { loadConfig } from "../../src/config/mod.ts";
 import { DYN_NAMESPACE_MISSING } from "../../src/config/env.ts";
 import { ConfigError } from "../../src/errors.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const env = (vars: Record<string, string>) => (name: string) => vars[name];
 const BASE = { DYN_NAMESPACE: "prod-gp" };
 

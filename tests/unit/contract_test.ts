@@ -2,6 +2,10 @@ import assert from "node:assert/strict";
 import { InvalidRequest } from "../../src/errors.ts";
 import { parseScaleRequest } from "../../src/service/contract.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const VALID = {
   caller_namespace: "ns-a",
   graph_deployment_name: "llama",

@@ -2,6 +2,10 @@ import assert from "node:assert/strict";
 import { ConfigError } from "../../src/errors.ts";
 import { loadCredentials } from "../../src/kube/credentials.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const made: string[] = [];
 globalThis.addEventListener("unload", () => {
   for (const dir of made) Deno.removeSync(dir, { recursive: true });

@@ -13,6 +13,10 @@ import {
 } from "../../src/kube/dgd.ts";
 import type { TargetReplica } from "../../src/service/contract.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const READY = { conditions: [{ type: "Ready", status: "True", reason: "all_resources_are_ready" }] };
 
 function alpha(services: Record<string, unknown>, extra: Record<string, unknown> = {}) {

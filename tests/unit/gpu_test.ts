@@ -2,6 +2,10 @@ import assert from "node:assert/strict";
 import { type GpuCount, type GpuInput, gpusPerReplica, wholeNumber } from "../../src/kube/gpu.ts";
 import { viewDgd } from "../../src/kube/dgd.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const DGD = "team-a/llm";
 
 function services(component: string, spec: Record<string, unknown>, status?: unknown): GpuCount {

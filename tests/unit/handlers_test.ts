@@ -6,6 +6,10 @@ import { createLogger, type LogFields } from "../../src/ops/log.ts";
 import type { Handler } from "../../src/runtime/endpoint.ts";
 import { createHealthHandler, createScaleRequestHandler, type Scaler } from "../../src/service/handlers.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const REQUEST = {
   caller_namespace: "ns-a",
   graph_deployment_name: "llama",

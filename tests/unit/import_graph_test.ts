@@ -8,6 +8,10 @@
 import assert from "node:assert/strict";
 import { PROJECT_ROOT } from "../support/paths.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 type Graph = Map<string, Set<string>>;
 
 /** Every elementary cycle found by a depth-first walk, each as [a, b, ..., a]. */

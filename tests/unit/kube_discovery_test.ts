@@ -17,6 +17,10 @@ import type {
   WorkerMetadataObject,
 } from "../../src/runtime/discovery/worker_metadata.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 Deno.test("instance id: the spec's reference values (Rust DefaultHasher, 53 bits)", () => {
   const table: [string, bigint][] = [
     ["my-pod", 1946204189446897n],

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { createLogger, parseLogLevel, writerSink } from "../../src/ops/log.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 Deno.test("DYN_LOG levels as the runtime reads them; unknown → info", () => {
   assert.equal(parseLogLevel(undefined), "info");
   assert.equal(parseLogLevel("debug"), "debug");

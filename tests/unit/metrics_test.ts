@@ -2,6 +2,10 @@ import assert from "node:assert/strict";
 import { Registry } from "../../src/ops/metrics.ts";
 import { createGlobalPlannerMetrics, METRIC_PREFIX, SCALE_REASONS } from "../../src/ops/gp_metrics.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 Deno.test("counter and gauge render HELP, TYPE and sorted series exactly", () => {
   const registry = new Registry();
   const requests = registry.counter({

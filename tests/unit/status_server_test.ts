@@ -5,6 +5,10 @@ import { PROMETHEUS_CONTENT_TYPE, Registry } from "../../src/ops/metrics.ts";
 import { readStatusSettings, STATUS_ENV_VARS, type StatusSettings } from "../../src/config/status.ts";
 import { type Readiness, startStatusServer } from "../../src/ops/status_server.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const SETTINGS: StatusSettings = { host: "127.0.0.1", port: 0, healthPath: "/health", livePath: "/live" };
 const READY: Readiness = { ready: true, endpoints: { scale_request: "ready", health: "ready" } };
 

@@ -9,6 +9,10 @@ import type { TcpSettings } from "../../src/config/env.ts";
 import { acceptCallHome, readAcks, requestBody, requestFrame, writeAll } from "../support/fake_caller.ts";
 import { waitFor } from "../support/ports.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const logger = createLogger({ level: "error", sink: () => {} });
 const HEX = "1f2e";
 const openResponse = responseOpener(5_000);

@@ -9,6 +9,10 @@ import { ConfigError } from "../../src/errors.ts";
 import { watchEvents, WatchLineTooLong } from "../../src/kube/watch_events.ts";
 import { backoffMs, delay, IdleDeadline, MAX_TIMER_MS, pause } from "../../src/timing.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const env = (name: string) => ({ DYN_NAMESPACE: "ns" } as Record<string, string>)[name];
 
 Deno.test("--blocking-timeout-seconds above what a timer holds is refused at start, naming the limit", () => {
