@@ -57,14 +57,26 @@ export async function resetPeak(pid: number): Promise<void> {
 }
 
 /** Polls `/proc/<pid>/fd` until it is back to `baseline` (or below); the last count otherwise. */
-export async function fdsSettle(pid: number, baseline: number, timeoutMs = 15_000): Promise<number> {
+export async function fdsSettle(pid: number, baseline: number, timeoutMs = 30_000): Promise<number> {
   const deadline = Date.now() + timeoutMs;
   let n = fdCount(pid);
   while (n > baseline && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 50));
     n = fdCount(pid);
   }
+  if (n > baseline) console.error(`fds of ${pid} still open: ${fdTargets(pid).join(", ")}`);
   return n;
+}
+
+/** What each open descriptor points at (printed when a leak is found, to say what leaked). */
+export function fdTargets(pid: number): string[] {
+  const targets: string[] = [];
+  for (const entry of Deno.readDirSync(`/proc/${pid}/fd`)) {
+    try {
+      targets.push(`${entry.name}→${Deno.readLinkSync(`/proc/${pid}/fd/${entry.name}`)}`);
+    } catch { /* closed meanwhile */ }
+  }
+  return targets;
 }
 
 const utf8 = (s: string) => new TextEncoder().encode(s);
