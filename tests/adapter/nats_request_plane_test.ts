@@ -18,6 +18,10 @@ import { CallHomeCollector, requestBody } from "../support/fake_caller.ts";
 import { type NatsServer, startNats } from "../support/nats.ts";
 import { waitFor } from "../support/ports.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const logger = createLogger({ level: "error", sink: () => {} });
 const BOUNDS: TcpSettings = {
   port: 0,

@@ -22,6 +22,10 @@ import {
 import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
 import { installRbac, serviceAccountDir } from "../support/rbac.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const NS = "policy";
 const P = "globalplanner.dynamo.example/";
 const logger = createLogger({ level: "error", sink: () => {} });

@@ -11,6 +11,10 @@ import { assertVenv, runDriver } from "../support/python.ts";
 import { installRbac } from "../support/rbac.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const GP_NS = "gp-policy";
 const K8S_NS = "llm";
 const OTHER_NS = "dev";

@@ -13,6 +13,10 @@ import { startService } from "../support/service.ts";
 import { decodeTwoPart, encodeTwoPart } from "../../src/runtime/codec/two_part.ts";
 import { utf8 } from "../../src/runtime/codec/json.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const NS = "wire";
 
 async function records(dir: string): Promise<Record<string, unknown>[]> {
@@ -30,8 +34,6 @@ async function records(dir: string): Promise<Record<string, unknown>[]> {
 Deno.test({
   name: "NATS wire: a real 1.6.1 serve_endpoint and ours — subjects, records, request, ACK",
   // nats-server, the Python runtime and the service are subprocesses whose pipes Deno counts.
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn(t) {
     const plane = await natsPlane();
     const upstreamKv = await fileBackend();

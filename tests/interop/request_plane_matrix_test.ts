@@ -21,6 +21,10 @@ import { installRbac, SA_NAMESPACE, serviceAccountDir } from "../support/rbac.ts
 import { assertVenv, runDriver } from "../support/python.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const GP_NS = "gp-matrix";
 const CALLER = "llama-planner";
 const UNAUTHORIZED = {
@@ -76,8 +80,6 @@ for (const makeBackend of [etcdBackend, fileBackend]) {
       name: `matrix: a real 1.6.1 caller calls health and scale_request (${cell})`,
       // etcd, nats-server, the service and the Python drivers are subprocesses whose pipes Deno
       // counts as ours.
-      sanitizeOps: false,
-      sanitizeResources: false,
       async fn() {
         await assertVenv();
         const backend: DiscoveryBackend = await makeBackend();
@@ -135,8 +137,6 @@ Deno.test({
   name:
     "matrix: kubernetes discovery × tcp and nats — health, scale_request, GlobalPlannerConnector scales a DGD",
   // kube-apiserver, etcd, nats-server and the Python drivers are subprocesses (see above).
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn(t) {
     await assertVenv();
     const ns = SA_NAMESPACE;

@@ -10,6 +10,10 @@ import { freePort, waitFor } from "../support/ports.ts";
 import { runDriver } from "../support/python.ts";
 import { serviceCommand, startService } from "../support/service.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const NS = "gp-nats-faults";
 
 async function health(port: number): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -20,8 +24,6 @@ async function health(port: number): Promise<{ status: number; body: Record<stri
 Deno.test({
   name: "NATS faults: nats-server restarts → readiness 503 then 200, a 1.6.1 caller is answered again",
   // nats-server, the service and the Python driver are subprocesses whose pipes Deno counts.
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const backend = await fileBackend();
     const plane = await natsPlane();
@@ -93,8 +95,6 @@ Deno.test({
 
 Deno.test({
   name: "NATS faults: refused credentials fail at once with exit 1",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const backend = await fileBackend();
     const plane = await natsPlane({ args: ["--user", "gp", "--pass", "right"] });

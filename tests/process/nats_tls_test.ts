@@ -8,6 +8,10 @@ import { fileBackend, natsPlane } from "../support/backends.ts";
 import { runDriver } from "../support/python.ts";
 import { serviceCommand, startService } from "../support/service.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const NS = "gp-nats-tls";
 
 async function openssl(dir: string, args: string[]): Promise<void> {
@@ -46,8 +50,6 @@ Deno.test({
   name:
     "NATS TLS: tls:// with NATS_TLS_CA_CERT_PATH and a client certificate; a 1.6.1 caller on TLS calls us",
   // nats-server, the service and the Python driver are subprocesses whose pipes Deno counts.
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     // Under /tmp: a path the service's permission set may read.
     const dir = await Deno.makeTempDir({ dir: "/tmp", prefix: "gp-nats-tls-" });

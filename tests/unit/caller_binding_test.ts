@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { bindingRefusal, operatorNamespace } from "../../src/service/caller_binding.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const off = { callerBinding: "off" as const, callerMap: {}, managedK8sNamespaces: null };
 const target = { caller: "prod-llama", k8sNamespace: "prod", dgd: "llama" };
 

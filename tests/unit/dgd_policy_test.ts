@@ -12,6 +12,10 @@ import {
   Recommendations,
 } from "../../src/service/dgd_policy.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const P = "globalplanner.dynamo.example/";
 
 Deno.test("annotation names: one prefix, documented in the README", async () => {

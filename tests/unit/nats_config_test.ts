@@ -4,6 +4,10 @@ import { readEnv } from "../../src/config/env.ts";
 import { DEFAULT_NATS_AUTH, type NatsSettings, readNatsSettings } from "../../src/config/nats.ts";
 import { ConfigError } from "../../src/errors.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const env = (vars: Record<string, string>) => (name: string) => vars[name];
 const nats = (vars: Record<string, string>): NatsSettings => readNatsSettings(env(vars));
 

@@ -10,6 +10,10 @@ import {
   staleMessage,
 } from "../../src/service/stale_guard.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const last = { timestamp: 100.5, caller: "ns-a", targets: { prefill: 2 } };
 
 Deno.test("older is stale, newer is fresh, same timestamp and targets is a retry", () => {
