@@ -56,7 +56,6 @@ class LeaseStore {
   #version = 0;
   writes: { by: string; record: LeaseRecord }[] = [];
   view(name: string): LeaseApi & { down: boolean } {
-    const store = this;
     const guard = (signal: AbortSignal) => {
       if (view.down) {
         // A partition: the request hangs until its deadline.
@@ -67,13 +66,13 @@ class LeaseStore {
       return undefined;
     };
     const store_ = (record: LeaseRecord) => {
-      store.writes.push({ by: name, record });
-      store.lease = {
+      this.writes.push({ by: name, record });
+      this.lease = {
         record: { ...record },
-        resourceVersion: String(++store.#version),
+        resourceVersion: String(++this.#version),
         raw: JSON.stringify(record),
       };
-      return { ...store.lease };
+      return { ...this.lease };
     };
     const conflict = () => new KubeError("conflict", { verb: "update", resource: "leases", status: 409 });
     const view = {
@@ -81,16 +80,16 @@ class LeaseStore {
       where: "ns/lease",
       get: async (signal: AbortSignal) => {
         await guard(signal);
-        return store.lease ? { ...store.lease } : undefined;
+        return this.lease ? { ...this.lease } : undefined;
       },
       create: async (record: LeaseRecord, signal: AbortSignal) => {
         await guard(signal);
-        if (store.lease) throw conflict();
+        if (this.lease) throw conflict();
         return store_(record);
       },
       update: async (record: LeaseRecord, version: string, signal: AbortSignal) => {
         await guard(signal);
-        if (store.lease?.resourceVersion !== version) throw conflict();
+        if (this.lease?.resourceVersion !== version) throw conflict();
         return store_(record);
       },
     };

@@ -26,13 +26,6 @@ export interface LeaderElectionTiming {
   retryPeriodMs: number;
 }
 
-/** client-go's defaults (and those of every Kubernetes component's `--leader-elect-*`). */
-export const DEFAULT_LEADER_ELECTION_TIMING: LeaderElectionTiming = {
-  leaseDurationMs: 15_000,
-  renewDeadlineMs: 10_000,
-  retryPeriodMs: 2_000,
-};
-
 /** client-go's `JitterFactor`: a candidate waits retry × (1 + 1.2 × random). */
 export const JITTER_FACTOR = 1.2;
 
@@ -210,7 +203,8 @@ export class LeaderElector {
 
   /** client-go's tryAcquireOrRenew: true when this replica holds the Lease after the call. */
   async #tryAcquireOrRenew(now: number, signal: AbortSignal): Promise<boolean> {
-    const duration = Math.ceil(this.#options.leaseDurationMs / 1000);
+    // Whole seconds, truncated as client-go does (the configuration checks the renew deadline against this).
+    const duration = Math.floor(this.#options.leaseDurationMs / 1000);
     const me = this.identity;
     // Fast path of a leader: replace the copy it wrote last.
     if (this.#term && this.#observed?.record.holderIdentity === me) {
