@@ -66,7 +66,7 @@ async function main(argv: string[]): Promise<number> {
 
   const outcome = await Promise.race([
     stopSignal.then((signal) => ({ signal, error: undefined })),
-    planner.host.discovery.lost.catch((error) => ({ signal: undefined, error })),
+    planner.host.lost.catch((error) => ({ signal: undefined, error })),
   ]);
   if (outcome.error) {
     logger.error("stopping: discovery registration lost", { error: errorText(outcome.error) });

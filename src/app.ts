@@ -13,6 +13,9 @@ import {
   openKubeClient,
 } from "./kube/mod.ts";
 import { readStatusSettings } from "./config/status.ts";
+import { KubeLeaseApi, LeaderElector, leaderWriteFence } from "./kube/leader/mod.ts";
+import { errorText } from "./errors.ts";
+import { pause } from "./timing.ts";
 import { createGlobalPlannerMetrics, type GlobalPlannerMetrics, isScaleReason } from "./ops/gp_metrics.ts";
 import type { Logger } from "./ops/log.ts";
 import { type Readiness, startStatusServer, type StatusServer } from "./ops/status_server.ts";
@@ -50,7 +53,9 @@ export async function startGlobalPlanner(
   logger: Logger,
   getEnv: (name: string) => string | undefined,
 ): Promise<GlobalPlanner> {
-  const metrics = createGlobalPlannerMetrics({ version: VERSION });
+  const election = config.leaderElection.enabled ? config.leaderElection : undefined;
+  const metrics = createGlobalPlannerMetrics({ version: VERSION, leaderElection: election !== undefined });
+  let elector: LeaderElector | undefined;
   const statusSettings = readStatusSettings(getEnv);
   let host: EndpointHost | undefined;
   let stopping = false;
@@ -75,13 +80,73 @@ export async function startGlobalPlanner(
     }).finally(() => (probing = undefined));
   };
 
+  // Role changes run one at a time: registering as a fresh leader, withdrawing as a standby.
+  let transitions: Promise<void> = Promise.resolve();
+  const transition = (step: () => Promise<void>) => {
+    transitions = transitions.then(step).catch((error) =>
+      logger.error("leader transition failed", { error: errorText(error) })
+    );
+  };
+  const startElection = (client: OpenedKubeClient["client"]): LeaderElector => {
+    const e = new LeaderElector({
+      ...election!,
+      api: new KubeLeaseApi(client, config.podNamespace, election!.resourceName),
+      identity: `${config.podName ?? "global-planner"}_${crypto.randomUUID()}`,
+      logger,
+      onStartedLeading: (term) => {
+        metrics.countLeaderTransition();
+        metrics.setLeader(true);
+        transition(async () => {
+          // Nothing learnt as a standby is trusted: the DGD cache lists again first.
+          if (kube?.cache) {
+            await Promise.race([kube.cache.relist(), pause(election!.renewDeadlineMs, term)]);
+          }
+          // Registration is retried while the term lasts (an etcd or API outage at the handover).
+          for (let attempt = 1; !term.aborted; attempt++) {
+            try {
+              await host!.register();
+              break;
+            } catch (error) {
+              logger.warn("cannot register as the leader; retrying", { attempt, error: errorText(error) });
+              await pause(election!.retryPeriodMs, term);
+            }
+          }
+          if (term.aborted) return;
+          logger.info("serving as leader", {
+            role: "leader",
+            identity: e.identity,
+            instance_id: host!.instanceId?.toString(16),
+          });
+        });
+      },
+      onStoppedLeading: (reason) => {
+        metrics.countLeaderTransition();
+        metrics.setLeader(false);
+        transition(async () => {
+          await host?.deregister();
+          logger.info("standing by", { role: "standby", identity: e.identity, reason });
+        });
+      },
+    });
+    client.setWriteFence(leaderWriteFence(e));
+    e.start();
+    return e;
+  };
+
   const readiness = (): Readiness => {
-    const registered = host !== undefined && host.discovery.healthy && !stopping;
+    const registered = host !== undefined && host.healthy && !stopping;
     const state = registered ? "ready" : "notready";
     const endpoints = { [SCALE_ENDPOINT]: state, [HEALTH_ENDPOINT]: state } as const;
     metrics.setDiscoveryRegistered(registered);
-    if (stopping) return { ready: false, endpoints, reason: "shutting down" };
-    if (!host) return { ready: false, endpoints, reason: "endpoints not registered yet" };
+    // A standby is live and ready (a rollout proceeds) while unregistered; only the leader
+    // answers for its registration.
+    const role = elector ? (elector.leading ? "leader" : "standby") : undefined;
+    if (elector) metrics.setLeader(elector.leading);
+    if (stopping) return { ready: false, endpoints, reason: "shutting down", role };
+    if (!host) return { ready: false, endpoints, reason: "endpoints not registered yet", role };
+    if (role === "standby" || (role === "leader" && !host.registered)) {
+      return { ready: true, endpoints, role };
+    }
     if (!registered) {
       return {
         ready: false,
@@ -117,11 +182,11 @@ export async function startGlobalPlanner(
     ? await startStatusServer(statusSettings, readiness, scrape, logger)
     : undefined;
   try {
-    if (!config.noOperation || config.runtime.discovery === "kubernetes") {
+    if (!config.noOperation || config.runtime.discovery === "kubernetes" || election) {
       api = await openKubeClient(config.kube.serviceAccountDir, getEnv, logger, config.kubeTimeouts).catch(
         (error) => {
           // With --no-operation only discovery needs the API; say so instead of suggesting the flag.
-          if (!config.noOperation || !(error instanceof ConfigError)) throw error;
+          if (!config.noOperation || election || !(error instanceof ConfigError)) throw error;
           throw new ConfigError(
             `DYN_DISCOVERY_BACKEND=kubernetes publishes through the Kubernetes API: ${
               error.message.replace(/; run with --no-operation.*$/, "")
@@ -183,7 +248,8 @@ export async function startGlobalPlanner(
         handler: createHealthHandler({
           namespace: config.dynNamespace,
           managedNamespaces: config.managedNamespaces,
-          registered: () => host?.discovery.healthy,
+          registered: () => host?.healthy,
+          role: election ? () => elector?.role : undefined,
           discovery: config.runtime.discovery,
           dgdWatch: () => {
             const state = kube?.cacheState();
@@ -204,7 +270,11 @@ export async function startGlobalPlanner(
       workerMetadata: api && config.runtime.discovery === "kubernetes"
         ? new KubeWorkerMetadataApi(api.client)
         : undefined,
+      standby: election !== undefined,
     });
+    if (election && api) {
+      elector = startElection(api.client);
+    }
   } catch (error) {
     clearInterval(probeTimer);
     await kube?.close();
@@ -212,11 +282,12 @@ export async function startGlobalPlanner(
     await status?.close();
     throw error;
   }
-  metrics.setDiscoveryRegistered(true);
-  logger.info("Global Planner ready", {
+  metrics.setDiscoveryRegistered(host.registered);
+  logger.info(elector ? "Global Planner ready (campaigning for the leader lease)" : "Global Planner ready", {
     namespace: config.dynNamespace,
     endpoints: host.records.map((r) => `${r.namespace}.${r.component}.${r.endpoint}`),
-    instance_id: host.instanceId.toString(16),
+    instance_id: host.instanceId?.toString(16),
+    ...(elector ? { identity: elector.identity, role: elector.role } : {}),
     address: host.address,
     discovery: config.runtime.discovery,
     ...(config.runtime.kube ? { cr_name: config.runtime.kube.crName, pod: config.runtime.kube.podName } : {}),
@@ -239,6 +310,9 @@ export async function startGlobalPlanner(
       // error; in-flight requests get up to `graceMs` to answer.
       clearInterval(probeTimer);
       await running.stop(graceMs, () => kube?.kubeScaler.cancelWaits("the Global Planner is shutting down"));
+      // Released only once nothing of ours runs any more, so the next leader never overlaps.
+      await elector?.stop();
+      await transitions;
       await kube?.close();
       api?.client.close();
       await status?.close();
