@@ -152,6 +152,7 @@ export async function startGlobalPlanner(
         ready: false,
         endpoints,
         reason: `discovery registration (${config.runtime.discovery}) is not alive`,
+        role,
       };
     }
     if (kube && kube.client.reachable !== true) {
@@ -162,9 +163,10 @@ export async function startGlobalPlanner(
         reason: `Kubernetes API ${kube.client.server} not reachable: ${
           kube.client.lastFailure ?? "not probed yet"
         }`,
+        role,
       };
     }
-    return { ready: true, endpoints };
+    return { ready: true, endpoints, role };
   };
 
   // Gauges that mirror live state are refreshed when scraped.
@@ -283,7 +285,8 @@ export async function startGlobalPlanner(
     throw error;
   }
   metrics.setDiscoveryRegistered(host.registered);
-  logger.info(elector ? "Global Planner ready (campaigning for the leader lease)" : "Global Planner ready", {
+  // The same line with leader election (tools wait for it); `role` says it is still campaigning.
+  logger.info("Global Planner ready", {
     namespace: config.dynNamespace,
     endpoints: host.records.map((r) => `${r.namespace}.${r.component}.${r.endpoint}`),
     instance_id: host.instanceId?.toString(16),
