@@ -42,6 +42,8 @@ export interface GlobalPlanner {
 }
 
 export const DEFAULT_GRACE_MS = 25_000;
+/** Where the leader keeps the GPU budget's fresh intents on its Lease. */
+export const INTENTS_ANNOTATION = "globalplanner.dynamo.nvidia.com/intents";
 /**
  * How often the API server is probed (`/version`) in the background, so readiness notices an
  * outage even when no request is being served.
@@ -56,6 +58,7 @@ export async function startGlobalPlanner(
   const election = config.leaderElection.enabled ? config.leaderElection : undefined;
   const metrics = createGlobalPlannerMetrics({ version: VERSION, leaderElection: election !== undefined });
   let elector: LeaderElector | undefined;
+  let budgetPlanner: BudgetPlanner | undefined;
   const statusSettings = readStatusSettings(getEnv);
   let host: EndpointHost | undefined;
   let stopping = false;
@@ -93,9 +96,24 @@ export async function startGlobalPlanner(
       api: new KubeLeaseApi(client, config.podNamespace, election!.resourceName),
       identity: `${config.podName ?? "global-planner"}_${crypto.randomUUID()}`,
       logger,
-      onStartedLeading: (term) => {
+      // The budget's fresh intents ride on the Lease, so a successor pairs as this leader would.
+      state: budgetPlanner
+        ? () => ({
+          [INTENTS_ANNOTATION]: budgetPlanner!.intents.exportFresh(
+            Date.now() / 1000,
+            config.budget.intentCacheTtlSeconds,
+          ),
+        })
+        : undefined,
+      onStartedLeading: (term, inherited) => {
         metrics.countLeaderTransition();
         metrics.setLeader(true);
+        const intents = inherited[INTENTS_ANNOTATION];
+        if (budgetPlanner && intents) {
+          logger.info("budget intents inherited from the previous leader", {
+            intents: budgetPlanner.intents.restore(intents),
+          });
+        }
         transition(async () => {
           // Nothing learnt as a standby is trusted: the DGD cache lists again first.
           if (kube?.cache) {
@@ -222,6 +240,7 @@ export async function startGlobalPlanner(
           logger,
         })
         : kube.kubeScaler;
+      if (scaler instanceof BudgetPlanner) budgetPlanner = scaler;
       lastProbe = Date.now();
       const reachable = await kube.client.probe();
       logger.info("Kubernetes connector ready", {

@@ -39,16 +39,26 @@ interface Candidate {
   elector: LeaderElector;
   startedAt: number[];
   stoppedAt: number[];
+  inherited: Record<string, string>[];
 }
 
-function candidate(name: string, kube: KubeClient, lease: string): Candidate {
-  const c: Candidate = { name, client: kube, startedAt: [], stoppedAt: [] } as unknown as Candidate;
+function candidate(
+  name: string,
+  kube: KubeClient,
+  lease: string,
+  state?: () => Record<string, string>,
+): Candidate {
+  const c = { name, client: kube, startedAt: [], stoppedAt: [], inherited: [] } as unknown as Candidate;
   c.elector = new LeaderElector({
     ...TIMING,
     api: new KubeLeaseApi(kube, NS, lease),
     identity: name,
     logger: quiet,
-    onStartedLeading: () => c.startedAt.push(performance.now()),
+    state,
+    onStartedLeading: (
+      _term,
+      inherited,
+    ) => (c.startedAt.push(performance.now()), c.inherited.push(inherited)),
     onStoppedLeading: () => c.stoppedAt.push(performance.now()),
   });
   kube.setWriteFence(leaderWriteFence(c.elector));
@@ -107,7 +117,12 @@ Deno.test({
       await t.step(
         "a graceful stop releases the Lease; the standby leads within a retry period",
         async () => {
-          const a = candidate("a", client(cluster.url, cluster), "release");
+          const a = candidate(
+            "a",
+            client(cluster.url, cluster),
+            "release",
+            () => ({ "example.com/state": "kept" }),
+          );
           const b = candidate("b", client(cluster.url, cluster), "release");
           clients.push(a.client, b.client);
           a.elector.start();
@@ -126,6 +141,9 @@ Deno.test({
           assert.equal(lease.json.spec.holderIdentity, "b");
           assert.equal(lease.json.spec.leaseTransitions, 1);
           assert.equal(lease.json.spec.leaseDurationSeconds, 3);
+          // The state a leader keeps on the Lease reaches its successor through the API server.
+          assert.deepEqual(b.inherited, [{ "example.com/state": "kept" }]);
+          assert.equal(lease.json.metadata.annotations["example.com/state"], "kept");
           console.log(
             `release → standby leads: ${
               (b.startedAt[0] - stopping).toFixed(0)

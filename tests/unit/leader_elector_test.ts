@@ -97,9 +97,16 @@ class LeaseStore {
   }
 }
 
-function elector(store: LeaseStore, clock: FakeClock, name: string, random = () => 0) {
+function elector(
+  store: LeaseStore,
+  clock: FakeClock,
+  name: string,
+  random = () => 0,
+  state?: () => Record<string, string>,
+) {
   const api = store.view(name);
   const events: string[] = [];
+  const inherited: Record<string, string>[] = [];
   const e = new LeaderElector({
     ...TIMING,
     api,
@@ -107,10 +114,11 @@ function elector(store: LeaseStore, clock: FakeClock, name: string, random = () 
     logger,
     clock,
     random,
-    onStartedLeading: () => events.push("started"),
+    state,
+    onStartedLeading: (_term, from) => (events.push("started"), inherited.push(from)),
     onStoppedLeading: (reason) => events.push(`stopped: ${reason}`),
   });
-  return { e, api, events };
+  return { e, api, events, inherited };
 }
 
 Deno.test("a free Lease is created and held at once; a second candidate stays standby and is refused writes", async () => {
@@ -254,4 +262,36 @@ Deno.test("a leader whose Lease was taken over (a conflicting holder) stops lead
   assert.equal(a.e.leader, "intruder");
   await a.e.stop();
   assert.equal(store.lease?.record.holderIdentity, "intruder", "a release never clears someone else's lease");
+});
+
+Deno.test("the leader's state rides on the Lease: renewed, kept through the release, inherited by the successor", async () => {
+  const clock = new FakeClock();
+  const store = new LeaseStore();
+  let version = 0;
+  const a = elector(store, clock, "a", () => 0, () => ({ "x/intents": `v${version}` }));
+  a.e.start();
+  await clock.settle();
+  assert.deepEqual(a.inherited, [{}]);
+  assert.equal(store.lease?.record.annotations, undefined, "a first holder has nothing to keep yet");
+  version = 1;
+  await clock.advance(2_000);
+  assert.deepEqual(store.lease?.record.annotations, { "x/intents": "v1" });
+  version = 2;
+  await a.e.stop();
+  assert.deepEqual(
+    store.lease?.record.annotations,
+    { "x/intents": "v2" },
+    "the release writes the latest state",
+  );
+  const b = elector(store, clock, "b");
+  b.e.start();
+  await clock.settle();
+  assert.equal(b.e.leading, true);
+  assert.deepEqual(b.inherited, [{ "x/intents": "v2" }]);
+  assert.deepEqual(
+    store.lease?.record.annotations,
+    { "x/intents": "v2" },
+    "kept until the successor writes its own",
+  );
+  await b.e.stop();
 });

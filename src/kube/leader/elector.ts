@@ -52,8 +52,16 @@ export interface ElectorOptions extends LeaderElectionTiming {
   logger: Logger;
   clock?: ElectorClock;
   random?: () => number;
-  /** Called when this replica becomes leader; `term` aborts when the leadership ends. */
-  onStartedLeading?: (term: AbortSignal) => void;
+  /**
+   * Called when this replica becomes leader; `term` aborts when the leadership ends;
+   * `inherited` are the annotations the previous leader left on the Lease (its state).
+   */
+  onStartedLeading?: (term: AbortSignal, inherited: Record<string, string>) => void;
+  /**
+   * State kept on the Lease as annotations: written with every renewal and the release, so a
+   * successor inherits it (lost since the last renewal only if this replica dies).
+   */
+  state?: () => Record<string, string>;
   /** Called once per term when it ends (lost, not renewed in time, or released). */
   onStoppedLeading?: (reason: string) => void;
   /** Called whenever the observed holder changes (ours included). */
@@ -209,7 +217,12 @@ export class LeaderElector {
     // Fast path of a leader: replace the copy it wrote last.
     if (this.#term && this.#observed?.record.holderIdentity === me) {
       try {
-        const record = { ...this.#observed.record, renewTime: now, leaseDurationSeconds: duration };
+        const record = {
+          ...this.#observed.record,
+          renewTime: now,
+          leaseDurationSeconds: duration,
+          annotations: this.#annotations(this.#observed.record),
+        };
         this.#observe(await this.#options.api.update(record, this.#observed.resourceVersion, signal), now);
         return true;
       } catch (error) {
@@ -240,6 +253,8 @@ export class LeaderElector {
       acquireTime: ours ? current.record.acquireTime : now,
       renewTime: now,
       leaseTransitions: ours ? current.record.leaseTransitions : current.record.leaseTransitions + 1,
+      // A new holder keeps its predecessor's state until it has taken it in (first renewal).
+      annotations: this.#term ? this.#annotations(current.record) : current.record.annotations,
     };
     this.#observe(await this.#options.api.update(record, current.resourceVersion, signal), now);
     return true;
@@ -262,7 +277,13 @@ export class LeaderElector {
     this.#transitions++;
     this.#armTermTimer();
     this.#logger.info("became leader", { role: "leader" });
-    this.#options.onStartedLeading?.(this.#term.signal);
+    this.#options.onStartedLeading?.(this.#term.signal, { ...this.#observed?.record.annotations });
+  }
+
+  /** The Lease's annotations with our state over them. */
+  #annotations(record: LeaseRecord): Record<string, string> | undefined {
+    if (!this.#options.state) return record.annotations;
+    return { ...record.annotations, ...this.#options.state() };
   }
 
   /** Ends the term by the clock, also while a renewal request hangs. */
@@ -300,6 +321,7 @@ export class LeaderElector {
       acquireTime: now,
       renewTime: now,
       leaseTransitions: observed.record.leaseTransitions,
+      annotations: this.#annotations(observed.record),
     };
     const signal = AbortSignal.timeout(timeoutMs);
     try {

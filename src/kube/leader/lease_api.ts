@@ -18,6 +18,8 @@ export interface LeaseRecord {
   acquireTime?: number;
   renewTime?: number;
   leaseTransitions: number;
+  /** State the leader keeps on the Lease for its successor (see `ElectorOptions.state`). */
+  annotations?: Record<string, string>;
 }
 
 export interface StoredLease {
@@ -38,7 +40,7 @@ export interface LeaseApi {
 }
 
 interface LeaseObject {
-  metadata?: { resourceVersion?: string };
+  metadata?: { resourceVersion?: string; annotations?: Record<string, string> };
   spec?: {
     holderIdentity?: string;
     leaseDurationSeconds?: number;
@@ -63,9 +65,10 @@ function _record(object: LeaseObject): StoredLease {
       acquireTime: time(spec.acquireTime),
       renewTime: time(spec.renewTime),
       leaseTransitions: spec.leaseTransitions ?? 0,
+      annotations: object.metadata?.annotations,
     },
     resourceVersion: object.metadata?.resourceVersion ?? "",
-    raw: JSON.stringify(spec),
+    raw: JSON.stringify(spec) + JSON.stringify(object.metadata?.annotations ?? {}),
   };
 }
 
@@ -132,6 +135,7 @@ export class KubeLeaseApi implements LeaseApi {
         name: this.#name,
         namespace: this.#namespace,
         ...(resourceVersion ? { resourceVersion } : {}),
+        ...(record.annotations ? { annotations: record.annotations } : {}),
       },
       spec: {
         holderIdentity: record.holderIdentity,
