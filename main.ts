@@ -39,6 +39,15 @@ async function main(argv: string[]): Promise<number> {
     dgd_api_version: config.kube.dgdApiVersion ?? "auto",
     discovery: config.runtime.discovery,
     request_plane: config.runtime.requestPlane,
+    leader_elect: config.leaderElection.enabled,
+    ...(config.leaderElection.enabled
+      ? {
+        leader_elect_lease: `${config.podNamespace}/${config.leaderElection.resourceName}`,
+        leader_elect_lease_duration_ms: config.leaderElection.leaseDurationMs,
+        leader_elect_renew_deadline_ms: config.leaderElection.renewDeadlineMs,
+        leader_elect_retry_period_ms: config.leaderElection.retryPeriodMs,
+      }
+      : {}),
   });
 
   // Listen before starting, so a SIGTERM during start-up still ends in a clean stop.
@@ -57,7 +66,7 @@ async function main(argv: string[]): Promise<number> {
 
   const outcome = await Promise.race([
     stopSignal.then((signal) => ({ signal, error: undefined })),
-    planner.host.discovery.lost.catch((error) => ({ signal: undefined, error })),
+    planner.host.lost.catch((error) => ({ signal: undefined, error })),
   ]);
   if (outcome.error) {
     logger.error("stopping: discovery registration lost", { error: errorText(outcome.error) });

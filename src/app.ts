@@ -13,6 +13,9 @@ import {
   openKubeClient,
 } from "./kube/mod.ts";
 import { readStatusSettings } from "./config/status.ts";
+import { KubeLeaseApi, LeaderElector, leaderWriteFence } from "./kube/leader/mod.ts";
+import { errorText } from "./errors.ts";
+import { pause } from "./timing.ts";
 import { createGlobalPlannerMetrics, type GlobalPlannerMetrics, isScaleReason } from "./ops/gp_metrics.ts";
 import type { Logger } from "./ops/log.ts";
 import { type Readiness, startStatusServer, type StatusServer } from "./ops/status_server.ts";
@@ -39,6 +42,8 @@ export interface GlobalPlanner {
 }
 
 export const DEFAULT_GRACE_MS = 25_000;
+/** Where the leader keeps the GPU budget's fresh intents on its Lease. */
+export const INTENTS_ANNOTATION = "globalplanner.dynamo.example/intents";
 /**
  * How often the API server is probed (`/version`) in the background, so readiness notices an
  * outage even when no request is being served.
@@ -50,7 +55,10 @@ export async function startGlobalPlanner(
   logger: Logger,
   getEnv: (name: string) => string | undefined,
 ): Promise<GlobalPlanner> {
-  const metrics = createGlobalPlannerMetrics({ version: VERSION });
+  const election = config.leaderElection.enabled ? config.leaderElection : undefined;
+  const metrics = createGlobalPlannerMetrics({ version: VERSION, leaderElection: election !== undefined });
+  let elector: LeaderElector | undefined;
+  let budgetPlanner: BudgetPlanner | undefined;
   const statusSettings = readStatusSettings(getEnv);
   let host: EndpointHost | undefined;
   let stopping = false;
@@ -75,18 +83,94 @@ export async function startGlobalPlanner(
     }).finally(() => (probing = undefined));
   };
 
+  // Role changes run one at a time: registering as a fresh leader, withdrawing as a standby.
+  let transitions: Promise<void> = Promise.resolve();
+  const transition = (step: () => Promise<void>) => {
+    transitions = transitions.then(step).catch((error) =>
+      logger.error("leader transition failed", { error: errorText(error) })
+    );
+  };
+  const startElection = (client: OpenedKubeClient["client"]): LeaderElector => {
+    const e = new LeaderElector({
+      ...election!,
+      api: new KubeLeaseApi(client, config.podNamespace, election!.resourceName),
+      identity: `${config.podName ?? "global-planner"}_${crypto.randomUUID()}`,
+      logger,
+      // The budget's fresh intents ride on the Lease, so a successor pairs as this leader would.
+      state: budgetPlanner
+        ? () => ({
+          [INTENTS_ANNOTATION]: budgetPlanner!.intents.exportFresh(
+            Date.now() / 1000,
+            config.budget.intentCacheTtlSeconds,
+          ),
+        })
+        : undefined,
+      onStartedLeading: (term, inherited) => {
+        metrics.countLeaderTransition();
+        metrics.setLeader(true);
+        const intents = inherited[INTENTS_ANNOTATION];
+        if (budgetPlanner && intents) {
+          logger.info("budget intents inherited from the previous leader", {
+            intents: budgetPlanner.intents.restore(intents),
+          });
+        }
+        transition(async () => {
+          // Nothing learnt as a standby is trusted: the DGD cache lists again first.
+          if (kube?.cache) {
+            await Promise.race([kube.cache.relist(), pause(election!.renewDeadlineMs, term)]);
+          }
+          // Registration is retried while the term lasts (an etcd or API outage at the handover).
+          for (let attempt = 1; !term.aborted; attempt++) {
+            try {
+              await host!.register();
+              break;
+            } catch (error) {
+              logger.warn("cannot register as the leader; retrying", { attempt, error: errorText(error) });
+              await pause(election!.retryPeriodMs, term);
+            }
+          }
+          if (term.aborted) return;
+          logger.info("serving as leader", {
+            role: "leader",
+            identity: e.identity,
+            instance_id: host!.instanceId?.toString(16),
+          });
+        });
+      },
+      onStoppedLeading: (reason) => {
+        metrics.countLeaderTransition();
+        metrics.setLeader(false);
+        transition(async () => {
+          await host?.deregister();
+          logger.info("standing by", { role: "standby", identity: e.identity, reason });
+        });
+      },
+    });
+    client.setWriteFence(leaderWriteFence(e));
+    e.start();
+    return e;
+  };
+
   const readiness = (): Readiness => {
-    const registered = host !== undefined && host.discovery.healthy && !stopping;
+    const registered = host !== undefined && host.healthy && !stopping;
     const state = registered ? "ready" : "notready";
     const endpoints = { [SCALE_ENDPOINT]: state, [HEALTH_ENDPOINT]: state } as const;
     metrics.setDiscoveryRegistered(registered);
-    if (stopping) return { ready: false, endpoints, reason: "shutting down" };
-    if (!host) return { ready: false, endpoints, reason: "endpoints not registered yet" };
+    // A standby is live and ready (a rollout proceeds) while unregistered; only the leader
+    // answers for its registration.
+    const role = elector ? (elector.leading ? "leader" : "standby") : undefined;
+    if (elector) metrics.setLeader(elector.leading);
+    if (stopping) return { ready: false, endpoints, reason: "shutting down", role };
+    if (!host) return { ready: false, endpoints, reason: "endpoints not registered yet", role };
+    if (role === "standby" || (role === "leader" && !host.registered)) {
+      return { ready: true, endpoints, role };
+    }
     if (!host.plane.healthy) {
       return {
         ready: false,
         endpoints,
         reason: `request plane (${config.runtime.requestPlane}) is not connected`,
+        role,
       };
     }
     if (!registered) {
@@ -94,6 +178,7 @@ export async function startGlobalPlanner(
         ready: false,
         endpoints,
         reason: `discovery registration (${config.runtime.discovery}) is not alive`,
+        role,
       };
     }
     if (kube && kube.client.reachable !== true) {
@@ -104,9 +189,10 @@ export async function startGlobalPlanner(
         reason: `Kubernetes API ${kube.client.server} not reachable: ${
           kube.client.lastFailure ?? "not probed yet"
         }`,
+        role,
       };
     }
-    return { ready: true, endpoints };
+    return { ready: true, endpoints, role };
   };
 
   // Gauges that mirror live state are refreshed when scraped.
@@ -124,11 +210,11 @@ export async function startGlobalPlanner(
     ? await startStatusServer(statusSettings, readiness, scrape, logger)
     : undefined;
   try {
-    if (!config.noOperation || config.runtime.discovery === "kubernetes") {
+    if (!config.noOperation || config.runtime.discovery === "kubernetes" || election) {
       api = await openKubeClient(config.kube.serviceAccountDir, getEnv, logger, config.kubeTimeouts).catch(
         (error) => {
           // With --no-operation only discovery needs the API; say so instead of suggesting the flag.
-          if (!config.noOperation || !(error instanceof ConfigError)) throw error;
+          if (!config.noOperation || election || !(error instanceof ConfigError)) throw error;
           throw new ConfigError(
             `DYN_DISCOVERY_BACKEND=kubernetes publishes through the Kubernetes API: ${
               error.message.replace(/; run with --no-operation.*$/, "")
@@ -168,6 +254,7 @@ export async function startGlobalPlanner(
           logger,
         })
         : kube.kubeScaler;
+      if (scaler instanceof BudgetPlanner) budgetPlanner = scaler;
       lastProbe = Date.now();
       const reachable = await kube.client.probe();
       logger.info("Kubernetes connector ready", {
@@ -198,7 +285,8 @@ export async function startGlobalPlanner(
         handler: createHealthHandler({
           namespace: config.dynNamespace,
           managedNamespaces: config.managedNamespaces,
-          registered: () => host?.discovery.healthy,
+          registered: () => host?.healthy,
+          role: election ? () => elector?.role : undefined,
           discovery: config.runtime.discovery,
           dgdWatch: () => {
             const state = kube?.cacheState();
@@ -219,7 +307,11 @@ export async function startGlobalPlanner(
       workerMetadata: api && config.runtime.discovery === "kubernetes"
         ? new KubeWorkerMetadataApi(api.client)
         : undefined,
+      standby: election !== undefined,
     });
+    if (election && api) {
+      elector = startElection(api.client);
+    }
   } catch (error) {
     clearInterval(probeTimer);
     await kube?.close();
@@ -227,11 +319,13 @@ export async function startGlobalPlanner(
     await status?.close();
     throw error;
   }
-  metrics.setDiscoveryRegistered(true);
+  metrics.setDiscoveryRegistered(host.registered);
+  // The same line with leader election (tools wait for it); `role` says it is still campaigning.
   logger.info("Global Planner ready", {
     namespace: config.dynNamespace,
     endpoints: host.records.map((r) => `${r.namespace}.${r.component}.${r.endpoint}`),
-    instance_id: host.instanceId.toString(16),
+    instance_id: host.instanceId?.toString(16),
+    ...(elector ? { identity: elector.identity, role: elector.role } : {}),
     address: host.address,
     discovery: config.runtime.discovery,
     ...(config.runtime.kube ? { cr_name: config.runtime.kube.crName, pod: config.runtime.kube.podName } : {}),
@@ -261,6 +355,9 @@ export async function startGlobalPlanner(
       // error; in-flight requests get up to `graceMs` to answer.
       clearInterval(probeTimer);
       await running.stop(graceMs, () => kube?.kubeScaler.cancelWaits("the Global Planner is shutting down"));
+      // Released only once nothing of ours runs any more, so the next leader never overlaps.
+      await elector?.stop();
+      await transitions;
       await kube?.close();
       api?.client.close();
       await status?.close();

@@ -55,6 +55,12 @@ export class PolicyAnnotationError extends GlobalPlannerError {}
 /** The request cannot be served in the current mode (e.g. no Kubernetes connector yet). */
 export class Unavailable extends GlobalPlannerError {}
 
+/**
+ * This replica does not hold the leader Lease (or stopped holding it): a write it would make
+ * is refused before it is sent, and one in flight is aborted. Answered as `unavailable`.
+ */
+export class NotLeader extends Unavailable {}
+
 /** A Kubernetes API call failed; carries what was attempted and the HTTP status. */
 export class KubeError extends GlobalPlannerError {
   constructor(

@@ -26,6 +26,11 @@ export interface CliFlags {
   rejectStale?: boolean;
   dryRun?: boolean;
   recordEvents?: boolean;
+  leaderElect?: boolean;
+  leaderElectLeaseDuration?: string;
+  leaderElectRenewDeadline?: string;
+  leaderElectRetryPeriod?: string;
+  leaderElectResourceName?: string;
 }
 
 /** `--service-account-dir`'s default (upstream's, where the kubelet mounts the token). */
@@ -45,7 +50,10 @@ Options:
   --intent-cache-ttl-seconds S      How long a planner's last request counts for pairing (360)
   --config JSON|PATH                Settings as inline JSON or a .json/.yaml/.yml file (keys:
                                     managed_namespaces, environment, no_operation,
-                                    max_total_gpus, min_total_gpus, intent_cache_ttl_seconds);
+                                    max_total_gpus, min_total_gpus, intent_cache_ttl_seconds,
+                                    leader_elect, leader_elect_lease_duration,
+                                    leader_elect_renew_deadline, leader_elect_retry_period,
+                                    leader_elect_resource_name);
                                     flags given on the command line win
   --blocking-timeout-seconds S      How long a blocking request waits for Ready (default 1800)
   --dgd-api-version V               v1alpha1 | v1beta1 | auto (default: newest served)
@@ -62,6 +70,12 @@ Options:
   --dry-run                         Decide and send the writes with server-side dry run;
                                     answers are prefixed [dry-run]; nothing is persisted
   --record-events                   Record each decision as a Kubernetes Event on the DGD
+  --leader-elect                    Run as one of several replicas: only the holder of a
+                                    Lease in POD_NAMESPACE serves and writes (default: off)
+  --leader-elect-lease-duration D   How long others wait for an unrenewed Lease (15s)
+  --leader-elect-renew-deadline D   How long the leader keeps trying to renew (10s)
+  --leader-elect-retry-period D     Between attempts to acquire or renew (2s)
+  --leader-elect-resource-name N    Lease name (default global-planner-<DYN_NAMESPACE>)
   -h, --help                        Show this help and exit
 
 Environment: DYN_NAMESPACE (required), POD_NAMESPACE (default "default"), and the Dynamo
@@ -115,6 +129,11 @@ export function parseCliFlags(argv: string[]): CliFlags {
         "reject-stale": { type: "boolean" },
         "dry-run": { type: "boolean" },
         "record-events": { type: "boolean" },
+        "leader-elect": { type: "boolean" },
+        "leader-elect-lease-duration": { type: "string" },
+        "leader-elect-renew-deadline": { type: "string" },
+        "leader-elect-retry-period": { type: "string" },
+        "leader-elect-resource-name": { type: "string" },
       },
     });
   } catch (error) {
@@ -177,6 +196,21 @@ export function parseCliFlags(argv: string[]): CliFlags {
           flags.managedK8sNamespaces ??= [];
           if (token.value !== undefined) flags.managedK8sNamespaces.push(token.value);
           collecting = flags.managedK8sNamespaces;
+          break;
+        case "leader-elect":
+          flags.leaderElect = true;
+          break;
+        case "leader-elect-lease-duration":
+          flags.leaderElectLeaseDuration = token.value;
+          break;
+        case "leader-elect-renew-deadline":
+          flags.leaderElectRenewDeadline = token.value;
+          break;
+        case "leader-elect-retry-period":
+          flags.leaderElectRetryPeriod = token.value;
+          break;
+        case "leader-elect-resource-name":
+          flags.leaderElectResourceName = token.value;
           break;
         case "managed-namespaces":
           flags.managedNamespaces ??= [];

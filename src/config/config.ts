@@ -5,6 +5,7 @@ import { type CliFlags, DEFAULT_SERVICE_ACCOUNT_DIR, parseCliFlags } from "./arg
 import { type FileConfig, readConfigOption } from "./config_file.ts";
 import { type EnvGetter, type EnvSettings, type FileReader, readEnv } from "./env.ts";
 import { MAX_TIMER_MS } from "../timing.ts";
+import { type LeaderElectionSettings, leaderElectionSettings } from "./leader.ts";
 
 export interface KubeSettings {
   serviceAccountDir: string;
@@ -44,6 +45,8 @@ export interface Config extends EnvSettings {
   kube: KubeSettings;
   budget: BudgetSettings;
   policy: PolicySettings;
+  /** `--leader-elect` (off: one replica, upstream's behaviour). */
+  leaderElection: LeaderElectionSettings;
 }
 
 /** Budget enforcement is on when either bound is set. */
@@ -108,6 +111,23 @@ export function loadConfig(argv: string[], getEnv: EnvGetter, readFile?: FileRea
       kube: kube.data,
       budget,
       policy: _policy(flags, file, flags.noOperation ?? file.no_operation ?? false, budgetEnabled(budget)),
+      leaderElection: leaderElectionSettings(
+        {
+          enabled: flags.leaderElect,
+          leaseDuration: flags.leaderElectLeaseDuration,
+          renewDeadline: flags.leaderElectRenewDeadline,
+          retryPeriod: flags.leaderElectRetryPeriod,
+          resourceName: flags.leaderElectResourceName,
+        },
+        {
+          enabled: file.leader_elect,
+          leaseDuration: file.leader_elect_lease_duration,
+          renewDeadline: file.leader_elect_renew_deadline,
+          retryPeriod: file.leader_elect_retry_period,
+          resourceName: file.leader_elect_resource_name,
+        },
+        env.dynNamespace,
+      ),
     },
   };
 }

@@ -13,6 +13,10 @@ const minusOneOrMore = (key: string) =>
     `${key} must be >= -1`,
   );
 
+/** A Go duration text or a number of seconds (checked further with the flags). */
+const leaderDuration = (key: string) =>
+  z.union([z.string(), z.number()], { error: `${key} must be a duration such as "15s" or seconds` });
+
 export const FileConfigSchema = z.strictObject({
   managed_namespaces: z.array(z.string().min(1, "managed_namespaces entries must not be empty")).nullable()
     .optional(),
@@ -33,6 +37,11 @@ export const FileConfigSchema = z.strictObject({
   reject_stale: z.boolean({ error: "reject_stale must be true or false" }).optional(),
   dry_run: z.boolean({ error: "dry_run must be true or false" }).optional(),
   record_events: z.boolean({ error: "record_events must be true or false" }).optional(),
+  leader_elect: z.boolean({ error: "leader_elect must be true or false" }).optional(),
+  leader_elect_lease_duration: leaderDuration("leader_elect_lease_duration").optional(),
+  leader_elect_renew_deadline: leaderDuration("leader_elect_renew_deadline").optional(),
+  leader_elect_retry_period: leaderDuration("leader_elect_retry_period").optional(),
+  leader_elect_resource_name: z.string({ error: "leader_elect_resource_name must be a string" }).optional(),
 }, {
   error: (issue) =>
     issue.code === "unrecognized_keys" ? `unknown key(s): ${issue.keys.join(", ")}` : undefined,

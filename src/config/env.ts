@@ -136,6 +136,8 @@ export interface KubeTimeouts {
 export interface EnvSettings {
   dynNamespace: string;
   podNamespace: string;
+  /** `POD_NAME` (or the downward-API file): the base of the leader election identity. */
+  podName?: string;
   logFilter?: string;
   /** How long SIGTERM waits for in-flight requests before it cuts them off. */
   shutdownGraceMs: number;
@@ -252,6 +254,7 @@ export function readEnv(getEnv: EnvGetter, readFile: FileReader = () => undefine
   return {
     dynNamespace: env.DYN_NAMESPACE,
     podNamespace: kube?.podNamespace ?? env.POD_NAMESPACE,
+    podName: kube?.podName ?? env.POD_NAME,
     logFilter: env.DYN_LOG,
     shutdownGraceMs: env.DYN_SHUTDOWN_GRACE_SECS * 1000,
     kubeTimeouts: {

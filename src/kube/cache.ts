@@ -93,6 +93,9 @@ export class DgdCache {
   #started?: Promise<void>;
   #settleStart?: { resolve: () => void; reject: (error: unknown) => void };
   #loop?: Promise<void>;
+  /** Set by `relist()`: the next pass lists from scratch. */
+  #relist = false;
+  #relisted: (() => void)[] = [];
 
   constructor(options: DgdCacheOptions) {
     this.#options = options;
@@ -163,6 +166,19 @@ export class DgdCache {
   }
 
   /**
+   * Lists from scratch and resolves after that list (a fresh leader trusts nothing it learnt as
+   * a standby). Until then the cache is not synced, so budget decisions fail closed.
+   */
+  relist(): Promise<void> {
+    const { promise, resolve } = Promise.withResolvers<void>();
+    this.#relisted.push(resolve);
+    this.#relist = true;
+    this.#synced = false;
+    this.#watchAbort?.abort(new GlobalPlannerError("re-listing"));
+    return promise;
+  }
+
+  /**
    * Test hook: ends the current watch and resumes from `resourceVersion` (e.g. one that is too
    * old, to exercise the 410 → re-list path).
    */
@@ -176,11 +192,15 @@ export class DgdCache {
     while (!signal.aborted) {
       try {
         this.#takeResumeOverride();
+        if (this.#relist) {
+          this.#relist = false;
+          this.#resourceVersion = undefined;
+        }
         if (this.#resourceVersion === undefined) await this.#list();
         await this.#watch(this.#resourceVersion!);
       } catch (error) {
         if (signal.aborted) break;
-        if (this.#resumeOverride !== undefined) continue; // resumeFrom() ended the watch
+        if (this.#resumeOverride !== undefined || this.#relist) continue; // resumeFrom()/relist() ended it
         if (error instanceof KubeError && error.detail.status === 410) {
           this.#expired("HTTP 410");
           continue;
@@ -225,6 +245,7 @@ export class DgdCache {
     this.#synced = true;
     this.#settleStart?.resolve();
     this.#settleStart = undefined;
+    if (!this.#relist) { for (const resolve of this.#relisted.splice(0)) resolve(); }
     this.#options.logger.info("DGD cache listed", {
       namespace: this.namespace,
       apiVersion: version,

@@ -35,6 +35,13 @@ export interface KubeClientOptions {
   watchIdleMs?: number;
 }
 
+/**
+ * Decides whether a write (any method but GET) may be sent: returns the signal the write is
+ * tied to (its abort cancels the write in flight), `undefined` for writes it does not govern,
+ * or throws (the write is not sent). Leader election installs one.
+ */
+export type WriteFence = (request: KubeTarget & { method: string }) => AbortSignal | undefined;
+
 export interface KubeTarget {
   /** RBAC verb: get, list, watch, patch. */
   verb: string;
@@ -63,6 +70,7 @@ export class KubeClient {
   #lastFailure?: string;
   #requestTimeoutMs: number;
   #watchIdleMs: number;
+  #fence?: WriteFence;
 
   constructor(credentials: KubeCredentials, logger: Logger, options: KubeClientOptions = {}) {
     this.server = credentials.server;
@@ -102,6 +110,11 @@ export class KubeClient {
     return this.#reachable === true;
   }
 
+  /** Installs (or with `undefined` removes) the fence every later write passes first. */
+  setWriteFence(fence: WriteFence | undefined): void {
+    this.#fence = fence;
+  }
+
   /** API calls made so far (for efficiency tests and metrics). */
   get calls(): number {
     return this.#calls;
@@ -112,14 +125,18 @@ export class KubeClient {
    * and on no complete answer within the request deadline.
    */
   async json<T = Record<string, unknown>>(request: KubeRequest): Promise<T> {
+    const fenced = request.method !== "GET" ? this.#fence?.(request) : undefined;
     const deadline = AbortSignal.timeout(this.#requestTimeoutMs);
-    const signal = request.signal ? AbortSignal.any([request.signal, deadline]) : deadline;
+    const signals = [deadline, ...(request.signal ? [request.signal] : []), ...(fenced ? [fenced] : [])];
+    const signal = signals.length > 1 ? AbortSignal.any(signals) : deadline;
     let text: string;
     let response: Response;
     try {
       response = await this.#send({ ...request, signal });
       text = await response.text();
     } catch (error) {
+      // The fence withdrew the permission while the write was in flight: say so.
+      if (fenced?.aborted && !request.signal?.aborted) throw fenced.reason;
       throw this.#timedOut(request, deadline, error);
     }
     if (!response.ok) throw this.#error(request, response.status, text);

@@ -106,6 +106,10 @@ export interface GlobalPlannerMetrics extends MetricsSource {
   trackInflight(): () => void;
   /** Kubernetes API calls made so far (a running total from the client). */
   setKubeApiCalls(total: number): void;
+  /** With leader election: 1 while this replica leads, else 0. */
+  setLeader(leading: boolean): void;
+  /** With leader election: one more change of role (became leader, or stopped leading). */
+  countLeaderTransition(): void;
 }
 
 export interface GlobalPlannerMetricsOptions {
@@ -113,6 +117,8 @@ export interface GlobalPlannerMetricsOptions {
   version: string;
   /** Defaults to the running Deno's version. */
   denoVersion?: string;
+  /** Exposes `leader` and `leader_transitions_total` (only with `--leader-elect`). */
+  leaderElection?: boolean;
 }
 
 export function createGlobalPlannerMetrics(options: GlobalPlannerMetricsOptions): GlobalPlannerMetrics {
@@ -170,6 +176,21 @@ export function createGlobalPlannerMetrics(options: GlobalPlannerMetricsOptions)
     help: "Scale requests currently being handled.",
   });
 
+  const leader = options.leaderElection
+    ? registry.gauge({
+      name: name("leader"),
+      help: "1 while this replica holds the leader Lease (serves and writes), 0 while standby.",
+    })
+    : undefined;
+  const leaderTransitions = options.leaderElection
+    ? registry.counter({
+      name: name("leader_transitions_total"),
+      help: "Changes of this replica's role: became leader, or stopped leading.",
+    })
+    : undefined;
+  leader?.set(0);
+  leaderTransitions?.add(0);
+
   for (const reason of SCALE_REASONS) scaleRequests.touch({ result: USUAL_RESULT[reason], reason });
   budgetMax.set(Infinity);
   buildInfo.set(1, { version: options.version, deno: options.denoVersion ?? Deno.version.deno });
@@ -200,6 +221,8 @@ export function createGlobalPlannerMetrics(options: GlobalPlannerMetricsOptions)
       if (total > kubeApiCallsSeen) kubeApiCalls.add(total - kubeApiCallsSeen);
       kubeApiCallsSeen = Math.max(kubeApiCallsSeen, total);
     },
+    setLeader: (leading) => leader?.set(leading ? 1 : 0),
+    countLeaderTransition: () => leaderTransitions?.add(1),
     trackInflight() {
       inflight.add(1);
       let done = false;

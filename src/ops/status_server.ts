@@ -23,6 +23,8 @@ export interface Readiness {
   endpoints: Record<string, EndpointHealth>;
   /** Why not ready; sent only when not ready. */
   reason?: string;
+  /** With leader election: `leader` or `standby` (absent otherwise, as in 1.6.1). */
+  role?: string;
 }
 
 export type ReadinessProbe = () => Readiness;
@@ -137,6 +139,7 @@ function _healthBody(readiness: ReadinessProbe, log: Logger): { status: number; 
     endpoints: state.endpoints,
   };
   if (!state.ready && state.reason) body.reason = state.reason;
+  if (state.role) body.role = state.role;
   return { status: state.ready ? 200 : 503, body: JSON.stringify(body) };
 }
 

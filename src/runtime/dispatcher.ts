@@ -89,6 +89,15 @@ export class Dispatcher {
     this.#routes.set(path, target);
   }
 
+  /**
+   * Forgets every route: frames that arrive later are answered `Server unavailable: unknown
+   * endpoint`, which a 1.6.1 caller raises as `Unavailable` at once. Requests already
+   * dispatched keep running.
+   */
+  clearRoutes(): void {
+    this.#routes.clear();
+  }
+
   /** The endpoint for a request path; only paths added with `addRoute` match. */
   route(path: string): Endpoint | undefined {
     return this.#routes.get(path);

@@ -29,16 +29,38 @@ export interface HostOptions {
   logger: Logger;
   /** The Kubernetes API port of the `kubernetes` discovery backend. */
   workerMetadata?: WorkerMetadataApi;
+  /**
+   * Start unregistered (a leader-elected standby): the request plane listens but knows no
+   * route, so a frame is answered `Server unavailable`; `register()` publishes later.
+   */
+  standby?: boolean;
 }
 
 export interface EndpointHost {
-  readonly instanceId: bigint;
+  /** The instance id of the current registration (`undefined` while unregistered). */
+  readonly instanceId: bigint | undefined;
   readonly address: string;
-  readonly discovery: Discovery;
+  /** The discovery backend of the current registration (`undefined` while unregistered). */
+  readonly discovery: Discovery | undefined;
+  /** Registered now and the registration is known to be alive. */
+  readonly healthy: boolean;
+  readonly registered: boolean;
+  /** Rejects when a registration is lost for good (etcd with exit-on-loss). */
+  readonly lost: Promise<never>;
   readonly dispatcher: Dispatcher;
   readonly records: EndpointRecord[];
   /** The request plane (`healthy` feeds readiness). */
   readonly plane: RequestPlane;
+  /**
+   * Registers every endpoint under a fresh discovery registration (a new etcd lease, a new
+   * file id, the pod's CR applied again); routes frames again. No-op when registered.
+   */
+  register(): Promise<void>;
+  /**
+   * Stops routing (new frames: `Server unavailable`), then withdraws the registration. Requests
+   * in flight keep running. No-op when unregistered.
+   */
+  deregister(): Promise<void>;
   /**
    * Deregisters first (callers stop routing here), stops taking frames, runs `afterDeregister`,
    * drains in-flight requests for up to `graceMs`, then closes everything.
@@ -86,14 +108,7 @@ export async function openRequestPlane(runtime: RuntimeSettings, logger: Logger)
 
 export async function startEndpointHost(options: HostOptions): Promise<EndpointHost> {
   const { logger } = options;
-  const discovery = await openDiscovery(options.runtime, logger, options.workerMetadata);
-  let plane: RequestPlane;
-  try {
-    plane = await openRequestPlane(options.runtime, logger);
-  } catch (error) {
-    await discovery.close();
-    throw error;
-  }
+  const plane = await openRequestPlane(options.runtime, logger);
   const dispatcher = new Dispatcher(
     options.endpoints,
     responseOpener(options.runtime.tcp.writeTimeoutMs),
@@ -101,51 +116,100 @@ export async function startEndpointHost(options: HostOptions): Promise<EndpointH
   );
   // Called again with a new id when etcd discovery re-registers under a new lease; the old
   // routes stay, so callers still holding the old record are served until they move on.
-  // Memoized per id, so the routes made (and flushed) before the first registration are the
-  // ones registered.
-  const built = new Map<bigint, EndpointRecord[]>();
-  const records = (instanceId: bigint): EndpointRecord[] => {
-    let made = built.get(instanceId);
-    if (!made) {
-      made = options.endpoints.map((endpoint) => {
-        const path = { namespace: options.namespace, component: options.component, endpoint: endpoint.name };
-        return { ...path, instanceId, transport: plane.route(dispatcher, path, instanceHex(instanceId)) };
-      });
-      built.set(instanceId, made);
-    }
-    return made;
-  };
+  const records = (instanceId: bigint): EndpointRecord[] =>
+    options.endpoints.map((endpoint) => {
+      const path = { namespace: options.namespace, component: options.component, endpoint: endpoint.name };
+      return { ...path, instanceId, transport: plane.route(dispatcher, path, instanceHex(instanceId)) };
+    });
   plane.serve(dispatcher);
-  try {
-    // A NATS subscription must be in place at the server before any caller can see the record.
-    records(discovery.instanceId);
-    await plane.flush();
-    await discovery.register(records);
-  } catch (error) {
-    await plane.close();
-    await discovery.close();
-    throw error;
+
+  let discovery: Discovery | undefined;
+  let stopped: Promise<void> | undefined;
+  let fail!: (error: unknown) => void;
+  const lost = new Promise<never>((_, reject) => (fail = reject));
+  lost.catch(() => {});
+  // Registrations and withdrawals run one at a time, in the order asked.
+  let chain: Promise<void> = Promise.resolve();
+  const serial = (step: () => Promise<void>): Promise<void> => {
+    const next = chain.then(step);
+    chain = next.catch(() => {});
+    return next;
+  };
+  const register = () =>
+    serial(async () => {
+      if (discovery || stopped) return;
+      const opened = await openDiscovery(options.runtime, logger, options.workerMetadata);
+      try {
+        // Routes first, then a flush: a NATS subscription must be in place at the server
+        // before any caller can see the record (routing the same id again is a no-op).
+        records(opened.instanceId);
+        await plane.flush();
+        await opened.register(records);
+      } catch (error) {
+        dispatcher.clearRoutes();
+        await opened.close();
+        throw error;
+      }
+      opened.lost.catch((error) => {
+        if (discovery === opened) fail(error);
+      });
+      discovery = opened;
+    });
+  const deregister = () =>
+    serial(async () => {
+      const current = discovery;
+      if (!current) return;
+      discovery = undefined;
+      dispatcher.clearRoutes();
+      await current.deregister();
+      await current.close();
+    });
+
+  if (!options.standby) {
+    try {
+      await register();
+    } catch (error) {
+      await plane.close();
+      throw error;
+    }
   }
 
-  let stopped: Promise<void> | undefined;
   return {
     get instanceId() {
-      return discovery.instanceId;
+      return discovery?.instanceId;
     },
     address: plane.address,
-    discovery,
+    get discovery() {
+      return discovery;
+    },
+    get healthy() {
+      return discovery?.healthy === true;
+    },
+    get registered() {
+      return discovery !== undefined;
+    },
+    lost,
     dispatcher,
     get records() {
-      return discovery.records;
+      return discovery?.records ?? [];
     },
     plane,
+    register,
+    deregister,
     stop(graceMs: number, afterDeregister?: () => void) {
       stopped ??= (async () => {
-        await discovery.deregister();
+        let current: Discovery | undefined;
+        // Frames keep being served while the records are withdrawn (a caller that still picks
+        // this instance gets an answer), then the plane stops taking them.
+        await serial(async () => {
+          current = discovery;
+          discovery = undefined;
+          await current?.deregister();
+        });
         await plane.close();
         afterDeregister?.();
         await dispatcher.drain(graceMs);
-        await discovery.close();
+        await current?.close();
       })();
       return stopped;
     },

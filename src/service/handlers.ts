@@ -175,16 +175,23 @@ export interface HealthHandlerOptions {
   registered?: () => boolean | undefined;
   /** Discovery backend name for the degraded message. */
   discovery?: string;
+  /**
+   * With leader election only: this replica's role, answered as `role` (without it the answer
+   * is upstream's, unchanged).
+   */
+  role?: () => string | undefined;
 }
 
 export function createHealthHandler(options: HealthHandlerOptions): Handler {
-  const base = {
+  const fixed = {
     status: "healthy",
     component: COMPONENT,
     namespace: options.namespace,
     managed_namespaces: options.managedNamespaces?.length ? [...options.managedNamespaces] : "all",
   };
   return async function* health() {
+    const role = options.role?.();
+    const base = role ? { ...fixed, role } : fixed;
     const watch = options.dgdWatch?.();
     const lost = options.registered?.() === false;
     const registration = lost

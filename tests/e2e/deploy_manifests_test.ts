@@ -87,7 +87,10 @@ Deno.test({
         assert.equal(env.DYN_SYSTEM_PORT, "9090");
         assert.ok(env.DYN_NAMESPACE);
         assert.equal(env.ETCD_ENDPOINTS, undefined);
-        assert.equal(c.args[0], "--managed-namespaces");
+        // Two replicas, one leader: the others stand by, ready but unregistered.
+        assert.equal(deployment.spec.replicas, 2);
+        assert.equal(c.args[0], "--leader-elect");
+        assert.equal(c.args[1], "--managed-namespaces");
         assert.deepEqual(c.ports, [{ name: "system", containerPort: 9090, protocol: "TCP" }]);
         assert.deepEqual(c.livenessProbe.httpGet, { path: "/live", port: "system" });
         assert.deepEqual(c.readinessProbe.httpGet, { path: "/health", port: "system" });
@@ -278,6 +281,8 @@ async function discoveredThroughManifest(cluster: KubeCluster): Promise<void> {
   });
   try {
     const status = await ours.waitForLog((l) => l.message === "system status server listening");
+    // With --leader-elect the pod registers once it holds the Lease (deploy/rbac.yaml's Role).
+    await ours.waitForLog((l) => l.message === "serving as leader", 30_000);
     // The kubelet's readiness probe: only a 200 here makes the slice entry ready.
     const probe = await fetch(`http://127.0.0.1:${status.port}${c.readinessProbe.httpGet.path}`);
     assert.equal(probe.status, 200, await probe.text());
@@ -309,7 +314,8 @@ async function discoveredThroughManifest(cluster: KubeCluster): Promise<void> {
     assert.equal(call.code, 0, `${call.stdout}\n${call.stderr.slice(-2000)}`);
     const item = call.lines.find((l) => "item" in l)?.item as Manifest;
     assert.equal(item?.namespace, env.DYN_NAMESPACE, call.stdout);
-    assert.deepEqual(item.managed_namespaces, c.args.slice(1));
+    assert.deepEqual(item.managed_namespaces, c.args.slice(c.args.indexOf("--managed-namespaces") + 1));
+    assert.equal(item.role, "leader");
   } finally {
     await ours.stop("SIGTERM");
     await Deno.remove(saDir, { recursive: true });

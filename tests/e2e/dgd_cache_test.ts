@@ -204,6 +204,27 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "relist() (a fresh leader) lists from scratch; not synced until that list is in",
+        async () => {
+          const { cache, logs, close } = cacheFor(cluster, token);
+          try {
+            await cache.start();
+            await waitFor(() => cache.state().watching, "the watch to open", REFLECT_MS);
+            assert.equal(logs.count("DGD cache listed"), 1);
+            const relisted = cache.relist();
+            assert.equal(cache.state().synced, false, "budget decisions fail closed meanwhile");
+            await relisted;
+            assert.equal(cache.state().synced, true);
+            assert.equal(logs.count("DGD cache listed"), 2, "one more list, not a resumed watch");
+            assert.equal(cache.get(NS, "a")?.shape, "services");
+            await waitFor(() => cache.state().watching, "the watch to reopen", REFLECT_MS);
+          } finally {
+            await close();
+          }
+        },
+      );
+
       await t.step("explicit mode keeps only DGDs named by '{POD_NAMESPACE}-{dgd}' entries", async () => {
         const filterLogs = capture();
         const filter = managedDgdNames([`${NS}-a`, "team-x", `${NS}-d`, "team-x"], NS, filterLogs.logger);

@@ -5,13 +5,16 @@
  * stand-in operator); and for every (resource, verb) pair of its ClusterRole, the same rules minus
  * that one verb make the scenario needing it fail, with a message naming the missing permission.
  * The same holds for the namespaced Role of kubernetes discovery (apply + watch of the pod's
- * DynamoWorkerMetadata in the ServiceAccount's namespace).
+ * DynamoWorkerMetadata in the ServiceAccount's namespace), and for the namespaced Role of leader
+ * election (get, create, update of its Lease): each verb removed makes the elector's attempt fail
+ * with a message naming it.
  */
 import assert from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
 import { connectKubernetes, type KubeConnector, KubeWorkerMetadataApi } from "../../src/kube/mod.ts";
 import { kubeInstanceId } from "../../src/runtime/discovery/instance_id.ts";
 import { KubernetesDiscovery } from "../../src/runtime/discovery/kubernetes.ts";
+import { KubeLeaseApi, LeaderElector } from "../../src/kube/leader/mod.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import type { ScaleResponse } from "../../src/service/contract.ts";
 import { BudgetPlanner } from "../../src/service/budget_planner.ts";
@@ -36,11 +39,13 @@ const SCALE = "dynamographdeploymentscalingadapters/scale";
 const DWM = "dynamoworkermetadatas";
 const EVENTS = "events";
 const EVENTS_GROUP = "events.k8s.io";
+const LEASES = "leases";
+const COORDINATION = "coordination.k8s.io";
 /** Short blocking timeout: a denied watch must not leave a request hanging for 30 minutes. */
 const BLOCKING_TIMEOUT_S = 4;
 
 type Rule = { apiGroups: string[]; resources: string[]; verbs: string[] };
-type Scenario = "plain" | "adapter" | "blocking" | "budget" | "discovery" | "events";
+type Scenario = "plain" | "adapter" | "blocking" | "budget" | "discovery" | "events" | "leader";
 
 /** Which scenario exercises each permission of the manifest (a new rule needs a new entry). */
 const NEEDED_BY: Record<string, Scenario> = {
@@ -55,10 +60,13 @@ const NEEDED_BY: Record<string, Scenario> = {
   [`${DWM} watch`]: "discovery",
   [`${EVENTS} create`]: "events",
   [`${EVENTS} patch`]: "events",
+  [`${LEASES} get`]: "leader",
+  [`${LEASES} create`]: "leader",
+  [`${LEASES} update`]: "leader",
 };
 
 /** The API group of each resource the manifest names. */
-const GROUP_OF: Record<string, string> = { [EVENTS]: EVENTS_GROUP };
+const GROUP_OF: Record<string, string> = { [EVENTS]: EVENTS_GROUP, [LEASES]: COORDINATION };
 const groupOf = (resource: string) => GROUP_OF[resource] ?? GROUP;
 
 /** Service-account dirs written by `connectAs`, removed at the end. */
@@ -173,6 +181,61 @@ async function runDiscovery(kube: KubeConnector) {
     error = e as Error;
   }
   return { name, error, logs, watchFailed, discovery };
+}
+
+/**
+ * Leader election as the service runs it, on the connector's one client: an elector campaigns
+ * for a Lease in the ServiceAccount's namespace, which does not exist yet (`fresh`: the elector
+ * creates it) or exists unheld (it is read and replaced). Resolves once it leads, or with the
+ * first error naming an HTTP 403.
+ */
+async function runLeader(cluster: KubeCluster, kube: KubeConnector, fresh: boolean) {
+  const name = `gp-lease-${++counter}`;
+  if (!fresh) {
+    const created = await cluster.request("POST", `/apis/${COORDINATION}/v1/namespaces/${SA_NS}/${LEASES}`, {
+      apiVersion: `${COORDINATION}/v1`,
+      kind: "Lease",
+      metadata: { name, namespace: SA_NS },
+      spec: { holderIdentity: "", leaseDurationSeconds: 3 },
+    });
+    assert.equal(created.status, 201, created.text);
+  }
+  const { promise: settled, resolve } = Promise.withResolvers<string | undefined>();
+  const logger = createLogger({
+    level: "debug",
+    sink: (line) => {
+      const parsed = JSON.parse(line);
+      if (parsed.message === "became leader") resolve(undefined);
+      if (/HTTP 403/.test(String(parsed.error ?? ""))) resolve(String(parsed.error));
+    },
+  });
+  const elector = new LeaderElector({
+    api: new KubeLeaseApi(kube.client, SA_NS, name),
+    identity: `rbac-${name}`,
+    logger,
+    leaseDurationMs: 3_000,
+    renewDeadlineMs: 2_000,
+    retryPeriodMs: 200,
+  });
+  elector.start();
+  const timeout = new AbortController();
+  const error = await Promise.race([
+    settled,
+    new Promise<never>((_, reject) => {
+      const id = setTimeout(
+        () => reject(new Error(`elector on ${name}: neither leading nor denied in 10 s`)),
+        10_000,
+      );
+      timeout.signal.addEventListener("abort", () => clearTimeout(id));
+    }),
+  ]).finally(() => timeout.abort());
+  const leading = elector.leading;
+  await elector.stop(2_000);
+  const stored = await cluster.request(
+    "GET",
+    `/apis/${COORDINATION}/v1/namespaces/${SA_NS}/${LEASES}/${name}`,
+  );
+  return { name, error, leading, stored };
 }
 
 /**
@@ -295,17 +358,21 @@ Deno.test({
       }]);
 
       // Discovery's Role: namespaced, in the ServiceAccount's (the pod's) namespace, bound to it.
-      const discoveryRole = manifests.find((m) => m.kind === "Role");
-      assert.equal(discoveryRole?.metadata.namespace, SA_NS);
-      const discoveryRules = discoveryRole.rules as Rule[];
-      const roleBinding = manifests.find((m) => m.kind === "RoleBinding");
-      assert.equal(roleBinding?.metadata.namespace, SA_NS);
-      assert.equal(roleBinding?.roleRef.kind, "Role");
-      assert.equal(roleBinding?.roleRef.name, discoveryRole.metadata.name);
-      assert.deepEqual(roleBinding?.subjects, binding?.subjects);
+      const namespacedRole = (name: string) => {
+        const role = manifests.find((m) => m.kind === "Role" && m.metadata.name === name);
+        assert.equal(role?.metadata.namespace, SA_NS, `Role ${name} in the pod's namespace`);
+        const roleBinding = manifests.find((m) => m.kind === "RoleBinding" && m.roleRef?.name === name);
+        assert.equal(roleBinding?.metadata.namespace, SA_NS);
+        assert.equal(roleBinding?.roleRef.kind, "Role");
+        assert.deepEqual(roleBinding?.subjects, binding?.subjects);
+        return role.rules as Rule[];
+      };
+      const discoveryRules = namespacedRole("global-planner-discovery");
+      const leaderRules = namespacedRole("global-planner-leader-election");
+      assert.equal(manifests.filter((m) => m.kind === "Role").length, 2, "no other Role");
 
-      const pairs = [...rules, ...discoveryRules].flatMap((r) => {
-        assert.deepEqual(r.apiGroups, r.resources.map(groupOf), "nvidia.com resources, and Events");
+      const pairs = [...rules, ...discoveryRules, ...leaderRules].flatMap((r) => {
+        assert.deepEqual(r.apiGroups, r.resources.map(groupOf), "nvidia.com resources, Events and the Lease");
         return r.resources.flatMap((res) => r.verbs.map((verb) => `${res} ${verb}`));
       });
       assert.deepEqual(
@@ -316,6 +383,7 @@ Deno.test({
 
       await waitForRbac(cluster, "global-planner", rules);
       await waitForRbac(cluster, "global-planner", discoveryRules, undefined, SA_NS);
+      await waitForRbac(cluster, "global-planner", leaderRules, undefined, SA_NS);
       const full = await connectAs(cluster, "global-planner");
       opened.push(full.kube);
 
@@ -403,6 +471,21 @@ Deno.test({
         );
       });
 
+      await t.step(
+        "the manifest's ServiceAccount: leader election (create, then get + update its Lease)",
+        async () => {
+          for (const fresh of [true, false]) {
+            const run = await runLeader(cluster, full.kube, fresh);
+            assert.equal(run.error, undefined);
+            assert.equal(run.leading, true);
+            // Released on stop: holder cleared, the duration kept.
+            assert.equal(run.stored.json.spec.holderIdentity ?? "", "");
+            assert.equal(run.stored.json.spec.leaseDurationSeconds, 3);
+            assert.equal(run.stored.json.spec.leaseTransitions, fresh ? 0 : 1);
+          }
+        },
+      );
+
       for (const pair of Object.keys(NEEDED_BY)) {
         const [resource, verb] = pair.split(" ");
         const scenario = NEEDED_BY[pair];
@@ -416,6 +499,41 @@ Deno.test({
                 verbs: res === resource ? r.verbs.filter((v) => v !== verb) : r.verbs,
               }))
             ).filter((r) => r.verbs.length > 0);
+          if (scenario === "leader") {
+            const reducedRole = minus(leaderRules);
+            await cluster.createServiceAccount(SA_NS, name);
+            await applyManifest(cluster, [
+              {
+                apiVersion: "rbac.authorization.k8s.io/v1",
+                kind: "Role",
+                metadata: { name, namespace: SA_NS },
+                rules: reducedRole,
+              },
+              {
+                apiVersion: "rbac.authorization.k8s.io/v1",
+                kind: "RoleBinding",
+                metadata: { name, namespace: SA_NS },
+                roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name },
+                subjects: [{ kind: "ServiceAccount", name, namespace: SA_NS }],
+              },
+            ]);
+            await waitForRbac(cluster, name, reducedRole, pair, SA_NS);
+            const weak = await connectAs(cluster, name);
+            opened.push(weak.kube);
+            // Without create, the Lease must be missing for the elector to need it.
+            const run = await runLeader(cluster, weak.kube, verb === "create");
+            assert.equal(run.leading, false);
+            assert.ok(run.error, "the attempt fails");
+            assert.match(
+              run.error,
+              new RegExp(
+                `^Kubernetes denied ${verb} on ${escape(`${LEASES}.${COORDINATION}`)} '${run.name}' ` +
+                  `in namespace '${SA_NS}' \\(HTTP 403\\): the service account needs RBAC verb "${verb}" ` +
+                  `on "${LEASES}" in API group "coordination\\.k8s\\.io" in namespace "${SA_NS}"$`,
+              ),
+            );
+            return;
+          }
           if (scenario === "discovery") {
             const reducedRole = minus(discoveryRules);
             await cluster.createServiceAccount(SA_NS, name);

@@ -43,3 +43,21 @@ Deno.test("pruneIfDue keeps memory bounded under a stream of distinct keys", () 
   assert.equal(small.pruneIfDue(1000, 10), 0);
   assert.equal(small.size, 1);
 });
+
+Deno.test("fresh intents survive a failover: exportFresh → restore, at the TTL boundary, newer local wins", () => {
+  const old = new IntentCache();
+  old.record("a", 3, 100);
+  old.record("b", 5, 39.999); // 60.001 s old at now = 100, ttl 60: expired
+  old.record("c", 7, 40); // exactly ttl old: fresh (inclusive)
+  const text = old.exportFresh(100, 60);
+  assert.deepEqual(JSON.parse(text), [["a", 3, 100], ["c", 7, 40]]);
+  const next = new IntentCache();
+  next.record("c", 9, 41); // recorded by the new leader after the old one's last export
+  assert.equal(next.restore(text), 1);
+  assert.deepEqual(next.get("a"), { lastDesired: 3, lastSeenAt: 100 });
+  assert.deepEqual(next.get("c"), { lastDesired: 9, lastSeenAt: 41 });
+  assert.equal(next.get("b"), undefined);
+  assert.equal(next.restore("not json"), 0);
+  assert.equal(next.restore(JSON.stringify([["d", "x", 1], ["e", 1], 5, ["f", 2, 3]])), 1);
+  assert.deepEqual(next.get("f"), { lastDesired: 2, lastSeenAt: 3 });
+});

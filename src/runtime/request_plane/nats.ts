@@ -144,14 +144,18 @@ export class NatsRequestPlane implements RequestPlane {
   }
 
   /**
-   * A route made after `serve` (etcd discovery re-registering under a new lease id) is
-   * subscribed at once; the ones made before are subscribed by `serve`.
+   * A route made after `serve` (etcd discovery re-registering under a new lease id, a new
+   * leader term) is subscribed at once; the ones made before are subscribed by `serve`.
    */
   route(dispatcher: Dispatcher, path: EndpointPath, instanceHex: string): { nats_tcp: string } {
     const subject = natsSubject(path, instanceHex);
     dispatcher.addRoute(subject, path.endpoint);
-    this.#subjects.push(subject);
-    if (this.#serving) this.#subscribe(this.#serving, subject);
+    // Routing the same subject again (a new term of a leader-elected replica with a fixed id)
+    // keeps its one subscription.
+    if (!this.#subjects.includes(subject)) {
+      this.#subjects.push(subject);
+      if (this.#serving) this.#subscribe(this.#serving, subject);
+    }
     return { nats_tcp: subject };
   }
 

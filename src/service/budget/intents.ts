@@ -2,7 +2,8 @@
  * The intent cache (spec §10.3): the last replica count each pool's planner asked for, and
  * when. Arbitration pairs a request with other pools' fresh, unsatisfied intents.
  *
- * In memory only (spec §13.10: lost on restart, not shared between replicas). Times are in
+ * In memory; with leader election the leader keeps the fresh ones on its Lease (`exportFresh`,
+ * `restore`), so they survive a failover. Times are in
  * SECONDS, the unit of `intent_cache_ttl_seconds`; the caller supplies the clock.
  *
  * Memory stays bounded: `pruneIfDue` drops expired entries once the writes since the last sweep
@@ -75,5 +76,39 @@ export class IntentCache {
 
   entries(): IterableIterator<[PoolKey, Intent]> {
     return this.#entries.entries();
+  }
+
+  /**
+   * The fresh intents as text, for a successor replica (`[[key, lastDesired, lastSeenAt], ...]`;
+   * wall-clock seconds, so another process can judge freshness).
+   */
+  exportFresh(now: number, ttlSeconds: number): string {
+    const rows: [PoolKey, number, number][] = [];
+    for (const [key, intent] of this.#entries) {
+      if (isFresh(intent, now, ttlSeconds)) rows.push([key, intent.lastDesired, intent.lastSeenAt]);
+    }
+    return JSON.stringify(rows);
+  }
+
+  /** Takes in what `exportFresh` wrote; newer local intents win. Returns how many were taken. */
+  restore(text: string): number {
+    let rows: unknown;
+    try {
+      rows = JSON.parse(text);
+    } catch {
+      return 0;
+    }
+    if (!Array.isArray(rows)) return 0;
+    let taken = 0;
+    for (const row of rows) {
+      if (!Array.isArray(row) || row.length !== 3) continue;
+      const [key, lastDesired, lastSeenAt] = row;
+      if (typeof key !== "string" || !Number.isFinite(lastDesired) || !Number.isFinite(lastSeenAt)) continue;
+      const local = this.#entries.get(key);
+      if (local && local.lastSeenAt >= lastSeenAt) continue;
+      this.#entries.set(key, { lastDesired, lastSeenAt });
+      taken++;
+    }
+    return taken;
   }
 }

@@ -1,0 +1,190 @@
+/**
+ * Two `--leader-elect` replicas as processes on the real kube-apiserver with etcd discovery,
+ * under continuous load from 8 real 1.6.1 planners (tests/interop/py/failover_driver.py): a
+ * rolling restart of both (SIGTERM, restart, SIGTERM the other, restart), then a SIGKILL of the
+ * leader. Asserted: no request lost, none hanging, every caller error a retriable
+ * `Unavailable`, every answered scaling applied exactly once (each DGD's generation grew by the
+ * number of answers) and in order. Timings are printed (docs/reliability.md), not asserted.
+ */
+import assert from "node:assert/strict";
+import { createDgd, readDgd, replicasOf, v1alpha1Dgd } from "../support/dgd_fixtures.ts";
+import { startEtcd } from "../support/etcd.ts";
+import { startKubeCluster } from "../support/kube_cluster.ts";
+import { spawnDriver } from "../support/python.ts";
+import { type ServiceProcess, startService } from "../support/service.ts";
+import { waitFor } from "../support/ports.ts";
+
+const GP_NS = "gp-ha";
+const POOL = "ha-pool";
+const PLANNERS = 8;
+/** Short timings keep the suite fast; `FAILOVER_DEFAULT_TIMINGS=1` measures client-go's defaults (15 s/10 s/2 s). */
+const DEFAULTS = Deno.env.get("FAILOVER_DEFAULT_TIMINGS") === "1";
+const ELECTION = DEFAULTS
+  ? []
+  : ["--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s"];
+const RETRY = DEFAULTS ? [] : ["--leader-elect-retry-period", "500ms"];
+
+Deno.test({
+  name: "leader failover under load from 8 real 1.6.1 planners: rolling restart and SIGKILL, nothing lost",
+  async fn() {
+    const cluster = await startKubeCluster();
+    const etcd = await startEtcd();
+    const dir = await Deno.makeTempDir({ dir: cluster.dir, prefix: "sa-" });
+    const running = new Set<ServiceProcess>();
+    let driver: Awaited<ReturnType<typeof spawnDriver>> | undefined;
+    try {
+      await cluster.createNamespace(POOL);
+      const generation0: number[] = [];
+      for (let i = 0; i < PLANNERS; i++) {
+        await createDgd(
+          cluster,
+          v1alpha1Dgd(`pool-${i}`, POOL, {
+            Pre: { role: "prefill", replicas: 1 },
+            Dec: { role: "decode", replicas: 1 },
+          }),
+        );
+        generation0.push((await readDgd(cluster, "v1alpha1", POOL, `pool-${i}`)).metadata.generation);
+      }
+      await cluster.writeServiceAccountDir(dir, POOL, cluster.adminToken);
+      const discovery = { DYN_DISCOVERY_BACKEND: "etcd", ETCD_ENDPOINTS: etcd.endpoint };
+      const start = async (pod: string) => {
+        const service = await startService({
+          args: ["--leader-elect", ...ELECTION, ...RETRY, "--service-account-dir", dir],
+          env: {
+            DYN_NAMESPACE: GP_NS,
+            POD_NAMESPACE: POOL,
+            POD_NAME: pod,
+            ...cluster.inClusterEnv(),
+            ...discovery,
+            ETCD_LEASE_TTL: "3",
+            DYN_SYSTEM_PORT: "0",
+            DYN_SYSTEM_HOST: "127.0.0.1",
+            DYN_SHUTDOWN_GRACE_SECS: "5",
+            DYN_LOG: "info",
+          },
+        });
+        running.add(service);
+        return service;
+      };
+      const serving = (s: ServiceProcess) => s.waitForLog((l) => l.message === "serving as leader", 30_000);
+      const role = async (s: ServiceProcess) => {
+        const r = await fetch(`http://127.0.0.1:${s.ready.system_port}/health`);
+        return { status: r.status, body: await r.json() };
+      };
+      /** The sum of all pools' prefill replicas grows by `by` (the load goes on). */
+      const progress = async (by: number, what: string) => {
+        const total = async () => {
+          let sum = 0;
+          for (let i = 0; i < PLANNERS; i++) {
+            sum += replicasOf(await readDgd(cluster, "v1alpha1", POOL, `pool-${i}`)).Pre;
+          }
+          return sum;
+        };
+        const from = await total();
+        await waitFor(async () => (await total()) >= from + by, what, 60_000, 100);
+      };
+
+      let leader = await start("gp-a");
+      await serving(leader);
+      let standby = await start("gp-b");
+      assert.deepEqual([(await role(leader)).status, (await role(leader)).body.role], [200, "leader"]);
+      assert.deepEqual([(await role(standby)).status, (await role(standby)).body.role], [200, "standby"]);
+
+      driver = await spawnDriver("failover_driver.py", [
+        "--endpoint",
+        `${GP_NS}.GlobalPlanner.scale_request`,
+        "--k8s-namespace",
+        POOL,
+        "--planners",
+        String(PLANNERS),
+      ], discovery);
+      await driver.waitForLine((l) => l.ready === true, 60_000);
+      await progress(PLANNERS * 3, "load through the first leader");
+
+      const events: { what: string; at: number; takeoverMs: number }[] = [];
+      const handover = async (what: string, signal: Deno.Signal, pod: string) => {
+        const old = leader;
+        const next = standby;
+        const at = Date.now();
+        const t0 = performance.now();
+        const stopped = old.stop(signal);
+        await serving(next);
+        events.push({ what, at, takeoverMs: performance.now() - t0 });
+        const code = await stopped;
+        running.delete(old);
+        if (signal === "SIGTERM") assert.equal(code, 0, `${what}: clean exit`);
+        leader = next;
+        standby = await start(pod);
+        assert.equal((await role(standby)).body.role, "standby");
+        await progress(PLANNERS * 3, `load after ${what}`);
+      };
+      // Rolling restart of both replicas, then a crash of the leader.
+      await handover("SIGTERM of the leader (rolling restart, 1 of 2)", "SIGTERM", "gp-a");
+      await handover("SIGTERM of the leader (rolling restart, 2 of 2)", "SIGTERM", "gp-b");
+      await handover("SIGKILL of the leader", "SIGKILL", "gp-a");
+
+      await driver.stop(60_000);
+      const summary = (await driver.waitForLine((l) => "summary" in l, 1_000)).summary as {
+        ops: number;
+        ok: number;
+        answered_error: number;
+        lost: number;
+        hangs: number;
+        retries: number;
+        errors: Record<string, number>;
+        answers: Record<string, number[]>;
+        success_ms: number[];
+        error_ms: number[];
+      };
+      driver = undefined;
+      assert.equal(summary.lost, 0, JSON.stringify(summary.errors));
+      assert.equal(summary.hangs, 0, JSON.stringify(summary.errors));
+      assert.equal(summary.answered_error, 0, JSON.stringify(summary.errors));
+      assert.equal(summary.ok, summary.ops);
+      for (const key of Object.keys(summary.errors)) {
+        assert.match(
+          key,
+          /^(Exception|ValueError): Unavailable: /,
+          "every caller error is a retriable Unavailable",
+        );
+      }
+      for (let i = 0; i < PLANNERS; i++) {
+        const answers = summary.answers[`pool-${i}`];
+        assert.deepEqual(
+          answers,
+          answers.map((_, k) => k + 2),
+          `pool-${i}: every request answered once, in order`,
+        );
+        const dgd = await readDgd(cluster, "v1alpha1", POOL, `pool-${i}`);
+        assert.equal(replicasOf(dgd).Pre, answers.at(-1));
+        assert.equal(
+          dgd.metadata.generation - generation0[i],
+          answers.length,
+          `pool-${i}: one write per answered scaling, none twice`,
+        );
+      }
+      // Caller-side figures: the longest stretch without any success around each event.
+      const gap = (at: number) => {
+        const before = summary.success_ms.filter((t) => t <= at).at(-1) ?? at;
+        const after = summary.success_ms.find((t) => t > at) ?? at;
+        return { noSuccessMs: after - before, firstSuccessAfterMs: after - at };
+      };
+      for (const e of events) {
+        const g = gap(e.at);
+        console.log(
+          `${e.what}: standby serving after ${e.takeoverMs.toFixed(0)} ms; first answered request ` +
+            `${g.firstSuccessAfterMs} ms after the signal (no success for ${g.noSuccessMs} ms)`,
+        );
+      }
+      console.log(
+        `${summary.ops} requests from ${PLANNERS} planners: ${summary.ok} answered success, 0 lost, ` +
+          `${summary.retries} retries; caller errors: ${JSON.stringify(summary.errors)}`,
+      );
+    } finally {
+      await driver?.stop(5_000);
+      for (const s of running) await s.stop("SIGKILL");
+      await etcd.stop();
+      await cluster.stop();
+    }
+  },
+});
