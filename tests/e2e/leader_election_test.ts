@@ -15,6 +15,10 @@ import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
 import { startKubeFaultProxy } from "../support/kube_fault_proxy.ts";
 import { waitFor } from "../support/ports.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const NS = "election";
 const TIMING = { leaseDurationMs: 3_000, renewDeadlineMs: 2_000, retryPeriodMs: 250 };
 const quiet = createLogger({ level: "error", sink: () => {} });

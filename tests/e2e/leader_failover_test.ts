@@ -14,6 +14,10 @@ import { spawnDriver } from "../support/python.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 import { waitFor } from "../support/ports.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const GP_NS = "gp-ha";
 const POOL = "ha-pool";
 const PLANNERS = 8;

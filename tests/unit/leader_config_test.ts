@@ -5,6 +5,10 @@ import { defaultLeaseName, parseGoDuration } from "../../src/config/leader.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { MAX_TIMER_MS } from "../../src/timing.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const env = (name: string) => ({ DYN_NAMESPACE: "dynamo" } as Record<string, string>)[name];
 const load = (...argv: string[]): Config => {
   const result = loadConfig(argv, env);

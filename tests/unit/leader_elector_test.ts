@@ -9,6 +9,10 @@ import { type ElectorClock, LeaderElector } from "../../src/kube/leader/elector.
 import type { LeaseApi, LeaseRecord, StoredLease } from "../../src/kube/leader/lease_api.ts";
 import { createLogger } from "../../src/ops/log.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const logger = createLogger({ level: "error", sink: () => {} });
 const TIMING = { leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 };
 

@@ -3,6 +3,10 @@ import assert from "node:assert/strict";
 import { createGlobalPlannerMetrics } from "../../src/ops/gp_metrics.ts";
 import { createHealthHandler } from "../../src/service/handlers.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 async function answer(role?: () => string | undefined) {
   const handler = createHealthHandler({ namespace: "ns", managedNamespaces: null, role });
   const context = { id: "h", headers: {}, signal: new AbortController().signal };
