@@ -14,6 +14,7 @@ import { loadCredentials } from "./credentials.ts";
 import { managedDgdNames } from "./participants.ts";
 import { type ApiVersions, discoverVersions } from "./resources.ts";
 import { KubeScaler } from "./scaler.ts";
+import { type TouchedCachesOptions, TouchedDgdCaches } from "./touched_cache.ts";
 import { pause } from "../timing.ts";
 
 export { KubeClient } from "./client.ts";
@@ -54,6 +55,8 @@ export interface KubeConnector {
   /** Applies scale requests (without a budget, what scale requests go to). */
   kubeScaler: KubeScaler;
   cache?: DgdCache;
+  /** Watch caches of the DGDs requests touched (unless `watchTouched: false`). */
+  touched?: TouchedDgdCaches;
   /** With a budget: what the core's `BudgetPlanner` reads and writes through. */
   budgetPort?: KubeBudgetPort;
   source: string;
@@ -69,7 +72,7 @@ const FIRST_LIST_WAIT_MS = 10_000;
  * to its owner. Otherwise (tests) a client is opened from `getEnv` and closed with the connector.
  */
 export async function connectKubernetes(
-  settings: KubeSettings & KubeTimeouts,
+  settings: KubeSettings & KubeTimeouts & { watchTouched?: false | Partial<TouchedCachesOptions> },
   getEnv: (name: string) => string | undefined,
   logger: Logger,
   budget?: BudgetWiring,
@@ -87,13 +90,23 @@ export async function connectKubernetes(
     });
 
   let port: KubeBudgetPort | undefined;
+  // Every mode decides on a watched copy: a steady-state scale is then one call, its write.
+  const touched = settings.watchTouched === false ? undefined : new TouchedDgdCaches({
+    client,
+    logger,
+    version: async () => (await apiVersions()).dgd,
+    ...settings.watchTouched,
+  });
   const kubeScaler = new KubeScaler({
     client,
     logger,
     blockingTimeoutMs: settings.blockingTimeoutSeconds * 1000,
     versions: apiVersions,
-    cachedView: (ref) => port?.viewOf(ref),
-    onApplied: (ref, applied) => port?.recordApplied(ref, applied),
+    cachedView: (ref) => port?.viewOf(ref) ?? touched?.viewOf(ref),
+    onApplied: (ref, applied) => {
+      port?.recordApplied(ref, applied);
+      touched?.record(applied.view);
+    },
   });
   let cache: DgdCache | undefined;
   if (budget) {
@@ -117,11 +130,12 @@ export async function connectKubernetes(
     client,
     kubeScaler,
     cache,
+    touched,
     budgetPort: port,
     source,
     cacheState: () => cache?.state(),
     async close() {
-      await cache?.stop();
+      await Promise.all([cache?.stop(), touched?.close()]);
       if (owned) client.close();
     },
   };

@@ -1,5 +1,6 @@
 /**
- * The Kubernetes connector: one scale request → read the DGD once, check Ready, resolve every
+ * The Kubernetes connector: one scale request → read the DGD once (or take the watch cache's
+ * copy), check Ready, resolve every
  * target before any write, then write each changed target through its scaling adapter's
  * `/scale` (or, without an adapter, one patch of the DGD), each write guarded by the
  * resourceVersion it was decided on; a 409 means the decision's basis moved, so re-read and
@@ -40,9 +41,10 @@ export interface KubeScalerOptions {
   logger: Logger;
   blockingTimeoutMs?: number;
   /**
-   * A cached view to decide on instead of reading (budget mode: the watch cache). Writes are
-   * guarded by its resourceVersion, so a stale view costs a 409 and one fresh read, never a
-   * lost update.
+   * A cached view to decide on instead of reading (the watch caches: the budget's, or those of
+   * the DGDs requests touch). Writes are guarded by its resourceVersion, so a stale view costs
+   * a 409 and one fresh read, never a lost update; a decision to write nothing is confirmed by
+   * a read.
    */
   cachedView?: (ref: ObjectRef) => DgdView | undefined;
   /** Called with what a write returned or decided (to keep a cache current). */
@@ -116,27 +118,61 @@ export class KubeScaler implements Scaler {
     versions: ApiVersions,
     signal: AbortSignal,
   ): Promise<Applied> {
-    for (let attempt = 0;; attempt++) {
-      // A cached view that says "not Ready" may just be behind the watch: confirm by reading.
-      const cached = attempt === 0 ? this.#options.cachedView?.(ref) : undefined;
-      const view = cached?.ready ? cached : await this.#readDgd(ref, versions, signal);
+    let conflicts = 0;
+    let cacheAllowed = true;
+    while (true) {
+      const { view, cached } = await this.#view(ref, versions, signal, cacheAllowed);
+      cacheAllowed = false;
       if (!view.ready) {
         throw new NotReady(
           `DynamoGraphDeployment is not ready (name: '${ref.name}' in namespace '${ref.namespace}')`,
         );
       }
-      const resolved = resolveTargets(view, targets);
-      await this.#options.beforeWrite?.(ref, attempt);
+      let resolved: ResolvedTarget[];
+      try {
+        resolved = resolveTargets(view, targets);
+      } catch (error) {
+        if (cached) continue; // the copy may predate the component: decide on a fresh read
+        throw error;
+      }
+      // No write means no resourceVersion guard: a copy behind someone else's change would
+      // answer "already there" without checking, so a no-op is only decided on a fresh read.
+      if (
+        cached && resolved.every((t) => !t.component.scalingAdapter && t.component.replicas === t.desired)
+      ) {
+        continue;
+      }
+      await this.#options.beforeWrite?.(ref, conflicts);
       try {
         return await this.#write(ref, view, resolved, versions, signal);
       } catch (error) {
-        if (_status(error) !== 409 || attempt >= MAX_CONFLICT_RETRIES) throw error;
+        const status = _status(error);
+        // 409: the basis moved; 404 on a cached copy: the DGD is gone (the read says so).
+        const stale = status === 409 || (cached && status === 404);
+        if (!stale || conflicts >= MAX_CONFLICT_RETRIES) throw error;
+        conflicts++;
         this.#options.logger.info("write conflict; re-reading and deciding again", {
           dgd: ref.name,
-          attempt,
+          attempt: conflicts - 1,
+          cached,
         });
       }
     }
+  }
+
+  /**
+   * The view to decide on: the cached copy when allowed and Ready, else a read. A cached view
+   * that says "not Ready" may just be behind the watch, so it is confirmed by reading.
+   */
+  async #view(
+    ref: ObjectRef,
+    versions: ApiVersions,
+    signal: AbortSignal,
+    cacheAllowed: boolean,
+  ): Promise<{ view: DgdView; cached: boolean }> {
+    const cached = cacheAllowed ? this.#options.cachedView?.(ref) : undefined;
+    if (cached?.ready) return { view: cached, cached: true };
+    return { view: await this.#readDgd(ref, versions, signal), cached: false };
   }
 
   async #write(
