@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
-import { loadConfig } from "../../src/config/mod.ts";
+import { loadConfig, loadConfigParsers } from "../../src/config/mod.ts";
 import { DYN_NAMESPACE_MISSING } from "../../src/config/env.ts";
 import { ConfigError } from "../../src/errors.ts";
+
+// The entry point loads the YAML parser when the command line names --config; so do these tests.
+await loadConfigParsers();
 
 const env = (vars: Record<string, string>) => (name: string) => vars[name];
 const BASE = { DYN_NAMESPACE: "prod-gp" };
