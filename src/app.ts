@@ -5,13 +5,7 @@
 import { budgetEnabled } from "./config/config.ts";
 import { ConfigError } from "./errors.ts";
 import type { Config } from "./config/mod.ts";
-import {
-  connectKubernetes,
-  type KubeConnector,
-  KubeWorkerMetadataApi,
-  type OpenedKubeClient,
-  openKubeClient,
-} from "./kube/mod.ts";
+import type { KubeConnector, OpenedKubeClient } from "./kube/mod.ts";
 import { readStatusSettings } from "./config/status.ts";
 import { createGlobalPlannerMetrics, type GlobalPlannerMetrics, isScaleReason } from "./ops/gp_metrics.ts";
 import type { Logger } from "./ops/log.ts";
@@ -117,8 +111,18 @@ export async function startGlobalPlanner(
     ? await startStatusServer(statusSettings, readiness, scrape, logger)
     : undefined;
   try {
-    if (!config.noOperation || config.runtime.discovery === "kubernetes") {
-      api = await openKubeClient(config.kube.serviceAccountDir, getEnv, logger, config.kubeTimeouts).catch(
+    // The Kubernetes code is loaded only when the API is used (not with --no-operation and
+    // file or etcd discovery): modules cost resident memory.
+    const kubeModule = !config.noOperation || config.runtime.discovery === "kubernetes"
+      ? await import("./kube/mod.ts")
+      : undefined;
+    if (kubeModule) {
+      api = await kubeModule.openKubeClient(
+        config.kube.serviceAccountDir,
+        getEnv,
+        logger,
+        config.kubeTimeouts,
+      ).catch(
         (error) => {
           // With --no-operation only discovery needs the API; say so instead of suggesting the flag.
           if (!config.noOperation || !(error instanceof ConfigError)) throw error;
@@ -145,7 +149,7 @@ export async function startGlobalPlanner(
           min: config.budget.minTotalGpus >= 0 ? config.budget.minTotalGpus : undefined,
         });
       }
-      kube = await connectKubernetes(config.kube, getEnv, logger, budget, api);
+      kube = await kubeModule!.connectKubernetes(config.kube, getEnv, logger, budget, api);
       // The core's budget planner on top of the Kubernetes budget port, or the plain scaler.
       scaler = kube.budgetPort
         ? new BudgetPlanner({
@@ -202,7 +206,7 @@ export async function startGlobalPlanner(
       runtime: config.runtime,
       logger,
       workerMetadata: api && config.runtime.discovery === "kubernetes"
-        ? new KubeWorkerMetadataApi(api.client)
+        ? new kubeModule!.KubeWorkerMetadataApi(api.client)
         : undefined,
     });
   } catch (error) {
