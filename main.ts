@@ -3,13 +3,18 @@
  * failure (e.g. discovery lost), 2 invalid configuration. `call ...` is the operator's client.
  */
 import { startGlobalPlanner } from "./src/app.ts";
-import { runCall } from "./src/cli/call.ts";
-import { loadConfig, USAGE } from "./src/config/mod.ts";
+import { loadConfig, loadConfigParsers, USAGE } from "./src/config/mod.ts";
 import { ConfigError, errorText } from "./src/errors.ts";
 import { processLogger } from "./src/ops/log.ts";
 
 async function main(argv: string[]): Promise<number> {
-  if (argv[0] === "call") return await runCall(argv.slice(1), (name) => Deno.env.get(name));
+  if (argv[0] === "call") {
+    // The operator's client is not part of the service: loaded only when asked for.
+    const { runCall } = await import("./src/cli/call.ts");
+    return await runCall(argv.slice(1), (name) => Deno.env.get(name));
+  }
+  // Only a --config file may be YAML: the parser is not loaded otherwise.
+  if (argv.some((arg) => arg === "--config" || arg.startsWith("--config="))) await loadConfigParsers();
   let loaded;
   try {
     loaded = loadConfig(argv, (name) => Deno.env.get(name), readSmallFile);

@@ -46,7 +46,7 @@ const { values: flags } = parseArgs({
   options: { smoke: { type: "boolean", default: false }, json: { type: "string" } },
 });
 const SMOKE = flags.smoke || Deno.env.get("BENCH_SMOKE") === "1";
-const PLAN = SMOKE ? { warmup: 2, n: 5 } : { warmup: 2, n: 300 };
+const PLAN = SMOKE ? { warmup: 2, n: 5 } : { warmup: 2, n: Number(Deno.env.get("BENCH_KUBE_N") ?? 1000) };
 
 const K8S_NS = "bench-kube";
 const SA_NS = "dynamo-system";
@@ -402,6 +402,53 @@ async function startUpstream(cluster: KubeCluster, scratch: string, token: strin
   };
 }
 
+/**
+ * The physical limit of a non-blocking scale: this process sends the one PATCH such a scale needs
+ * (the same JSON patch of the same DGD, as the same ServiceAccount, through a counting proxy as
+ * the targets' traffic) on a warm connection, and times its round trip. Same steps, same
+ * operator turn between two requests (outside the timed window).
+ */
+async function runRawPatch(cluster: KubeCluster, token: string): Promise<number[]> {
+  const proxy = startCountingProxy(cluster.port);
+  const http = Deno.createHttpClient({ caCerts: [cluster.caPem] });
+  const url = `https://127.0.0.1:${proxy.port}${DGD_PATH("v1beta1", K8S_NS, DGD)}`;
+  const got = await cluster.request("GET", DGD_PATH("v1beta1", K8S_NS, DGD));
+  const index = (got.json.spec.components as { name: string }[]).findIndex((c) => c.name === "decode");
+  let decode = 2;
+  const patch = async (): Promise<number> => {
+    const body = JSON.stringify([
+      { op: "test", path: `/spec/components/${index}/name`, value: "decode" },
+      { op: "add", path: `/spec/components/${index}/replicas`, value: decode },
+    ]);
+    decode = decode === 2 ? 3 : 2;
+    const t0 = performance.now();
+    const response = await fetch(url, {
+      method: "PATCH",
+      client: http,
+      headers: {
+        accept: "application/json",
+        authorization: `Bearer ${token}`,
+        "content-type": "application/json-patch+json",
+      },
+      body,
+    });
+    await response.arrayBuffer();
+    const ms = performance.now() - t0;
+    if (!response.ok) throw new Error(`raw PATCH: HTTP ${response.status}`);
+    await reconcile(cluster);
+    return ms;
+  };
+  const latMs: number[] = [];
+  try {
+    for (let i = 0; i < PLAN.warmup; i++) await patch();
+    for (let i = 0; i < PLAN.n; i++) latMs.push(await patch());
+  } finally {
+    http.close();
+    await proxy.close();
+  }
+  return latMs.sort((a, b) => a - b);
+}
+
 // ------------------------------------------------------------------------------ report
 
 function fmt(x: number | undefined, digits = 2): string {
@@ -434,7 +481,12 @@ function perRequest(r: Result) {
   };
 }
 
-function report(ours: Result, peer: Result | undefined, peerError: string | undefined): string {
+function report(
+  ours: Result,
+  peer: Result | undefined,
+  peerError: string | undefined,
+  rawMs: number[],
+): string {
   const o = perRequest(ours);
   const p = peer ? perRequest(peer) : undefined;
   type Row = [string, (x: ReturnType<typeof perRequest>) => number, boolean?];
@@ -458,6 +510,14 @@ function report(ours: Result, peer: Result | undefined, peerError: string | unde
     const ratio = compare && p && b !== 0 && Number.isFinite(a / b) ? `${fmt(a / b)}×` : "—";
     out += `| ${name} | ${fmt(a)} | ${fmt(b)} | ${ratio} |\n`;
   }
+  const rawP50 = pct(rawMs, 50);
+  out += `\nthe physical limit: one raw PATCH of the same DGD from this process on a warm connection ` +
+    `(N = ${rawMs.length}): p50 ${fmt(rawP50)} ms, p99 ${fmt(pct(rawMs, 99))} ms\n\n` +
+    `| ratio (same run) | value |\n|---|---:|\n` +
+    `| ours p50 / raw PATCH p50 | ${fmt(o.p50 / rawP50)}× |\n` +
+    `| Python GP p50 / raw PATCH p50 | ${p ? `${fmt(p.p50 / rawP50)}×` : "—"} |\n` +
+    `| ours p50 / Python GP p50 | ${p ? `${fmt(o.p50 / p.p50)}×` : "—"} |\n` +
+    `| ours API calls per scale (audit log / our metric) | ${fmt(o.auditCalls)} / ${fmt(o.ownCalls)} |\n`;
   if (o.ownCalls === 0 && o.auditCalls > 0) {
     out += "\nnote: ours' `dynamo_global_planner_kube_api_calls_total` did not move while the audit log " +
       "saw its calls (the counter is not fed by the Kubernetes client in this build).\n";
@@ -494,6 +554,7 @@ let ours: Result | undefined;
 let peer: Result | undefined;
 let peerError: string | undefined;
 let discovery: KubeDiscoveryPhase | undefined;
+let rawMs: number[] = [];
 try {
   console.error("kube bench: starting etcd + kube-apiserver ...");
   // The project's reduced DGD CRD stores v1alpha1, whose status schema has `services`, so a v1beta1
@@ -547,6 +608,10 @@ try {
     const tail = await Deno.readTextFile(`${scratch}/upstream.stderr`).catch(() => "");
     console.error(`kube bench: upstream failed: ${peerError}\n${tail.slice(-3000)}`);
   }
+  // Last, so the audit log's per-user counts of the targets (same ServiceAccount) stay clean.
+  console.error("kube bench: raw PATCH limit ...");
+  rawMs = await runRawPatch(cluster, ourToken);
+  console.error(`kube bench:   p50 ${fmt(pct(rawMs, 50))} ms`);
   // The Kubernetes-discovery rows (bench/kube_discovery.ts) share this cluster: one start fewer.
   discovery = await runKubeDiscoveryPhase(cluster, scratch, SMOKE);
 } finally {
@@ -564,12 +629,12 @@ console.log(
     `(unchanged) and decode alternating 2/3, blocking=false; ${PLAN.warmup} warm-up + ${PLAN.n} requests per ` +
     `target, 1 caller; wall ${((Date.now() - started) / 1000).toFixed(0)} s\n`,
 );
-console.log(report(ours!, peer, peerError));
+console.log(report(ours!, peer, peerError, rawMs));
 console.log(discovery!.markdown);
 if (flags.json) {
   await Deno.writeTextFile(
     flags.json,
-    JSON.stringify({ plan: PLAN, smoke: SMOKE, ours, peer, peerError, discovery }, null, 2),
+    JSON.stringify({ plan: PLAN, smoke: SMOKE, ours, peer, peerError, rawMs, discovery }, null, 2),
   );
   console.error(`kube bench: raw figures in ${flags.json}; logs and audit log in ${scratch}`);
 }

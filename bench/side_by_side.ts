@@ -300,7 +300,42 @@ function fmt(x: number | undefined, digits = 2): string {
   return x >= 100 ? x.toFixed(0) : x.toFixed(digits);
 }
 
-function report(r: Record<Target["key"], TargetResult>): { table: string; targets: string } {
+/**
+ * The memory floor: an empty Deno process (the same binary and V8 flags as `deno task start`,
+ * a timer keeping it alive), read as the targets are, once its RSS has stopped moving.
+ */
+async function emptyDenoRssKb(): Promise<number> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "eval",
+      "--v8-flags=--max-semi-space-size=1,--max-old-space-size=96",
+      "setInterval(() => {}, 1000); console.log(JSON.stringify({ up: true }));",
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  try {
+    await new Lines(child.stdout).next("up", 30_000);
+    // Settled = two reads 500 ms apart within 1 % (at most 20 tries).
+    let last = (await procStatus(child.pid)).rssKb;
+    for (let i = 0; i < 20; i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      const now = (await procStatus(child.pid)).rssKb;
+      if (Math.abs(now - last) <= last * 0.01) return now;
+      last = now;
+    }
+    return last;
+  } finally {
+    child.kill("SIGKILL");
+    await child.status;
+  }
+}
+
+function report(
+  r: Record<Target["key"], TargetResult>,
+  emptyKb: number,
+): { table: string; targets: string } {
   const ph = (k: Target["key"], i: number, f: string) => Number(r[k].phases[i]?.[f]);
   const mb = (kb: number) => kb / 1024;
   type Row = [string, (k: Target["key"]) => number, number?];
@@ -329,6 +364,12 @@ function report(r: Record<Target["key"], TargetResult>): { table: string; target
     const o = get("ours"), p = get("peer"), e = get("echo");
     table += `| ${name} | ${fmt(o)} | ${fmt(p)} | ${fmt(e)} | ${fmt(o / p)}× | ${fmt(o / e)}× |\n`;
   }
+  table += `| RSS of an empty Deno ${Deno.version.deno} process, same V8 flags (MiB) | ${
+    fmt(mb(emptyKb))
+  } | — | — | — | — |\n`;
+  table += `| ours steady RSS / empty Deno process | ${
+    fmt(r.ours.rss.at10k?.rssKb / emptyKb)
+  }× | — | — | — | — |\n`;
   table += `\nstartup samples (ms): ours ${r.ours.startupMs.map((x) => x.toFixed(0)).join(", ")}; ` +
     `Python GP ${r.peer.startupMs.map((x) => x.toFixed(0)).join(", ")}; ` +
     `echo ${r.echo.startupMs.map((x) => x.toFixed(0)).join(", ")}\n`;
@@ -356,6 +397,9 @@ function report(r: Record<Target["key"], TargetResult>): { table: string; target
     } |`,
     `| steady RSS ≤ 0.25× Python GP | ${fmt(rss("ours") / rss("peer"))}× | ${
       check(rss("ours") <= 0.25 * rss("peer"))
+    } |`,
+    `| steady RSS ≤ 1.5× an empty Deno process | ${fmt(rss("ours") / emptyKb)}× | ${
+      check(rss("ours") <= 1.5 * emptyKb)
     } |`,
     `| RSS flat over 10,000 requests (2k→10k, and 10k→20k) | ${(growth * 100).toFixed(1)}%, ${
       (growth2 * 100).toFixed(1)
@@ -397,7 +441,8 @@ try {
   await nats?.stop();
   if (!flags.json) await Deno.remove(scratch, { recursive: true }).catch(() => {});
 }
-const { table, targets } = report(results);
+const emptyKb = await emptyDenoRssKb();
+const { table, targets } = report(results, emptyKb);
 console.log(
   `${PLANE === "nats" ? "## NATS request plane: " : "# "}Global Planner side-by-side benchmark${
     SMOKE ? " (SMOKE: tiny counts, figures meaningless)" : ""

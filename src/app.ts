@@ -5,13 +5,7 @@
 import { budgetEnabled } from "./config/config.ts";
 import { ConfigError } from "./errors.ts";
 import type { Config } from "./config/mod.ts";
-import {
-  connectKubernetes,
-  type KubeConnector,
-  KubeWorkerMetadataApi,
-  type OpenedKubeClient,
-  openKubeClient,
-} from "./kube/mod.ts";
+import type { KubeConnector, OpenedKubeClient } from "./kube/mod.ts";
 import { readStatusSettings } from "./config/status.ts";
 import { KubeLeaseApi, LeaderElector, leaderWriteFence } from "./kube/leader/mod.ts";
 import { errorText } from "./errors.ts";
@@ -210,8 +204,18 @@ export async function startGlobalPlanner(
     ? await startStatusServer(statusSettings, readiness, scrape, logger)
     : undefined;
   try {
-    if (!config.noOperation || config.runtime.discovery === "kubernetes" || election) {
-      api = await openKubeClient(config.kube.serviceAccountDir, getEnv, logger, config.kubeTimeouts).catch(
+    // The Kubernetes code is loaded only when the API is used (not with --no-operation,
+    // file or etcd discovery and no leader election): modules cost resident memory.
+    const kubeModule = !config.noOperation || config.runtime.discovery === "kubernetes" || election
+      ? await import("./kube/mod.ts")
+      : undefined;
+    if (kubeModule) {
+      api = await kubeModule.openKubeClient(
+        config.kube.serviceAccountDir,
+        getEnv,
+        logger,
+        config.kubeTimeouts,
+      ).catch(
         (error) => {
           // With --no-operation only discovery needs the API; say so instead of suggesting the flag.
           if (!config.noOperation || election || !(error instanceof ConfigError)) throw error;
@@ -238,7 +242,7 @@ export async function startGlobalPlanner(
           min: config.budget.minTotalGpus >= 0 ? config.budget.minTotalGpus : undefined,
         });
       }
-      kube = await connectKubernetes(config.kube, getEnv, logger, budget, api, {
+      kube = await kubeModule!.connectKubernetes(config.kube, getEnv, logger, budget, api, {
         rejectStale: config.policy.rejectStale,
         dryRun: config.policy.dryRun,
         eventsInstance: config.policy.recordEvents
@@ -305,7 +309,7 @@ export async function startGlobalPlanner(
       runtime: config.runtime,
       logger,
       workerMetadata: api && config.runtime.discovery === "kubernetes"
-        ? new KubeWorkerMetadataApi(api.client)
+        ? new kubeModule!.KubeWorkerMetadataApi(api.client)
         : undefined,
       standby: election !== undefined,
     });

@@ -83,7 +83,8 @@ async function _call(options: CallOptions, sockets: _Sockets, signal: AbortSigna
   const callHomeAddress = formatSocketAddress(callHomeHost, listener.addr.port);
 
   const { record, conn } = await _connectToOne(records, sockets);
-  const codec = payloadCodec(record.codec);
+  const found = payloadCodec(record.codec);
+  const codec = found instanceof Promise ? await found : found;
   if (!codec) {
     throw new CallFailed(
       `instance ${record.instanceId.toString(16)} wants request_plane_codec "${record.codec}", ` +

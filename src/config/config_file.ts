@@ -3,7 +3,6 @@
  * is loaded by suffix (`.yaml`/`.yml` YAML, `.json` JSON, other: JSON then YAML); otherwise the
  * value must be inline JSON. Unknown keys are refused (`extra="forbid"` upstream).
  */
-import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { ConfigError } from "../errors.ts";
 
@@ -47,6 +46,22 @@ export const FileConfigSchema = z.strictObject({
     issue.code === "unrecognized_keys" ? `unknown key(s): ${issue.keys.join(", ")}` : undefined,
 });
 export type FileConfig = z.infer<typeof FileConfigSchema>;
+
+let _yaml: ((text: string) => unknown) | undefined;
+
+/**
+ * Loads the YAML parser, which only a `--config` file can need: loaded for every start, it
+ * would cost the service memory for nothing. `loadConfig` is synchronous, so the entry point
+ * awaits this first when the command line names `--config`.
+ */
+export async function loadConfigParsers(): Promise<void> {
+  _yaml ??= (await import("yaml")).parse;
+}
+
+function parseYaml(text: string): unknown {
+  if (!_yaml) throw new Error("the YAML parser was not loaded (call loadConfigParsers() first)");
+  return _yaml(text);
+}
 
 export function readConfigOption(value: string): FileConfig {
   const raw = _load(value);

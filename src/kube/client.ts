@@ -4,12 +4,16 @@
  * (HTTP/2 when the server offers it). Failed calls become `KubeError`s that name the verb,
  * the resource, the object and the HTTP status; a 403 says which RBAC permission is missing.
  */
-import type { V1Status } from "@kubernetes/client-node";
 import { KubeError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import { IdleDeadline } from "../timing.ts";
 import type { KubeCredentials } from "./credentials.ts";
 import { type WatchEvent, watchEvents } from "./watch_events.ts";
+
+/** The fields of a Kubernetes `Status` (meta/v1) this client reads. */
+interface _Status {
+  message?: string;
+}
 
 /** Deadline of one request (connect, answer and body), API discovery and `/version` included. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
@@ -271,7 +275,7 @@ export class KubeClient {
   #error(request: KubeRequest, status: number, text: string): KubeError {
     let reason = text.slice(0, 300);
     try {
-      reason = (JSON.parse(text) as V1Status).message ?? reason;
+      reason = (JSON.parse(text) as _Status).message ?? reason;
     } catch { /* not a Status object */ }
     const what = _describe(request);
     let message: string;

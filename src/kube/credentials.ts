@@ -5,7 +5,6 @@
  * client certificate; exec plugins are not supported). The token is re-read when the cached
  * copy is older than 60 s (projected tokens rotate) and on demand after a 401.
  */
-import { parse as parseYaml } from "yaml";
 import { ConfigError } from "../errors.ts";
 
 export const TOKEN_MAX_AGE_MS = 60_000;
@@ -64,6 +63,8 @@ async function inClusterCredentials(host: string, options: CredentialOptions): P
 async function kubeconfigCredentials(path: string, options: CredentialOptions): Promise<KubeCredentials> {
   let doc: Record<string, unknown>;
   try {
+    // Loaded only for a kubeconfig (in a pod there is none): it costs memory otherwise.
+    const { parse: parseYaml } = await import("yaml");
     doc = parseYaml(await Deno.readTextFile(path)) as Record<string, unknown>;
   } catch (error) {
     throw new ConfigError(`KUBECONFIG ${path}: ${(error as Error).message}`, { cause: error });

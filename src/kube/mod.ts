@@ -17,6 +17,7 @@ import { type ApiVersions, discoverVersions } from "./resources.ts";
 import { type Applied, KubeScaler } from "./scaler.ts";
 import type { DgdView, ResolvedTarget } from "./dgd.ts";
 import { ScaleUseCase } from "../service/scale_use_case.ts";
+import { type TouchedCachesOptions, TouchedDgdCaches } from "./touched_cache.ts";
 import { pause } from "../timing.ts";
 
 export { KubeClient } from "./client.ts";
@@ -70,6 +71,8 @@ export interface KubeConnector {
   cache?: DgdCache;
   /** With `--record-events`: the Events written for decisions. */
   events?: KubeEventRecorder;
+  /** Watch caches of the DGDs requests touched (unless `watchTouched: false`). */
+  touched?: TouchedDgdCaches;
   /** With a budget: what the core's `BudgetPlanner` reads and writes through. */
   budgetPort?: KubeBudgetPort;
   source: string;
@@ -85,7 +88,7 @@ const FIRST_LIST_WAIT_MS = 10_000;
  * to its owner. Otherwise (tests) a client is opened from `getEnv` and closed with the connector.
  */
 export async function connectKubernetes(
-  settings: KubeSettings & KubeTimeouts,
+  settings: KubeSettings & KubeTimeouts & { watchTouched?: false | Partial<TouchedCachesOptions> },
   getEnv: (name: string) => string | undefined,
   logger: Logger,
   budget?: BudgetWiring,
@@ -104,6 +107,13 @@ export async function connectKubernetes(
     });
 
   let port: KubeBudgetPort | undefined;
+  // Every mode decides on a watched copy: a steady-state scale is then one call, its write.
+  const touched = settings.watchTouched === false ? undefined : new TouchedDgdCaches({
+    client,
+    logger,
+    version: async () => (await apiVersions()).dgd,
+    ...settings.watchTouched,
+  });
   const recorder = policy?.eventsInstance !== undefined
     ? new KubeEventRecorder({ client, logger, instance: policy.eventsInstance })
     : undefined;
@@ -112,8 +122,11 @@ export async function connectKubernetes(
       client,
       logger,
       versions: apiVersions,
-      cachedView: (ref) => port?.viewOf(ref),
-      onApplied: (ref, applied) => port?.recordApplied(ref, applied),
+      cachedView: (ref) => port?.viewOf(ref) ?? touched?.viewOf(ref),
+      onApplied: (ref, applied) => {
+        port?.recordApplied(ref, applied);
+        touched?.record(applied.view);
+      },
     }),
     logger,
     blockingTimeoutMs: settings.blockingTimeoutSeconds * 1000,
@@ -144,11 +157,12 @@ export async function connectKubernetes(
     kubeScaler,
     cache,
     events: recorder,
+    touched,
     budgetPort: port,
     source,
     cacheState: () => cache?.state(),
     async close() {
-      await cache?.stop();
+      await Promise.all([cache?.stop(), touched?.close()]);
       await recorder?.flush();
       if (owned) client.close();
     },

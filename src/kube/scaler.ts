@@ -48,6 +48,8 @@ export interface Applied extends AppliedTargets {
 
 export class KubeScaler implements ScalePort<DgdView, ResolvedTarget, Applied> {
   #options: KubeScalerOptions;
+  /** Views that came from a watch cache rather than a read (see `read`). */
+  #cached = new WeakSet<DgdView>();
 
   constructor(options: KubeScalerOptions) {
     this.#options = options;
@@ -57,12 +59,21 @@ export class KubeScaler implements ScalePort<DgdView, ResolvedTarget, Applied> {
   async read(ref: ObjectRef, fresh: boolean, signal: AbortSignal): Promise<DgdView> {
     // A cached view that says "not Ready" may just be behind the watch: confirm by reading.
     const cached = fresh ? undefined : this.#options.cachedView?.(ref);
-    if (cached?.ready) return cached;
+    if (cached?.ready) {
+      this.#cached.add(cached);
+      return cached;
+    }
     return await this.#readDgd(ref, await this.#options.versions(), signal);
   }
 
   resolve(view: DgdView, targets: readonly TargetReplica[]): ResolvedTarget[] {
-    return resolveTargets(view, targets);
+    try {
+      return resolveTargets(view, targets);
+    } catch (error) {
+      // A cached copy may predate the component: decide on a fresh read instead.
+      if (this.#cached.has(view)) throw this.#staleCopy(view, "a target is not in the cached copy", error);
+      throw error;
+    }
   }
 
   replicas(view: DgdView): Record<string, number> {
@@ -94,15 +105,33 @@ export class KubeScaler implements ScalePort<DgdView, ResolvedTarget, Applied> {
     signal: AbortSignal,
     options: WriteOptions = {},
   ): Promise<Applied> {
+    const cached = this.#cached.has(view);
+    // No write means no resourceVersion guard: a copy behind someone else's change would answer
+    // "already there" unchecked, so a no-op is only decided on a fresh read.
+    if (cached && targets.every((t) => !t.component.scalingAdapter && t.component.replicas === t.desired)) {
+      throw this.#staleCopy(view, "nothing to write on a cached copy");
+    }
     const versions = await this.#options.versions();
     try {
       return await this.#write(ref, view, targets, versions, signal, options);
     } catch (error) {
-      if (error instanceof KubeError && error.detail.status === 409 && !(error instanceof WriteConflict)) {
+      if (error instanceof WriteConflict || !(error instanceof KubeError)) throw error;
+      // 409: the basis moved; 404 on a cached copy: the DGD may be gone (a fresh read says so).
+      if (error.detail.status === 409 || (cached && error.detail.status === 404)) {
         throw new WriteConflict(error.message, error.detail, { cause: error });
       }
       throw error;
     }
+  }
+
+  /** Makes the core read fresh and decide again (a conflict without a write). */
+  #staleCopy(view: DgdView, why: string, cause?: unknown): WriteConflict {
+    return new WriteConflict(`cached DynamoGraphDeployment ${view.name}: ${why}; reading it`, {
+      verb: "get",
+      resource: "dynamographdeployments",
+      name: view.name,
+      namespace: view.namespace,
+    }, { cause });
   }
 
   async #write(

@@ -149,9 +149,11 @@ export class Dispatcher {
     }
     const logger = this.#logger.child({ endpoint: endpoint.name, request_id: control.id });
     // An unknown codec is answered in JSON so the caller still learns what went wrong.
-    const codec = payloadCodec(control.payload_codec);
+    const found = payloadCodec(control.payload_codec);
     let sink: ResponseSink;
+    let codec: PayloadCodec | undefined;
     try {
+      codec = found instanceof Promise ? await found : found;
       sink = await this.#openResponse(control, codec ?? JSON_CODEC, logger);
     } catch (error) {
       logger.error("cannot open the response stream; the caller will time out", {

@@ -36,7 +36,12 @@ async function connector(
 ): Promise<KubeConnector> {
   const dir = await serviceAccountDir(cluster, token);
   const env = cluster.inClusterEnv();
-  return await connectKubernetes({ serviceAccountDir: dir, blockingTimeoutSeconds }, (n) => env[n], logger);
+  // The read path (call counts, skip-when-equal); the watched path is tests/e2e/touched_cache_test.ts.
+  return await connectKubernetes(
+    { serviceAccountDir: dir, blockingTimeoutSeconds, watchTouched: false },
+    (n) => env[n],
+    logger,
+  );
 }
 
 async function scale(kube: KubeConnector, request: Record<string, unknown>): Promise<ScaleResponse> {
@@ -425,7 +430,7 @@ Deno.test({
         assert.equal(error.detail.status, 404);
       });
     } finally {
-      kube?.close();
+      await kube?.close();
       await operator.stop();
       await cluster.stop();
     }

@@ -4,7 +4,8 @@ import { decodeTwoPart, encodeTwoPart } from "../../src/runtime/codec/two_part.t
 import { recordJson, recordKey } from "../../src/runtime/discovery/discovery.ts";
 import { encodeFileName } from "../../src/runtime/discovery/file.ts";
 import { ProtocolError } from "../../src/errors.ts";
-import { MSGPACK_CODEC, payloadCodec } from "../../src/runtime/codec/payload_codec.ts";
+import { MSGPACK_CODEC } from "../../src/runtime/codec/msgpack_codec.ts";
+import { JSON_CODEC, payloadCodec } from "../../src/runtime/codec/payload_codec.ts";
 import { errorItem } from "../../src/runtime/codec/annotated.ts";
 
 // Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
@@ -127,10 +128,13 @@ Deno.test("endpoint record: instance_id keeps all 64 bits and the key carries th
   assert.equal(recordKey(record), "prod-gp/GlobalPlanner/scale_request/694d97b8a86835b3");
 });
 
-Deno.test("payload codecs: absent = JSON, msgpack named maps round trip, unknown = none", () => {
-  assert.equal(payloadCodec(undefined)?.name, "json");
-  assert.equal(payloadCodec("json")?.name, "json");
+Deno.test("payload codecs: absent = JSON, msgpack named maps round trip, unknown = none", async () => {
+  assert.equal(payloadCodec(undefined), JSON_CODEC);
+  assert.equal(payloadCodec("json"), JSON_CODEC);
   assert.equal(payloadCodec("cbor"), undefined);
+  // MessagePack is loaded on first use (a promise), then the same codec every time.
+  assert.ok(payloadCodec("msgpack") instanceof Promise);
+  assert.equal(await payloadCodec("msgpack"), MSGPACK_CODEC);
   const value = { data: { data: { status: "success" } }, complete_final: false };
   assert.deepEqual(MSGPACK_CODEC.decode(MSGPACK_CODEC.encode(value)), value);
   // {"a":1,"b":"x"} as captured from a 1.6.1 caller

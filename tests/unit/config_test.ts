@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
-import { loadConfig } from "../../src/config/mod.ts";
+import { loadConfig, loadConfigParsers } from "../../src/config/mod.ts";
 import { DYN_NAMESPACE_MISSING } from "../../src/config/env.ts";
 import { ConfigError } from "../../src/errors.ts";
 
 // Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
 // listener, timer and stream a test here opens must be closed by the time it ends.
 Deno.test.sanitizer({ ops: true, resources: true });
+
+// The entry point loads the YAML parser when the command line names --config; so do these tests.
+await loadConfigParsers();
 
 const env = (vars: Record<string, string>) => (name: string) => vars[name];
 const BASE = { DYN_NAMESPACE: "prod-gp" };

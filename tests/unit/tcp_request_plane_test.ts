@@ -154,7 +154,7 @@ Deno.test("a body the codec cannot decode is answered with an error item, never 
 });
 
 Deno.test("msgpack requests are answered in msgpack", async () => {
-  const { MSGPACK_CODEC } = await import("../../src/runtime/codec/payload_codec.ts");
+  const { MSGPACK_CODEC } = await import("../../src/runtime/codec/msgpack_codec.ts");
   const { encodeTwoPart } = await import("../../src/runtime/codec/two_part.ts");
   await withPlane([echo], async ({ port, callHome, callHomeAddress }) => {
     const conn = await Deno.connect({ hostname: "127.0.0.1", port });

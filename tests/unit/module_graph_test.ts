@@ -1,0 +1,90 @@
+/**
+ * What the service loads at start (`deno info --json main.ts`, static code imports only): every
+ * npm package in the graph costs resident memory, so those only some configurations use (YAML
+ * for a `--config` file or a kubeconfig, MessagePack for a caller that sends it, the `call`
+ * client) are loaded by `import()` when needed, and `@kubernetes/client-node` is not in the
+ * graph at all (not even for types), so it stays out of a compiled binary too.
+ */
+import assert from "node:assert/strict";
+import { PROJECT_ROOT } from "../support/paths.ts";
+
+interface Info {
+  modules: {
+    specifier: string;
+    dependencies?: { code?: { specifier?: string }; isDynamic?: boolean; type?: { specifier?: string } }[];
+  }[];
+}
+
+async function info(): Promise<Info> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", "main.ts"],
+    cwd: PROJECT_ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
+/** npm packages (`name@version`) reached from main.ts through static code imports of our files. */
+function staticNpm(graph: Info): string[] {
+  const byUrl = new Map(graph.modules.map((m) => [m.specifier, m]));
+  const root = new URL(`file://${PROJECT_ROOT}/main.ts`).href;
+  const seen = new Set<string>([root]);
+  const npm = new Set<string>();
+  const queue = [root];
+  while (queue.length > 0) {
+    for (const dependency of byUrl.get(queue.pop()!)?.dependencies ?? []) {
+      const to = dependency.code?.specifier;
+      if (!to || dependency.isDynamic) continue;
+      if (to.startsWith("npm:")) npm.add(to.slice(4));
+      else if (to.startsWith("file:") && !seen.has(to)) {
+        seen.add(to);
+        queue.push(to);
+      }
+    }
+  }
+  return [...npm].sort();
+}
+
+const graph = await info();
+
+Deno.test("the walk finds npm packages and skips dynamic imports (so the checks below can fail)", () => {
+  const fake: Info = {
+    modules: [
+      {
+        specifier: new URL(`file://${PROJECT_ROOT}/main.ts`).href,
+        dependencies: [
+          { code: { specifier: "npm:a@1" } },
+          { code: { specifier: "npm:b@1" }, isDynamic: true },
+          { code: { specifier: new URL(`file://${PROJECT_ROOT}/x.ts`).href } },
+        ],
+      },
+      {
+        specifier: new URL(`file://${PROJECT_ROOT}/x.ts`).href,
+        dependencies: [{ code: { specifier: "npm:c@2" } }],
+      },
+    ],
+  };
+  assert.deepEqual(staticNpm(fake), ["a@1", "c@2"]);
+});
+
+Deno.test("at start the service loads zod and no other npm package", () => {
+  assert.deepEqual(staticNpm(graph).map((p) => p.replace(/@[^@]*$/, "")), ["zod"]);
+});
+
+Deno.test("YAML, MessagePack and the call client are loaded on demand", () => {
+  const dynamic = graph.modules.flatMap((m) =>
+    (m.dependencies ?? []).filter((d) => d.isDynamic).map((d) => d.code?.specifier ?? "")
+  );
+  for (const wanted of [/^npm:yaml@/, /\/src\/runtime\/codec\/msgpack_codec\.ts$/, /\/src\/cli\/call\.ts$/]) {
+    assert.ok(dynamic.some((s) => wanted.test(s)), `${wanted} is not imported dynamically: ${dynamic}`);
+  }
+});
+
+Deno.test("@kubernetes/client-node is not in the module graph, not even for types", () => {
+  const all = graph.modules.flatMap((m) =>
+    (m.dependencies ?? []).flatMap((d) => [d.code?.specifier ?? "", d.type?.specifier ?? ""])
+  );
+  assert.deepEqual(all.filter((s) => s.includes("@kubernetes/client-node")), []);
+});
