@@ -16,7 +16,6 @@ import { KubernetesDiscovery } from "./discovery/kubernetes.ts";
 import type { WorkerMetadataApi } from "./discovery/worker_metadata.ts";
 import { Dispatcher, type ResponseOpener } from "./dispatcher.ts";
 import type { Endpoint, ResponseSink } from "./endpoint.ts";
-import { NatsRequestPlane } from "./request_plane/nats.ts";
 import type { RequestPlane } from "./request_plane/request_plane.ts";
 import { TcpRequestPlane } from "./request_plane/tcp.ts";
 import { CALL_HOME_TRANSPORT, openCallHome, parseCallHomeInfo } from "./response_plane/call_home.ts";
@@ -101,6 +100,8 @@ export function responseOpener(writeTimeoutMs: number): ResponseOpener {
 export async function openRequestPlane(runtime: RuntimeSettings, logger: Logger): Promise<RequestPlane> {
   if (runtime.requestPlane === "nats") {
     if (!runtime.nats) throw new ConfigError("DYN_REQUEST_PLANE=nats needs the NATS connection settings");
+    // Loaded only for the NATS plane: the client is resident memory a TCP deployment never uses.
+    const { NatsRequestPlane } = await import("./request_plane/nats.ts");
     return await NatsRequestPlane.connect({ settings: runtime.nats, bounds: runtime.tcp, logger });
   }
   return TcpRequestPlane.listen(runtime.tcp, logger);

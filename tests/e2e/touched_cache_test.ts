@@ -17,6 +17,10 @@ import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
 import { waitFor } from "../support/ports.ts";
 import { installRbac, serviceAccountDir } from "../support/rbac.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 const A = "touched-a";
 const B = "touched-b";
 const logger = createLogger({ level: "error", sink: () => {} });

@@ -8,6 +8,10 @@
 import assert from "node:assert/strict";
 import { PROJECT_ROOT } from "../support/paths.ts";
 
+// Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
+// listener, timer and stream a test here opens must be closed by the time it ends.
+Deno.test.sanitizer({ ops: true, resources: true });
+
 interface Info {
   modules: {
     specifier: string;
@@ -73,11 +77,18 @@ Deno.test("at start the service loads zod and no other npm package", () => {
   assert.deepEqual(staticNpm(graph).map((p) => p.replace(/@[^@]*$/, "")), ["zod"]);
 });
 
-Deno.test("YAML, MessagePack and the call client are loaded on demand", () => {
+Deno.test("YAML, MessagePack, the NATS plane and the call client are loaded on demand", () => {
   const dynamic = graph.modules.flatMap((m) =>
     (m.dependencies ?? []).filter((d) => d.isDynamic).map((d) => d.code?.specifier ?? "")
   );
-  for (const wanted of [/^npm:yaml@/, /\/src\/runtime\/codec\/msgpack_codec\.ts$/, /\/src\/cli\/call\.ts$/]) {
+  for (
+    const wanted of [
+      /^npm:yaml@/,
+      /\/src\/runtime\/codec\/msgpack_codec\.ts$/,
+      /\/src\/runtime\/request_plane\/nats\.ts$/,
+      /\/src\/cli\/call\.ts$/,
+    ]
+  ) {
     assert.ok(dynamic.some((s) => wanted.test(s)), `${wanted} is not imported dynamically: ${dynamic}`);
   }
 });
