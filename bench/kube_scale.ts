@@ -36,6 +36,7 @@ import { type ServiceProcess, startService } from "../tests/support/service.ts";
 import { type CountingProxy, startCountingProxy } from "../tests/support/tcp_proxy.ts";
 import { type Json, JsonLines as Lines } from "./_json_lines.ts";
 import { type KubeDiscoveryPhase, runKubeDiscoveryPhase } from "./kube_discovery.ts";
+import { UPSTREAM_RBAC, UPSTREAM_SA } from "../tests/support/upstream_rbac.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
 const PYTHON = `${ROOT}/.cache/venv/bin/python`;
@@ -52,37 +53,6 @@ const K8S_NS = "bench-kube";
 const SA_NS = "dynamo-system";
 const DGD = "bench-dgd";
 const CALLER = "bench-caller";
-const UPSTREAM_SA = "upstream-global-planner";
-
-/** RBAC for upstream: what ai-dynamo 1.6.1's KubernetesAPI calls on this path (pods list included). */
-const UPSTREAM_RBAC = [
-  { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: UPSTREAM_SA, namespace: SA_NS } },
-  {
-    apiVersion: "rbac.authorization.k8s.io/v1",
-    kind: "ClusterRole",
-    metadata: { name: UPSTREAM_SA },
-    rules: [
-      {
-        apiGroups: ["nvidia.com"],
-        resources: ["dynamographdeployments"],
-        verbs: ["get", "list", "patch", "watch"],
-      },
-      {
-        apiGroups: ["nvidia.com"],
-        resources: ["dynamographdeploymentscalingadapters/scale"],
-        verbs: ["get", "patch"],
-      },
-      { apiGroups: [""], resources: ["pods"], verbs: ["list"] },
-    ],
-  },
-  {
-    apiVersion: "rbac.authorization.k8s.io/v1",
-    kind: "ClusterRoleBinding",
-    metadata: { name: UPSTREAM_SA },
-    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: UPSTREAM_SA },
-    subjects: [{ kind: "ServiceAccount", name: UPSTREAM_SA, namespace: SA_NS }],
-  },
-];
 
 const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
 kind: Policy

@@ -23,6 +23,7 @@ import { VENV_PYTHON } from "../support/paths.ts";
 import { assertVenv, runDriver } from "../support/python.ts";
 import { installRbac, SA_NAMESPACE } from "../support/rbac.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
+import { UPSTREAM_RBAC, UPSTREAM_SA } from "../support/upstream_rbac.ts";
 
 // Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
 // listener, timer and stream a test here opens must be closed by the time it ends.
@@ -33,37 +34,6 @@ const DGD = "llama";
 const CALLER = "parity-planner";
 const OURS = "gp-ours";
 const UPSTREAM = "gp-upstream";
-const UPSTREAM_SA = "upstream-global-planner";
-
-/** What ai-dynamo 1.6.1's Kubernetes client calls on the scale path. */
-const UPSTREAM_RBAC = [
-  { apiVersion: "v1", kind: "ServiceAccount", metadata: { name: UPSTREAM_SA, namespace: SA_NAMESPACE } },
-  {
-    apiVersion: "rbac.authorization.k8s.io/v1",
-    kind: "ClusterRole",
-    metadata: { name: UPSTREAM_SA },
-    rules: [
-      {
-        apiGroups: ["nvidia.com"],
-        resources: ["dynamographdeployments"],
-        verbs: ["get", "list", "patch", "watch"],
-      },
-      {
-        apiGroups: ["nvidia.com"],
-        resources: ["dynamographdeploymentscalingadapters/scale"],
-        verbs: ["get", "patch"],
-      },
-      { apiGroups: [""], resources: ["pods"], verbs: ["list"] },
-    ],
-  },
-  {
-    apiVersion: "rbac.authorization.k8s.io/v1",
-    kind: "ClusterRoleBinding",
-    metadata: { name: UPSTREAM_SA },
-    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: UPSTREAM_SA },
-    subjects: [{ kind: "ServiceAccount", name: UPSTREAM_SA, namespace: SA_NAMESPACE }],
-  },
-];
 
 /**
  * The operator's full status (as bench/kube_scale.ts writes it): upstream reads per-component
