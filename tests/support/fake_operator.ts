@@ -11,6 +11,12 @@ const GROUP = "/apis/nvidia.com";
 
 export interface FakeOperator {
   keepNotReady(namespace: string, name: string, notReady: boolean): void;
+  /**
+   * When this operator started its (successful) write of Ready=True for `generation` of `name`
+   * (`Date.now()` just before sending it), or `undefined` if it has not written it. Nobody can
+   * have seen that generation Ready before this instant.
+   */
+  readySentAt(name: string, generation: number): number | undefined;
   stop(): Promise<void>;
 }
 
@@ -22,6 +28,7 @@ export function startFakeOperator(
   const readyDelay = options.readyDelayMs ?? 1000;
   const stuck = new Set<string>();
   const pendingSince = new Map<string, number>();
+  const readyAt = new Map<string, number>();
   let running = true;
 
   const tick = async () => {
@@ -57,7 +64,10 @@ export function startFakeOperator(
         continue;
       }
       if (!stuck.has(key) && Date.now() - pendingSince.get(`${key}@${generation}`)! >= readyDelay) {
-        await _setReady(cluster, namespace, dgd, true, generation);
+        const sending = Date.now();
+        if (await _setReady(cluster, namespace, dgd, true, generation)) {
+          readyAt.set(`${key}@${generation}`, sending);
+        }
       }
     }
   };
@@ -72,6 +82,9 @@ export function startFakeOperator(
     }
   })();
   return {
+    readySentAt(name, generation) {
+      return readyAt.get(`${name}@${generation}`);
+    },
     keepNotReady(ns, name, notReady) {
       if (ns !== namespace) throw new Error(`this operator watches ${namespace}`);
       if (notReady) stuck.add(name);
@@ -106,7 +119,7 @@ async function _setReady(
   ready: boolean,
   observedGeneration: number,
   version?: string,
-) {
+): Promise<boolean> {
   const apiVersion = version ?? String(dgd.apiVersion).split("/")[1];
   const condition = {
     type: "Ready",
@@ -117,7 +130,7 @@ async function _setReady(
   };
   // Guarded by the resourceVersion it decided on, so a status written meanwhile (by a test
   // marking the DGD Ready) is not overwritten from a stale list: the next poll decides again.
-  await cluster.request(
+  const written = await cluster.request(
     "PATCH",
     `${GROUP}/${apiVersion}/namespaces/${namespace}/dynamographdeployments/${dgd.metadata.name}/status`,
     {
@@ -125,6 +138,7 @@ async function _setReady(
       status: { state: ready ? "successful" : "pending", observedGeneration, conditions: [condition] },
     },
   );
+  return written.ok;
 }
 
 async function _propagate(
