@@ -1,6 +1,6 @@
 /**
- * The DGD cache used when a GPU budget is enabled (spec §10.1, §13.3): list the DGDs of one
- * namespace, then watch them, so arbitration reads memory instead of GETting every participant.
+ * The DGD cache used when a GPU budget is enabled: list the DGDs of one namespace, then watch
+ * them, so arbitration reads memory instead of GETting every participant (as upstream does).
  *
  * - The watch resumes from the last resourceVersion seen (events, bookmarks): a watch the server
  *   ends (`timeoutSeconds`) costs no re-list. An expired one (410, as HTTP status or ERROR event)

@@ -1,8 +1,8 @@
 /**
  * A typed, read-only view of a DynamoGraphDeployment (DGD) as the Kubernetes API returns it
  * (plain JSON, `nvidia.com/v1alpha1` or `nvidia.com/v1beta1`), and the pure decisions the
- * scaler takes on it: readiness (§8.4), target resolution (§8.3), the replica read-back
- * (§8.8), adapter names and patch bodies (§8.5). No I/O and no clocks, so every rule here is
+ * scaler takes on it: readiness, target resolution, the replica read-back, adapter names and
+ * patch bodies. No I/O and no clocks, so every rule here is
  * tested over plain objects.
  *
  * The spec layout is decided by the fields present: `spec.components` (a list, v1beta1) wins
@@ -38,7 +38,7 @@ export interface ComponentView {
   replicas: number;
   /** A DGDSA owns `replicas`: v1alpha1 `scalingAdapter.enabled: true` / v1beta1 `scalingAdapter` present. */
   scalingAdapter: boolean;
-  /** GPUs per replica (§9); `unknown` makes a budget fail closed. */
+  /** GPUs per replica; `unknown` makes a budget fail closed. */
   gpus: GpuCount;
 }
 
@@ -112,9 +112,8 @@ export function isReady(object: unknown): boolean {
 }
 
 /**
- * Maps every target onto one component before anything is written (§8.3), so a bad second
- * target cannot leave the first one applied. Throws `TargetResolutionError` with upstream's
- * messages (§3).
+ * Maps every target onto one component before anything is written, so a bad second target
+ * cannot leave the first one applied. Throws `TargetResolutionError` with upstream's messages.
  */
 export function resolveTargets(view: DgdView, targets: readonly TargetReplica[]): ResolvedTarget[] {
   if (targets.length === 0) throw new TargetResolutionError("target_replicas cannot be empty");
@@ -131,7 +130,7 @@ export function resolveTargets(view: DgdView, targets: readonly TargetReplica[])
 }
 
 /**
- * `{role: spec replicas}` for every component with a role (§8.8). Two components sharing a role
+ * `{role: spec replicas}` for every component with a role. Two components sharing a role
  * make the answer ambiguous, so that is an error with the resolution's duplicate message.
  */
 export function currentReplicas(view: DgdView): Record<string, number> {
@@ -152,7 +151,7 @@ export function adapterName(dgdName: string, componentName: string): string {
 /**
  * Body for `PATCH .../dynamographdeploymentscalingadapters/<adapter>/scale`. With
  * `resourceVersion` (of the adapter) the API server rejects the write with 409 if the adapter
- * changed since it was read (§13.4).
+ * changed since it was read (upstream writes unguarded: a concurrent edit would be lost).
  */
 export function adapterScalePatch(replicas: number, resourceVersion?: string): Patch {
   _checkReplicas(replicas);
@@ -162,7 +161,7 @@ export function adapterScalePatch(replicas: number, resourceVersion?: string): P
 }
 
 /**
- * Fallback write when the service/component has no adapter (§8.5), to be sent to the DGD at
+ * Fallback write when the service/component has no adapter, to be sent to the DGD at
  * `view.apiVersion`. `view` should be freshly read: for the list layout the JSON patch addresses
  * the component by its index and a `test` op guards against reordering (422 if it moved).
  */

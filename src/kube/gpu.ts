@@ -1,8 +1,8 @@
 /**
- * GPUs per replica of one DGD service/component (spec §9), used only for budget accounting.
+ * GPUs per replica of one DGD service/component, used only for budget accounting.
  * Pure: it reads the plain JSON of the DGD and never guesses. When the count cannot be
  * determined it answers `unknown` with a reason naming the DGD, the component and the missing
- * field, because the budget must fail closed (upstream once counted such DGDs as 0, §13.6).
+ * field, because the budget must fail closed (upstream once counted such DGDs as 0).
  */
 
 /**

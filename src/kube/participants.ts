@@ -1,8 +1,8 @@
 /**
- * Budget participants seen from the DGD cache: which DGDs of POD_NAMESPACE take part (spec §4,
- * the cache's name filter) and the GPU pools they hold (§9). The pool mapping is pure: one pool
+ * Budget participants seen from the DGD cache: which DGDs of POD_NAMESPACE take part (the cache's
+ * name filter) and the GPU pools they hold. The pool mapping is pure: one pool
  * per component that has a role, plus a list of what could not be counted, because the budget
- * must fail closed on an unknown GPU count instead of counting the pool as 0 (§13.6).
+ * must fail closed on an unknown GPU count instead of counting the pool as 0 (as upstream once did).
  */
 import type { Logger } from "../ops/log.ts";
 import type { ParticipantId, Pool } from "../service/budget/pool.ts";
@@ -23,10 +23,10 @@ export interface PoolSnapshot {
 }
 
 /**
- * The name filter for the cache (spec §4). Implicit mode (no managed namespaces) keeps every DGD
+ * The name filter for the cache. Implicit mode (no managed namespaces) keeps every DGD
  * of `podNamespace`; explicit mode keeps the DGDs whose Dynamo namespace
  * `"{podNamespace}-{dgd}"` is managed. Entries without that prefix name no DGD in
- * `podNamespace`: they are warned about once, here, since upstream drops them silently (§13.12).
+ * `podNamespace`: they are warned about once, here, since upstream drops them silently.
  */
 export function managedDgdNames(
   managedNamespaces: readonly string[] | null,

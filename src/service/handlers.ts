@@ -166,7 +166,7 @@ export interface DgdWatchState {
 export interface HealthHandlerOptions {
   namespace: string;
   managedNamespaces: readonly string[] | null;
-  /** With a GPU budget: the DGD watch cache's state (spec §5, proposed `dgd_watch`). */
+  /** With a GPU budget: the DGD watch cache's state (reported as `dgd_watch` in health). */
   dgdWatch?: () => DgdWatchState | undefined;
   /**
    * Whether this process's discovery registration is in place (`undefined` = not known yet).

@@ -17,7 +17,7 @@ import {
   v1alpha1Dgd,
   v1beta1Dgd,
 } from "../support/dgd_fixtures.ts";
-import { startFakeOperator } from "../support/fake_operator.ts";
+import { startFakeOperator, waitSettled } from "../support/fake_operator.ts";
 import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
 import { installRbac, serviceAccountDir } from "../support/rbac.ts";
 
@@ -188,7 +188,7 @@ Deno.test({
       await t.step(
         "skip when equal: no write at all (resourceVersion unchanged), still success",
         async () => {
-          await markSettled(cluster, "alpha");
+          await waitSettled(cluster, NS, "alpha");
           const before = await readDgd(cluster, "v1alpha1", NS, "alpha");
           const calls = kube!.client.calls;
           const response = await scale(kube!, {
@@ -289,7 +289,7 @@ Deno.test({
       });
 
       await t.step("409 on the first write → fresh read, decide again, succeed", async () => {
-        await markSettled(cluster, "beta");
+        await waitSettled(cluster, NS, "beta");
         let attempts = 0;
         const racing = await connector(cluster, token);
         const scaler = new ScaleUseCase({
@@ -328,19 +328,23 @@ Deno.test({
       await t.step(
         "blocking: waits for the operator (watch, no 10 s sleep) and answers after Ready",
         async () => {
-          await markSettled(cluster, "alpha");
-          const started = Date.now();
+          await waitSettled(cluster, NS, "alpha");
           const response = await scale(kube!, {
             graph_deployment_name: "alpha",
             blocking: true,
             target_replicas: [target("prefill", 4)],
           });
-          const took = Date.now() - started;
+          const answeredAt = Date.now();
           assert.equal(response.status, "success", response.message);
           const dgd = await readDgd(cluster, "v1alpha1", NS, "alpha");
           assert.equal(dgd.status.conditions[0].status, "True");
           assert.equal(dgd.status.observedGeneration, dgd.metadata.generation);
-          assert.ok(took >= 700 && took < 8000, `took ${took} ms`);
+          // Answered only once the operator had reported the written generation Ready.
+          const readySent = operator.readySentAt("alpha", dgd.metadata.generation);
+          assert.ok(
+            readySent !== undefined && readySent <= answeredAt,
+            `Ready ${readySent}, answer ${answeredAt}`,
+          );
         },
       );
 
@@ -348,7 +352,7 @@ Deno.test({
         "blocking timeout → error with upstream's wording; another DGD is served meanwhile",
         async () => {
           const short = await connector(cluster, token, 6);
-          await markSettled(cluster, "beta");
+          await waitSettled(cluster, NS, "beta");
           operator.keepNotReady(NS, "alpha", true);
           const started = Date.now();
           const slow = scale(short, {
@@ -438,14 +442,3 @@ Deno.test({
 });
 
 /** Waits until the stand-in operator has reported the DGD's current generation Ready. */
-async function markSettled(cluster: KubeCluster, name: string) {
-  for (let i = 0; i < 100; i++) {
-    const dgd = await readDgd(cluster, "v1alpha1", NS, name);
-    if (
-      dgd.status?.observedGeneration === dgd.metadata.generation &&
-      dgd.status?.conditions?.[0]?.status === "True"
-    ) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${name} never settled`);
-}

@@ -10,7 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { createDgd, readDgd, replicasOf, v1beta1Dgd } from "../support/dgd_fixtures.ts";
-import { startFakeOperator } from "../support/fake_operator.ts";
+import { startFakeOperator, waitSettled } from "../support/fake_operator.ts";
 import { type KubeCluster, startKubeCluster, upstreamDwmCrd } from "../support/kube_cluster.ts";
 import { putSlice, type SliceTarget } from "../support/kube_discovery.ts";
 import { installRbac, SA_NAMESPACE, serviceAccountDir } from "../support/rbac.ts";
@@ -55,17 +55,6 @@ async function startReplica(cluster: KubeCluster, saDir: string, pod: string): P
     },
   });
   return { pod, uid, service };
-}
-
-async function waitSettled(cluster: KubeCluster, name: string) {
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    const dgd = await readDgd(cluster, "v1beta1", NS, name);
-    const ready = dgd.status?.conditions?.find((c: { type: string }) => c.type === "Ready");
-    if (dgd.status?.observedGeneration === dgd.metadata.generation && ready?.status === "True") return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${NS}/${name} never became Ready`);
 }
 
 /** A long-lived 1.6.1 client (watch_instances.py): the instance lists it routes over, as they change. */
@@ -215,7 +204,7 @@ Deno.test({
       });
 
       await t.step("GlobalPlannerConnector scales the DGD: blocking, then non-blocking", async () => {
-        await waitSettled(cluster, "llama"); // the stand-in operator reports the first generation
+        await waitSettled(cluster, NS, "llama", "v1beta1"); // the stand-in operator reports the first generation
         const blocking = await plan("llama", 3, true);
         assert.equal(blocking.raised, null, JSON.stringify(blocking));
         assert.deepEqual(blocking.response, {

@@ -14,8 +14,8 @@ import {
   type RequestPlaneSetup,
 } from "../support/backends.ts";
 import { createDgd, readDgd, replicasOf, v1beta1Dgd } from "../support/dgd_fixtures.ts";
-import { startFakeOperator } from "../support/fake_operator.ts";
-import { type KubeCluster, startKubeCluster, upstreamDwmCrd } from "../support/kube_cluster.ts";
+import { startFakeOperator, waitSettled } from "../support/fake_operator.ts";
+import { startKubeCluster, upstreamDwmCrd } from "../support/kube_cluster.ts";
 import { putSlice } from "../support/kube_discovery.ts";
 import { installRbac, SA_NAMESPACE, serviceAccountDir } from "../support/rbac.ts";
 import { assertVenv, runDriver } from "../support/python.ts";
@@ -122,17 +122,6 @@ for (const makeBackend of [etcdBackend, fileBackend]) {
   }
 }
 
-async function waitSettled(cluster: KubeCluster, ns: string, name: string) {
-  const deadline = Date.now() + 15_000;
-  while (Date.now() < deadline) {
-    const dgd = await readDgd(cluster, "v1beta1", ns, name);
-    const ready = dgd.status?.conditions?.find((c: { type: string }) => c.type === "Ready");
-    if (dgd.status?.observedGeneration === dgd.metadata.generation && ready?.status === "True") return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${ns}/${name} never became Ready`);
-}
-
 Deno.test({
   name:
     "matrix: kubernetes discovery × tcp and nats — health, scale_request, GlobalPlannerConnector scales a DGD",
@@ -193,7 +182,7 @@ Deno.test({
               onlyItem(await call(env, "scale_request", { ...UNAUTHORIZED, k8s_namespace: ns }), service),
               { status: "error", message: "Namespace intruder not authorized", current_replicas: {} },
             );
-            await waitSettled(cluster, ns, "llama");
+            await waitSettled(cluster, ns, "llama", "v1beta1");
             prefill += 1;
             const result = await runDriver(
               "planner_client.py",

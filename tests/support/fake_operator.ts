@@ -6,6 +6,7 @@
  * (or never, for DGDs told to stay not ready). It polls; a test operator needs no watch.
  */
 import type { KubeCluster } from "./kube_cluster.ts";
+import { waitFor } from "./ports.ts";
 
 const GROUP = "/apis/nvidia.com";
 
@@ -173,4 +174,28 @@ async function _propagate(
     }
     return;
   }
+}
+
+/** Waits until the DGD's current generation is observed and Ready (the operator has settled it). */
+export async function waitSettled(
+  cluster: KubeCluster,
+  namespace: string,
+  name: string,
+  version = "v1alpha1",
+  timeoutMs = 15_000,
+): Promise<void> {
+  await waitFor(
+    async () => {
+      const got = await cluster.request(
+        "GET",
+        `${GROUP}/${version}/namespaces/${namespace}/dynamographdeployments/${name}`,
+      );
+      if (!got.ok) return false;
+      const dgd = got.json;
+      const ready = dgd.status?.conditions?.find((c: { type: string }) => c.type === "Ready");
+      return dgd.status?.observedGeneration === dgd.metadata.generation && ready?.status === "True";
+    },
+    `${namespace}/${name} settled (observed generation Ready)`,
+    timeoutMs,
+  );
 }

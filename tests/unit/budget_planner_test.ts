@@ -17,17 +17,20 @@ class FakePort implements BudgetPort<string> {
   pools = new Map<string, Pool>();
   applied: string[] = [];
   failFor = new Map<ParticipantId, Error>();
-  applyDelayMs = 0;
-  waitDelayMs = new Map<ParticipantId, number>();
+  snapshots = 0;
+  /** Runs inside `apply` / `waitApplied` before they return: a test holds them there. */
+  beforeApply?: (participant: ParticipantId) => Promise<void>;
+  beforeWaitReturns?: (participant: ParticipantId) => Promise<void>;
 
   add(participant: string, role: "prefill" | "decode", replicas: number, gpuPerReplica: number) {
     this.pools.set(`${participant}/${role}`, { participant, role, replicas, gpuPerReplica });
   }
   snapshot() {
+    this.snapshots++;
     return Promise.resolve(makeSnapshot([...this.pools.values()].map((p) => ({ ...p }))));
   }
   async apply(participant: ParticipantId, targets: readonly TargetReplica[]) {
-    if (this.applyDelayMs) await new Promise((r) => setTimeout(r, this.applyDelayMs));
+    await this.beforeApply?.(participant);
     const failure = this.failFor.get(participant);
     if (failure) throw failure;
     for (const t of targets) {
@@ -42,7 +45,7 @@ class FakePort implements BudgetPort<string> {
     return { replicas, applied: participant };
   }
   async waitApplied(participant: ParticipantId) {
-    await new Promise((r) => setTimeout(r, this.waitDelayMs.get(participant) ?? 0));
+    await this.beforeWaitReturns?.(participant);
   }
 }
 
@@ -72,12 +75,25 @@ const planner = (port: FakePort, max = 12, min = -1) =>
 
 Deno.test("two concurrent requests can never both pass against the same pre-scale state", async () => {
   const port = fleet();
-  port.applyDelayMs = 20; // both would see total 11 if decisions were not serialized
+  // The first write is held until the second request has had every chance to decide: both
+  // would see total 11 if decisions were not serialized.
+  const applying = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  port.beforeApply = (participant) => {
+    if (participant !== "ns/a") return Promise.resolve();
+    applying.resolve();
+    return release.promise;
+  };
   const gp = planner(port);
-  const results = await Promise.allSettled([
+  const settled = Promise.allSettled([
     gp.scale(request("a", { decode: 3 }), new AbortController().signal), // +1 → 12
     gp.scale(request("b", { prefill: 2 }), new AbortController().signal), // +1 → 13 > 12
   ]);
+  await applying.promise;
+  await new Promise((r) => setTimeout(r, 0)); // every queued microtask and timer has run
+  assert.equal(port.snapshots, 1, "the second request observed the fleet while the first was writing");
+  release.resolve();
+  const results = await settled;
   assert.equal(results[0].status, "fulfilled");
   assert.equal(results[1].status, "rejected");
   assert.ok((results[1] as PromiseRejectedResult).reason instanceof BudgetBreach);
@@ -125,14 +141,22 @@ Deno.test("the first write failing answers for the request and nothing else is a
 
 Deno.test("a blocking wait does not hold the budget lock: a request for another DGD completes meanwhile", async () => {
   const port = fleet();
-  port.waitDelayMs.set("ns/a", 1500);
+  const waiting = Promise.withResolvers<void>();
+  const ready = Promise.withResolvers<void>();
+  port.beforeWaitReturns = (participant) => {
+    if (participant !== "ns/a") return Promise.resolve();
+    waiting.resolve();
+    return ready.promise; // DGD a never becomes Ready until the other request is answered
+  };
   const gp = planner(port, 20);
-  const slow = gp.scale(request("a", { decode: 3 }, true), new AbortController().signal);
-  await new Promise((r) => setTimeout(r, 50));
-  const started = Date.now();
+  let slowDone = false;
+  const slow = gp.scale(request("a", { decode: 3 }, true), new AbortController().signal)
+    .finally(() => (slowDone = true));
+  await waiting.promise;
   const fast = await gp.scale(request("b", { decode: 3 }), new AbortController().signal);
   assert.equal(fast.status, "success");
-  assert.ok(Date.now() - started < 500, `waited ${Date.now() - started} ms behind a blocking wait`);
+  assert.equal(slowDone, false, "the blocking request is still waiting");
+  ready.resolve();
   assert.equal((await slow).status, "success");
 });
 
