@@ -263,6 +263,9 @@ Deno.test({
           assert.equal(replicasOf(beta).d, 1);
           assert.equal(beta.metadata.annotations?.[`${P}last-request`], undefined);
           assert.equal(JSON.stringify([...dry.intents.entries()]), intents, "a dry run records no intent");
+          // Nor does the budget's picture take in what was only a dry run.
+          assert.deepEqual(dryKube.budgetPort!.state(`${POOL}/beta`)?.replicas, { prefill: 1, decode: 1 });
+          assert.deepEqual(dryKube.budgetPort!.state(`${POOL}/alpha`)?.replicas, { prefill: 2, decode: 3 });
           // A rejected dry run leaves no intent either.
           const over = await scale(dry, { graph_deployment_name: "beta", target_replicas: prefill(4) }, true);
           assert.equal(over.status, "rejected");

@@ -53,7 +53,9 @@ export class FakePort implements BudgetPort<string, string> {
     }
     return { replicas, applied: participant };
   }
+  waited: ParticipantId[] = [];
   async waitApplied(participant: ParticipantId) {
+    this.waited.push(participant);
     await new Promise((r) => setTimeout(r, this.waitDelayMs.get(participant) ?? 0));
   }
 }

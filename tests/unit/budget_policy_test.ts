@@ -307,6 +307,7 @@ Deno.test("--dry-run with a budget: every write is a dry run, intents are not re
   });
   assert.deepEqual(port.applied, ["ns/b:decode=1", "ns/a:prefill=3"]);
   assert.deepEqual(port.options.map((o) => o.dryRun), [true, true]);
+  assert.equal(port.options[1].annotations, undefined, "a partner's write carries no request state");
   assert.deepEqual([...dry.gp.intents.entries()], before, "no intent recorded by a dry run");
   assert.equal(port.pools.get("ns/b/decode")?.replicas, 2, "nothing persisted");
   assert.deepEqual(dry.events, [], "no Event for a dry run");
@@ -314,9 +315,23 @@ Deno.test("--dry-run with a budget: every write is a dry run, intents are not re
   const fresh = planner(fleet(), { dryRun: true });
   await assert.rejects(fresh.gp.scale(request("a", { prefill: 3 }), signal), BudgetBreach);
   assert.equal(fresh.gp.intents.size, 0);
+  // A blocking dry run waits for nothing (nothing was written).
+  const blocking = parseScaleRequest({ ...request("b", { decode: 1 }, true) });
+  assert.equal((await dry.gp.scale(blocking, signal)).status, "success");
+  assert.deepEqual(port.waited, []);
   // Not a retry: nothing was applied, so the same request is decided again.
   assert.equal((await dry.gp.scale(timed("b", { decode: 1 }, 5), signal)).message, response.message);
-  assert.equal(port.applied.length, 4);
+  assert.equal(port.applied.length, 6);
+});
+
+Deno.test("Events: a request that changes nothing records none; a blocking one waits for its writes", async () => {
+  const port = fleet();
+  const { gp, events } = planner(port);
+  assert.equal((await gp.scale(request("a", { decode: 2 }), signal)).status, "success");
+  assert.equal(events.length, 0);
+  assert.equal((await gp.scale(request("a", { decode: 3 }, true), signal)).status, "success");
+  assert.deepEqual(events.map((e) => e.reason), ["Scaled"]);
+  assert.deepEqual(port.waited, ["ns/a"]);
 });
 
 Deno.test("without annotations or flags the budget's answers are upstream's", async () => {
