@@ -256,6 +256,9 @@ export async function startGlobalPlanner(
           bounds: { max: config.budget.maxTotalGpus, min: config.budget.minTotalGpus },
           intentTtlSeconds: config.budget.intentCacheTtlSeconds,
           logger,
+          rejectStale: config.policy.rejectStale,
+          dryRun: config.policy.dryRun,
+          events: kube.events,
         })
         : kube.kubeScaler;
       if (scaler instanceof BudgetPlanner) budgetPlanner = scaler;

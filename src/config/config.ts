@@ -110,7 +110,7 @@ export function loadConfig(argv: string[], getEnv: EnvGetter, readFile?: FileRea
       noOperation: flags.noOperation ?? file.no_operation ?? false,
       kube: kube.data,
       budget,
-      policy: _policy(flags, file, flags.noOperation ?? file.no_operation ?? false, budgetEnabled(budget)),
+      policy: _policy(flags, file, flags.noOperation ?? file.no_operation ?? false),
       leaderElection: leaderElectionSettings(
         {
           enabled: flags.leaderElect,
@@ -161,7 +161,7 @@ function _budget(flags: CliFlags, file: FileConfig): BudgetSettings {
 const DGD_REF = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$/;
 
 /** Caller binding, target namespaces, stale guard and dry run: flags win over the file. */
-function _policy(flags: CliFlags, file: FileConfig, noOperation: boolean, budget: boolean): PolicySettings {
+function _policy(flags: CliFlags, file: FileConfig, noOperation: boolean): PolicySettings {
   const binding = flags.callerBinding ?? file.caller_binding ?? "off";
   if (!(CALLER_BINDING_MODES as readonly string[]).includes(binding)) {
     throw new ConfigError(`--caller-binding: invalid choice "${binding}" (choose from off, operator, map)`);
@@ -205,19 +205,6 @@ function _policy(flags: CliFlags, file: FileConfig, noOperation: boolean, budget
   }
   const rejectStale = flags.rejectStale ?? file.reject_stale ?? false;
   const recordEvents = flags.recordEvents ?? file.record_events ?? false;
-  // The budget's writes do not go through the per-DGD decision yet: refuse rather than ignore.
-  const unsupported = [
-    ...(dryRun ? ["--dry-run"] : []),
-    ...(rejectStale ? ["--reject-stale"] : []),
-    ...(recordEvents ? ["--record-events"] : []),
-  ];
-  if (budget && unsupported.length > 0) {
-    throw new ConfigError(
-      `${
-        unsupported.join(", ")
-      }: not supported together with a GPU budget (--max-total-gpus/--min-total-gpus) yet`,
-    );
-  }
   return {
     callerBinding: binding as CallerBindingMode,
     callerMap,

@@ -15,7 +15,7 @@
  * next decision); one that is gone (404) leaves the budget.
  */
 import { GpuCountUnknown, KubeError } from "../errors.ts";
-import type { BudgetPort } from "../service/budget_planner.ts";
+import type { BudgetPort, ParticipantState } from "../service/budget_planner.ts";
 import {
   makeSnapshot,
   type ParticipantId,
@@ -26,11 +26,11 @@ import {
 import type { TargetReplica } from "../service/contract.ts";
 import type { DgdCache } from "./cache.ts";
 import type { KubeClient } from "./client.ts";
-import { type DgdView, resolveTargets, viewDgd } from "./dgd.ts";
+import { currentReplicas, type DgdView, resolveTargets, viewDgd } from "./dgd.ts";
 import { snapshotPools } from "./participants.ts";
 import { dgdRequest, type ObjectRef } from "./resources.ts";
 import type { Applied } from "./scaler.ts";
-import type { ScaleUseCase } from "../service/scale_use_case.ts";
+import type { ScaleUseCase, WriteOptions } from "../service/scale_use_case.ts";
 import type { ResolvedTarget } from "./dgd.ts";
 import type { DgdApiVersion } from "./dgd.ts";
 
@@ -63,7 +63,7 @@ interface PendingAdapter {
   before: number;
 }
 
-export class KubeBudgetPort implements BudgetPort<Applied> {
+export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
   #options: KubeBudgetPortOptions;
   /** Participants outside the cache (other namespaces, or not derived from managed namespaces). */
   #joined = new Map<ParticipantId, Joined>();
@@ -141,10 +141,24 @@ export class KubeBudgetPort implements BudgetPort<Applied> {
     return makeSnapshot(all);
   }
 
-  async apply(participant: ParticipantId, targets: readonly TargetReplica[], signal: AbortSignal) {
+  async apply(
+    participant: ParticipantId,
+    targets: readonly TargetReplica[],
+    signal: AbortSignal,
+    options?: WriteOptions,
+  ): Promise<{ replicas: Record<string, number>; applied: Applied }> {
     const [namespace, name] = _ref(participant);
-    const applied = await this.#options.scaler.apply({ namespace, name }, targets, signal);
+    const applied = await this.#options.scaler.apply({ namespace, name }, targets, signal, options);
     return { replicas: applied.replicas, applied };
+  }
+
+  /** The participant's copy the decision counts (pending adapter values included). */
+  state(participant: ParticipantId): ParticipantState<DgdView> | undefined {
+    const [namespace, name] = _ref(participant);
+    const view = this.viewOf({ namespace, name });
+    if (!view) return undefined;
+    const counted = this.#withPending(view);
+    return { view: counted, annotations: counted.annotations, replicas: currentReplicas(counted) };
   }
 
   waitApplied(participant: ParticipantId, applied: Applied, signal: AbortSignal): Promise<void> {

@@ -1,16 +1,20 @@
 /**
- * Scale requests under a GPU budget (spec §10): observe the fleet from the port's cache,
- * arbitrate (pure), then apply the approved writes in order — scale-downs first — through the
- * port. Decisions and their writes are serialized (every pool shares the one total, so any two
- * budgeted requests overlap); blocking waits happen after, so they delay nobody.
+ * Scale requests under a GPU budget: observe the fleet from the port's cache, run the
+ * requester's own policy (pause, stale guard, annotations; src/service/budget_policy.ts),
+ * arbitrate the adjusted targets (pure, partners bounded by their own policy), then apply the
+ * approved writes in order — scale-downs first — through the port. Decisions and their writes
+ * are serialized (every pool shares the one total, so any two budgeted requests overlap);
+ * blocking waits happen after, so they delay nobody.
  *
  * Failures while applying: the first write failing answers for the whole request (`error`, or
  * `rejected` when not Ready) and nothing else is attempted; the requester's own write failing
  * after partners were applied is also an `error` (the partners only moved toward their own
  * fresh requests); a partner failing later is logged and named in the success message — never
  * hidden.
- */
-import { BudgetBreach, errorText, TargetResolutionError } from "../errors.ts";
+ *
+ * A dry run arbitrates on a copy of the intents (a dry run must not change later decisions),
+ * sends every write with server-side dry run and records no Event. */
+import { BudgetBreach, errorText, NotReady, Paused, StaleRequest, TargetResolutionError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import {
   arbitrate,
@@ -22,42 +26,91 @@ import {
   type Snapshot,
 } from "./budget/mod.ts";
 import type { WriteTarget } from "./budget/writes.ts";
-import { type ScaleRequest, type ScaleResponse, scaleResponse, type TargetReplica } from "./contract.ts";
+import {
+  approvedVerdict,
+  changesText,
+  gateRequester,
+  lastRequestOf,
+  type ParticipantState,
+  partnerBounds,
+  rejectedVerdict,
+} from "./budget_policy.ts";
+import {
+  type ScaleRequest,
+  type ScaleResponse,
+  scaleResponse,
+  tagReason,
+  type TargetReplica,
+} from "./contract.ts";
+import { adjustmentText, ANNOTATION, type PolicyOutcome, Recommendations } from "./dgd_policy.ts";
 import type { Scaler } from "./handlers.ts";
 import { scaledMessage } from "./messages.ts";
+import type { DecisionEvents, DecisionReason, WriteOptions } from "./scale_use_case.ts";
+import { formatLastRequest, type LastRequest, RecentAnswers, requestKey } from "./stale_guard.ts";
+
+export type { ParticipantState };
 
 /** What the planner needs from Kubernetes; the core never sees HTTP. */
-export interface BudgetPort<Applied = unknown> {
+export interface BudgetPort<Applied = unknown, V = unknown> {
   /** All known pools (cache + participants that joined by request), failing closed on unknown GPU counts. */
   snapshot(
     requester: ParticipantId,
     targets: readonly TargetReplica[],
     signal: AbortSignal,
   ): Promise<Snapshot>;
+  /** A participant's DGD as the last snapshot counted it; `undefined` when not known. */
+  state(participant: ParticipantId): ParticipantState<V> | undefined;
   /** One write call for one participant; resolves to the replicas map read back. */
   apply(
     participant: ParticipantId,
     targets: readonly TargetReplica[],
     signal: AbortSignal,
+    options?: WriteOptions,
   ): Promise<{ replicas: Record<string, number>; applied: Applied }>;
   waitApplied(participant: ParticipantId, applied: Applied, signal: AbortSignal): Promise<void>;
 }
 
-export interface BudgetPlannerOptions {
-  port: BudgetPort;
+export interface BudgetPlannerOptions<V = unknown> {
+  port: BudgetPort<unknown, V>;
   bounds: BudgetBounds;
   intentTtlSeconds: number;
   logger: Logger;
   /** Seconds (the unit of the intent TTL). */
   clock?: () => number;
+  /** `--reject-stale`: refuse requests older than the DGD's last applied one. */
+  rejectStale?: boolean;
+  /** `--dry-run`: arbitrate, send every write with server-side dry run, record no intent. */
+  dryRun?: boolean;
+  /** `--record-events`. */
+  events?: DecisionEvents<V>;
 }
 
-export class BudgetPlanner implements Scaler {
-  #options: BudgetPlannerOptions;
+/** A partner the arbitration moved. */
+interface Moved {
+  participant: ParticipantId;
+  before: Record<string, number>;
+  after: Record<string, number>;
+}
+
+interface Outcome {
+  applied: { participant: ParticipantId; applied: unknown }[];
+  replicas: Record<string, number>;
+  partnerFailures: string[];
+  before: Record<string, number>;
+  outcomes: PolicyOutcome[];
+  verdict: string;
+  moved: Moved[];
+  duplicate?: LastRequest;
+}
+
+export class BudgetPlanner<V = unknown> implements Scaler {
+  #options: BudgetPlannerOptions<V>;
   #intents = new IntentCache();
+  #history = new Recommendations();
+  #recent = new RecentAnswers<ScaleResponse>();
   #tail: Promise<unknown> = Promise.resolve();
 
-  constructor(options: BudgetPlannerOptions) {
+  constructor(options: BudgetPlannerOptions<V>) {
     this.#options = options;
   }
 
@@ -69,71 +122,138 @@ export class BudgetPlanner implements Scaler {
     if (request.target_replicas.length === 0) {
       throw new TargetResolutionError("target_replicas cannot be empty");
     }
+    const { dryRun } = this.#options;
     const participant = participantId(request.k8s_namespace, request.graph_deployment_name);
-    const outcome = await this.#serialized(() => this.#decideAndApply(participant, request, signal));
-    if (request.blocking) {
+    const me = lastRequestOf(request, this.#options.rejectStale === true);
+    const key = me ? requestKey(participant, me) : undefined;
+    const outcome = await this.#serialized(async () => {
+      // Inside the decision's turn, so a retry racing its original waits for the first answer.
+      const first = key ? this.#recent.get(key, this.#now()) : undefined;
+      if (first) return first;
+      return await this.#decideAndApply(participant, request, me, signal);
+    });
+    // An identical retry: the first answer, without a second write.
+    if ("status" in outcome) return tagReason({ ...outcome }, "duplicate");
+    if (request.blocking && !dryRun) {
       await Promise.all(
         outcome.applied.map(({ participant, applied }) =>
           this.#options.port.waitApplied(participant, applied, signal)
         ),
       );
     }
-    const message = scaledMessage(request.graph_deployment_name) +
-      (outcome.partnerFailures.length
-        ? `; partner scaling failed (it will be retried by the partner's next request): ${
-          outcome.partnerFailures.join("; ")
-        }`
-        : "");
-    return scaleResponse("success", message, outcome.replicas);
+    const response = scaleResponse("success", this.#message(request, outcome), outcome.replicas);
+    if (outcome.duplicate) tagReason(response, "duplicate");
+    if (key && !dryRun) this.#recent.put(key, response, this.#now());
+    return response;
   }
 
-  async #decideAndApply(participant: ParticipantId, request: ScaleRequest, signal: AbortSignal) {
-    const { port, logger } = this.#options;
+  async #decideAndApply(
+    participant: ParticipantId,
+    request: ScaleRequest,
+    me: LastRequest | undefined,
+    signal: AbortSignal,
+  ): Promise<Outcome> {
+    const { port, logger, dryRun } = this.#options;
     const snapshot = await port.snapshot(participant, request.target_replicas, signal);
-    const targets: WriteTarget[] = request.target_replicas.map((t) => ({
-      role: t.sub_component_type,
-      desired: t.desired_replicas,
-      componentName: t.component_name,
-    }));
-    const now = (this.#options.clock ?? (() => Date.now() / 1000))();
-    const decision = arbitrate({
-      snapshot,
-      request: { participant, targets },
-      intents: this.#intents,
-      bounds: this.#options.bounds,
-      ttl: this.#options.intentTtlSeconds,
-      now,
-    });
-    logger.info("budget decision", {
-      participant,
-      decision: decision.kind,
-      total_gpus_before: snapshot.totalGpus,
-      total_gpus_after: decision.totalGpus,
-      writes: decision.kind === "approve" ? decision.writes.map(_describe) : undefined,
-    });
-    if (decision.kind === "reject") throw new BudgetBreach(decision.message);
+    const state = port.state(participant);
+    if (!state) throw new Error(`budget port knows no state of ${participant} after its snapshot`);
+    const now = this.#now();
+    let verdict = "budget: not consulted";
+    try {
+      const gate = gateRequester({
+        dgd: participant,
+        annotations: state.annotations,
+        replicas: state.replicas,
+        targets: request.target_replicas,
+        me,
+        now,
+        history: this.#history,
+      });
+      if (gate.kind === "duplicate") {
+        return {
+          applied: [],
+          replicas: state.replicas,
+          partnerFailures: [],
+          before: state.replicas,
+          outcomes: [],
+          verdict,
+          moved: [],
+          duplicate: gate.last,
+        };
+      }
+      const own = gate.targets;
+      const targets: WriteTarget[] = own.map((t) => ({
+        role: t.sub_component_type,
+        desired: t.desired_replicas,
+        componentName: t.component_name,
+      }));
+      const decision = arbitrate({
+        snapshot,
+        request: { participant, targets },
+        // A dry run decides as a real one would, on a copy it then forgets.
+        intents: dryRun ? this.#intents.clone() : this.#intents,
+        bounds: this.#options.bounds,
+        ttl: this.#options.intentTtlSeconds,
+        now,
+        partnerBounds: partnerBounds((id) => port.state(id)?.annotations),
+      });
+      logger.info("budget decision", {
+        participant,
+        decision: decision.kind,
+        dry_run: dryRun || undefined,
+        total_gpus_before: snapshot.totalGpus,
+        total_gpus_after: decision.totalGpus,
+        writes: decision.kind === "approve" ? decision.writes.map(_describe) : undefined,
+      });
+      if (decision.kind === "reject") {
+        verdict = rejectedVerdict(decision.message);
+        const adjusted = adjustmentText(gate.outcomes);
+        throw new BudgetBreach(decision.message + (adjusted ? `; adjusted by policy: ${adjusted}` : ""));
+      }
+      verdict = approvedVerdict(snapshot.totalGpus, decision.totalGpus, this.#options.bounds);
+      const outcome = await this.#applyWrites(participant, own, me, decision.writes, signal);
+      const result = { ...outcome, before: state.replicas, outcomes: gate.outcomes, verdict };
+      this.#recordDecision(participant, state, request, result);
+      return result;
+    } catch (error) {
+      this.#recordRefusal(participant, state, request, error, verdict);
+      throw error;
+    }
+  }
 
+  /** Scale-downs first; the first failing write (or the requester's own) answers for the request. */
+  async #applyWrites(
+    participant: ParticipantId,
+    own: TargetReplica[],
+    me: LastRequest | undefined,
+    writes: ParticipantWrite[],
+    signal: AbortSignal,
+  ): Promise<Pick<Outcome, "applied" | "replicas" | "partnerFailures" | "moved">> {
+    const { port, logger, dryRun } = this.#options;
     const applied: { participant: ParticipantId; applied: unknown }[] = [];
     const partnerFailures: string[] = [];
+    const moved: Moved[] = [];
     let replicas: Record<string, number> = {};
-    for (const [index, write] of decision.writes.entries()) {
-      const own = write.participant === participant;
-      const writeTargets: TargetReplica[] = own ? request.target_replicas : write.targets.map((t) => ({
+    for (const [index, write] of writes.entries()) {
+      const mine = write.participant === participant;
+      // The requester's own targets as its policy left them; partners get only their roles' counts.
+      const targets: TargetReplica[] = mine ? [...own, ..._extra(write, own)] : write.targets.map((t) => ({
         sub_component_type: t.role,
         desired_replicas: t.desired,
         component_name: null,
       }));
-      // The requester's own targets stay as requested; partners get only their roles' counts.
+      const options: WriteOptions = {
+        dryRun,
+        annotations: mine && me ? { [ANNOTATION.lastRequest]: formatLastRequest(me) } : undefined,
+      };
+      const before = mine ? undefined : port.state(write.participant)?.replicas;
       try {
-        const result = await port.apply(
-          write.participant,
-          own ? [...writeTargets, ..._extra(write, request)] : writeTargets,
-          signal,
-        );
+        const result = await port.apply(write.participant, targets, signal, options);
         applied.push({ participant: write.participant, applied: result.applied });
-        if (own) replicas = result.replicas;
+        if (mine) replicas = result.replicas;
+        else moved.push({ participant: write.participant, before: before ?? {}, after: result.replicas });
       } catch (error) {
-        if (index === 0 || own) throw error;
+        if (index === 0 || mine) throw error;
         const text = `${write.participant}: ${errorText(error)}`;
         partnerFailures.push(text);
         logger.warn("partner write failed; will self-correct on its next request", {
@@ -142,7 +262,100 @@ export class BudgetPlanner implements Scaler {
         });
       }
     }
-    return { applied, replicas, partnerFailures };
+    return { applied, replicas, partnerFailures, moved };
+  }
+
+  #message(request: ScaleRequest, outcome: Outcome): string {
+    const name = request.graph_deployment_name;
+    if (outcome.duplicate) {
+      return `${scaledMessage(name)} (a retry of the request applied at timestamp ` +
+        `${outcome.duplicate.timestamp}; nothing written again)`;
+    }
+    const adjusted = adjustmentText(outcome.outcomes);
+    const policy = adjusted ? `; adjusted by policy: ${adjusted}` : "";
+    const failures = outcome.partnerFailures.length
+      ? `; partner scaling failed (it will be retried by the partner's next request): ${
+        outcome.partnerFailures.join("; ")
+      }`
+      : "";
+    if (this.#options.dryRun) {
+      const partners = outcome.moved.map((m) =>
+        `; would also move ${m.participant}: ${changesText(m.before, m.after)}`
+      )
+        .join("");
+      return `Would scale ${name}: ${changesText(outcome.before, outcome.replicas)}${policy}; ` +
+        `${outcome.verdict}${partners}${failures} (nothing persisted)`;
+    }
+    return scaledMessage(name) + policy + failures;
+  }
+
+  /** One Event on the requester (when something changed or the policy adjusted), one per partner moved. */
+  #recordDecision(
+    participant: ParticipantId,
+    state: ParticipantState<V>,
+    request: ScaleRequest,
+    outcome: Omit<Outcome, "duplicate">,
+  ): void {
+    const { events, dryRun, port } = this.#options;
+    if (!events || dryRun) return;
+    const adjusted = adjustmentText(outcome.outcomes);
+    const changed = Object.entries(outcome.replicas).some(([role, n]) => outcome.before[role] !== n);
+    if (changed || adjusted) {
+      events.emit({
+        ref: _ref(participant),
+        view: state.view,
+        reason: adjusted ? "Clamped" : "Scaled",
+        warning: false,
+        note: `caller ${request.caller_namespace}: ${changesText(outcome.before, outcome.replicas)}${
+          adjusted ? `; adjusted by policy: ${adjusted}` : ""
+        }; ${outcome.verdict}`,
+      });
+    }
+    for (const m of outcome.moved) {
+      const partner = port.state(m.participant);
+      if (!partner) continue;
+      events.emit({
+        ref: _ref(m.participant),
+        view: partner.view,
+        reason: "Scaled",
+        warning: false,
+        note: `moved by the GPU budget for the request of caller ${request.caller_namespace} on ` +
+          `${participant}: ${changesText(m.before, m.after)}; ${outcome.verdict}`,
+      });
+    }
+  }
+
+  #recordRefusal(
+    participant: ParticipantId,
+    state: ParticipantState<V>,
+    request: ScaleRequest,
+    error: unknown,
+    verdict: string,
+  ): void {
+    const { events, dryRun } = this.#options;
+    if (!events || dryRun) return;
+    const reason: DecisionReason = error instanceof Paused
+      ? "Paused"
+      : error instanceof StaleRequest
+      ? "Stale"
+      : error instanceof NotReady || error instanceof BudgetBreach
+      ? "ScaleRejected"
+      : "ScaleFailed";
+    const asked = request.target_replicas.map((t) => `${t.sub_component_type} → ${t.desired_replicas}`)
+      .join(", ");
+    // A budget rejection's text is the verdict itself; say it once.
+    const why = error instanceof BudgetBreach ? "" : `: ${errorText(error)}`;
+    events.emit({
+      ref: _ref(participant),
+      view: state.view,
+      reason,
+      warning: reason !== "Paused",
+      note: `caller ${request.caller_namespace}: ${asked} refused${why}; ${verdict}`,
+    });
+  }
+
+  #now(): number {
+    return (this.#options.clock ?? (() => Date.now() / 1000))();
   }
 
   #serialized<T>(task: () => Promise<T>): Promise<T> {
@@ -153,8 +366,8 @@ export class BudgetPlanner implements Scaler {
 }
 
 /** Partner targets for the requester's own DGD (same-DGD pairing) beyond the request's roles. */
-function _extra(write: ParticipantWrite, request: ScaleRequest): TargetReplica[] {
-  const requested = new Set(request.target_replicas.map((t) => t.sub_component_type));
+function _extra(write: ParticipantWrite, own: readonly TargetReplica[]): TargetReplica[] {
+  const requested = new Set(own.map((t) => t.sub_component_type));
   return write.targets.filter((t) => !requested.has(t.role)).map((t) => ({
     sub_component_type: t.role,
     desired_replicas: t.desired,
@@ -168,4 +381,9 @@ function _describe(write: ParticipantWrite) {
     gpu_delta: write.gpuDelta,
     targets: Object.fromEntries(write.targets.map((t) => [t.role, t.desired])),
   };
+}
+
+function _ref(participant: ParticipantId): { namespace: string; name: string } {
+  const slash = participant.indexOf("/");
+  return { namespace: participant.slice(0, slash), name: participant.slice(slash + 1) };
 }

@@ -21,6 +21,12 @@ export const ANNOTATION = {
 export const minAnnotation = (role: string): string => `${POLICY_PREFIX}${role}-min-replicas`;
 export const maxAnnotation = (role: string): string => `${POLICY_PREFIX}${role}-max-replicas`;
 
+/** The `rejected` message for a paused DGD (KEDA's paused annotation, ours). */
+export function pausedMessage(dgd: string): string {
+  return `Scaling of DynamoGraphDeployment '${dgd}' is paused (annotation ${ANNOTATION.paused}: "true"); ` +
+    "nothing was changed";
+}
+
 /** Longest stabilization window accepted (HPA's own limit is one hour). */
 export const MAX_STABILIZATION_SECONDS = 3600;
 /** Recommendations kept per DGD role (a planner asks every few seconds; the window is bounded). */

@@ -22,6 +22,7 @@ import {
   adjustmentText,
   ANNOTATION,
   applyPolicy,
+  pausedMessage,
   type PolicyOutcome,
   readPolicy,
   Recommendations,
@@ -187,13 +188,22 @@ export class ScaleUseCase<
     return response;
   }
 
-  /** Applies targets to one DGD as they are (the budget's writes), in arrival order per DGD. */
-  async apply(ref: DgdRef, targets: readonly TargetReplica[], signal: AbortSignal): Promise<A> {
+  /**
+   * Applies targets to one DGD as they are (the budget's writes, decided by the budget planner
+   * with the DGD's policy already applied), in arrival order per DGD.
+   */
+  async apply(
+    ref: DgdRef,
+    targets: readonly TargetReplica[],
+    signal: AbortSignal,
+    options: WriteOptions = {},
+  ): Promise<A> {
     const applied = await this.#serial.run(
       `${ref.namespace}/${ref.name}`,
-      () => this.#apply(ref, targets, signal),
+      () => this.#apply(ref, targets, signal, options),
     );
-    this.#options.port.onApplied?.(ref, applied);
+    // A dry run persisted nothing: the caches keep what the DGD really shows.
+    if (!options.dryRun) this.#options.port.onApplied?.(ref, applied);
     return applied;
   }
 
@@ -208,11 +218,16 @@ export class ScaleUseCase<
     );
   }
 
-  async #apply(ref: DgdRef, targets: readonly TargetReplica[], signal: AbortSignal): Promise<A> {
+  async #apply(
+    ref: DgdRef,
+    targets: readonly TargetReplica[],
+    signal: AbortSignal,
+    options: WriteOptions,
+  ): Promise<A> {
     return await this.#attempts(ref, signal, async (view, attempt) => {
       const planned = this.#options.port.resolve(view, targets);
       await this.#options.beforeWrite?.(ref, attempt);
-      return await this.#options.port.write(ref, view, planned, signal);
+      return await this.#options.port.write(ref, view, planned, signal, options);
     });
   }
 
@@ -258,11 +273,7 @@ export class ScaleUseCase<
         const policy = readPolicy(view.annotations, label);
         const before = port.replicas(view);
         if (policy.paused) {
-          throw new Paused(
-            `Scaling of DynamoGraphDeployment '${label}' is paused (annotation ${ANNOTATION.paused}: "true"); ` +
-              "nothing was changed",
-            before,
-          );
+          throw new Paused(pausedMessage(label), before);
         }
         if (me) {
           const verdict = judgeRequest(parseLastRequest(view.annotations[ANNOTATION.lastRequest]), me);

@@ -2,73 +2,14 @@
 import assert from "node:assert/strict";
 import { BudgetBreach, NotReady } from "../../src/errors.ts";
 import { createLogger } from "../../src/ops/log.ts";
-import { BudgetPlanner, type BudgetPort } from "../../src/service/budget_planner.ts";
-import { makeSnapshot, type ParticipantId, type Pool } from "../../src/service/budget/mod.ts";
-import { parseScaleRequest, type TargetReplica } from "../../src/service/contract.ts";
+import { BudgetPlanner } from "../../src/service/budget_planner.ts";
+import { type FakePort, fleet, request } from "../support/fake_budget_port.ts";
 
 // Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
 // listener, timer and stream a test here opens must be closed by the time it ends.
 Deno.test.sanitizer({ ops: true, resources: true });
 
 const logger = createLogger({ level: "error", sink: () => {} });
-
-/** A fleet in memory: applying a write changes it; hooks inject delays and failures. */
-class FakePort implements BudgetPort<string> {
-  pools = new Map<string, Pool>();
-  applied: string[] = [];
-  failFor = new Map<ParticipantId, Error>();
-  snapshots = 0;
-  /** Runs inside `apply` / `waitApplied` before they return: a test holds them there. */
-  beforeApply?: (participant: ParticipantId) => Promise<void>;
-  beforeWaitReturns?: (participant: ParticipantId) => Promise<void>;
-
-  add(participant: string, role: "prefill" | "decode", replicas: number, gpuPerReplica: number) {
-    this.pools.set(`${participant}/${role}`, { participant, role, replicas, gpuPerReplica });
-  }
-  snapshot() {
-    this.snapshots++;
-    return Promise.resolve(makeSnapshot([...this.pools.values()].map((p) => ({ ...p }))));
-  }
-  async apply(participant: ParticipantId, targets: readonly TargetReplica[]) {
-    await this.beforeApply?.(participant);
-    const failure = this.failFor.get(participant);
-    if (failure) throw failure;
-    for (const t of targets) {
-      const key = `${participant}/${t.sub_component_type}`;
-      this.pools.set(key, { ...this.pools.get(key)!, replicas: t.desired_replicas });
-    }
-    this.applied.push(
-      `${participant}:${targets.map((t) => `${t.sub_component_type}=${t.desired_replicas}`).join(",")}`,
-    );
-    const replicas: Record<string, number> = {};
-    for (const p of this.pools.values()) if (p.participant === participant) replicas[p.role] = p.replicas;
-    return { replicas, applied: participant };
-  }
-  async waitApplied(participant: ParticipantId) {
-    await this.beforeWaitReturns?.(participant);
-  }
-}
-
-const request = (dgd: string, targets: Record<string, number>, blocking = false) =>
-  parseScaleRequest({
-    caller_namespace: "c",
-    graph_deployment_name: dgd,
-    k8s_namespace: "ns",
-    blocking,
-    target_replicas: Object.entries(targets).map(([sub_component_type, desired_replicas]) => ({
-      sub_component_type,
-      desired_replicas,
-    })),
-  });
-
-function fleet(): FakePort {
-  const port = new FakePort();
-  port.add("ns/a", "prefill", 2, 2); // 4
-  port.add("ns/a", "decode", 2, 1); // 2
-  port.add("ns/b", "prefill", 1, 1); // 1
-  port.add("ns/b", "decode", 2, 2); // 4  → total 11
-  return port;
-}
 
 const planner = (port: FakePort, max = 12, min = -1) =>
   new BudgetPlanner({ port, bounds: { max, min }, intentTtlSeconds: 300, logger, clock: () => 1000 });

@@ -322,9 +322,30 @@ Deno.test("policy options are validated at start with clear errors", () => {
     /--managed-k8s-namespaces expects one or more non-empty/,
   );
   assert.match(refused(["--dry-run", "--no-operation"]), /--dry-run and --no-operation exclude each other/);
-  assert.equal(
-    refused(["--max-total-gpus", "8", "--dry-run", "--record-events"]),
-    "--dry-run, --record-events: not supported together with a GPU budget (--max-total-gpus/--min-total-gpus) yet",
+  // Every policy works with a GPU budget (the budget arbitrates the targets the policy allows).
+  assert.deepEqual(
+    config([
+      "--max-total-gpus",
+      "8",
+      "--min-total-gpus",
+      "2",
+      "--dry-run",
+      "--record-events",
+      "--reject-stale",
+    ])
+      .policy,
+    {
+      callerBinding: "off",
+      callerMap: {},
+      managedK8sNamespaces: null,
+      rejectStale: true,
+      dryRun: true,
+      recordEvents: true,
+    },
+  );
+  assert.match(
+    refused(["--max-total-gpus", "8", "--dry-run", "--no-operation"]),
+    /--dry-run and --no-operation exclude each other/,
   );
   assert.match(refused(["--config", '{"caller_binding": 1}']), /caller_binding must be a string/);
   assert.match(refused(["--config", '{"caller_map": {"a": "p/q"}}']), /caller_map values must be lists/);

@@ -51,7 +51,7 @@
  */
 import { bandBreach, type BudgetBounds, budgetBreachMessage, budgetEnabled } from "./band.ts";
 import type { IntentCache } from "./intents.ts";
-import { packPartners, partnerCandidates } from "./partners.ts";
+import { packPartners, type PartnerBounds, partnerCandidates } from "./partners.ts";
 import { type ParticipantId, type Pool, type PoolKey, poolKey, type Snapshot } from "./pool.ts";
 import { type ParticipantWrite, planWrites, type WriteTarget } from "./writes.ts";
 
@@ -71,6 +71,8 @@ export interface ArbitrationInput {
   readonly ttl: number;
   /** Current time, seconds (same clock as the intents' `last_seen_at`). */
   readonly now: number;
+  /** Partners' own policy (pause, min/max); absent = every partner may move to its intent. */
+  readonly partnerBounds?: PartnerBounds;
 }
 
 export type Decision =
@@ -115,6 +117,7 @@ export function arbitrate(input: ArbitrationInput): Decision {
     intents,
     now,
     ttl,
+    input.partnerBounds,
   );
   let tolerance = shape.changingTolerance;
   for (const candidate of candidates) tolerance = Math.max(tolerance, candidate.pool.gpuPerReplica);

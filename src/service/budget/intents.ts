@@ -38,6 +38,16 @@ export class IntentCache {
     return this.#entries.size;
   }
 
+  /**
+   * A copy to arbitrate a dry run on: it records the request's intents like a real decision,
+   * and is then thrown away, so a dry run never changes a later decision.
+   */
+  clone(): IntentCache {
+    const copy = new IntentCache();
+    for (const [key, intent] of this.#entries) copy.#entries.set(key, { ...intent });
+    return copy;
+  }
+
   /** Remembers (or replaces) the pool's latest desired count. */
   record(key: PoolKey, lastDesired: number, now: number): void {
     this.#entries.set(key, { lastDesired, lastSeenAt: now });

@@ -4,8 +4,11 @@ export { bandBreach, type BudgetBounds, budgetBreachMessage, budgetEnabled, inBa
 export { type Intent, IntentCache, isFresh } from "./intents.ts";
 export {
   type AcceptedPartner,
+  boundedDesired,
   packPartners,
   partialReplicas,
+  type PartnerBound,
+  type PartnerBounds,
   type PartnerCandidate,
   partnerCandidates,
 } from "./partners.ts";

@@ -8,10 +8,39 @@ import { type BudgetBounds, inBand } from "./band.ts";
 import type { IntentCache } from "./intents.ts";
 import type { ParticipantId, Pool, PoolKey, Snapshot } from "./pool.ts";
 
+/**
+ * What a partner's own policy allows the arbitration to do with one of its pools: `fixed` (its
+ * DGD is paused, or its policy cannot be read) means never moved; `min`/`max` bound the count
+ * it may be moved to. Absent = no bound (upstream's behaviour).
+ */
+export interface PartnerBound {
+  readonly fixed?: boolean;
+  readonly min?: number;
+  readonly max?: number;
+}
+
+/** The bound of a candidate pool; must be pure (same pool → same answer within one decision). */
+export type PartnerBounds = (pool: Pool) => PartnerBound | undefined;
+
+/**
+ * The count a partner may be moved to: its intent, shortened by its bounds (a move up stops at
+ * its max, a move down at its min), or `null` when the bounds leave no move toward the intent.
+ * Bounds only ever shorten a move: a partner is never moved past what it asked for, nor away
+ * from it.
+ */
+export function boundedDesired(pool: Pool, desired: number, bound: PartnerBound | undefined): number | null {
+  if (bound?.fixed) return null;
+  const current = pool.replicas;
+  let target = desired;
+  if (desired > current && bound?.max !== undefined) target = Math.min(desired, bound.max);
+  if (desired < current && bound?.min !== undefined) target = Math.max(desired, bound.min);
+  return Math.sign(target - current) === Math.sign(desired - current) && target !== current ? target : null;
+}
+
 /** A pool whose fresh, unsatisfied intent moves GPUs the opposite way to the request. */
 export interface PartnerCandidate {
   readonly pool: Pool;
-  /** The intent's `last_desired`. */
+  /** The intent's `last_desired`, clamped into the partner's own bounds. */
   readonly desired: number;
   /** `(desired − current) × gpu`, never 0, sign opposite to the request's net delta. */
   readonly gpuDelta: number;
@@ -51,7 +80,8 @@ export interface Packing {
  * outside the request, with gpu > 0 and a GPU delta of strictly opposite sign to `netDelta`.
  * Same-participant candidates are listed first (snapshot order within each group), then the
  * whole list is STABLY sorted by |delta| ascending, so the participant preference only breaks
- * ties (spec §10.3 / §13.17, kept literal).
+ * ties (kept literal). With `bounds`, a fixed pool is no candidate and an intent beyond the
+ * pool's min/max is taken as the bound (so a partial K lies within them too).
  */
 export function partnerCandidates(
   snapshot: Snapshot,
@@ -61,6 +91,7 @@ export function partnerCandidates(
   intents: IntentCache,
   now: number,
   ttlSeconds: number,
+  bounds?: PartnerBounds,
 ): PartnerCandidate[] {
   if (netDelta === 0) return [];
   const sameParticipant: PartnerCandidate[] = [];
@@ -69,9 +100,11 @@ export function partnerCandidates(
     if (pool.gpuPerReplica <= 0 || requestKeys.has(key)) continue;
     const intent = intents.fresh(key, now, ttlSeconds);
     if (intent === undefined || intent.lastDesired === pool.replicas) continue;
-    const gpuDelta = (intent.lastDesired - pool.replicas) * pool.gpuPerReplica;
+    const desired = bounds ? boundedDesired(pool, intent.lastDesired, bounds(pool)) : intent.lastDesired;
+    if (desired === null) continue;
+    const gpuDelta = (desired - pool.replicas) * pool.gpuPerReplica;
     if (Math.sign(gpuDelta) !== -Math.sign(netDelta)) continue;
-    const candidate = { pool, desired: intent.lastDesired, gpuDelta };
+    const candidate = { pool, desired, gpuDelta };
     (pool.participant === participant ? sameParticipant : otherParticipants).push(candidate);
   }
   // Array.prototype.sort is stable (ES2019).
