@@ -1,5 +1,5 @@
 /**
- * Budget arbitration (spec §10.3/§10.4). Every expected number is worked out by hand in the
+ * Budget arbitration. Every expected number is worked out by hand in the
  * comment above its assertion. Fleet used by most tests (gpu = GPUs per replica):
  *
  *   ns/a prefill 2 × 2 = 4,  ns/a decode 2 × 2 = 4,  ns/b decode 2 × 4 = 8   → total 16

@@ -1,4 +1,4 @@
-/** Partner candidates and partial K (spec §10.3), with hand-computed numbers. */
+/** Partner candidates and partial K, with hand-computed numbers. */
 import assert from "node:assert/strict";
 import {
   IntentCache,

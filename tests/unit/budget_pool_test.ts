@@ -1,4 +1,4 @@
-/** Pools, keys and snapshot totals (spec §9). */
+/** Pools, keys and snapshot totals. */
 import assert from "node:assert/strict";
 import { makeSnapshot, participantId, poolKey, totalGpus } from "../../src/service/budget/mod.ts";
 

@@ -1,7 +1,7 @@
 /**
- * Budget arbitration (spec §10.3), as a pure decision: no I/O, the clock is a parameter. The
+ * Budget arbitration, as a pure decision: no I/O, the clock is a parameter. The
  * caller holds whatever lock serialises requests, builds the snapshot, calls `arbitrate`, then
- * applies `writes` in order (spec §10.4).
+ * applies `writes` in order.
  *
  * The one side effect is on the intent cache passed in: the request's intents are recorded
  * before deciding (so a rejected request still leaves them behind, as the spec requires) and
@@ -18,7 +18,7 @@
  * 3. Targets whose pool is not in the snapshot are skipped for intents, deltas and tolerance
  *    but stay in the request's own write (the connector reports an unknown role). The
  *    snapshot must contain only pools with KNOWN GPU counts: failing closed when a count
- *    cannot be determined (spec §9) is the caller's job, before calling.
+ *    cannot be determined is the caller's job, before calling.
  * 4. Pools with 0 GPUs per replica: ignored by totals and deltas, never partners, and their
  *    moves do not make a request `internally_paired` (a free pool moving up does not pair
  *    with a GPU pool moving down, so it earns no floor tolerance). Their intents are recorded.
@@ -46,7 +46,7 @@
  *    standalone total is out of band is rejected even when it moves toward the band (e.g. a
  *    scale-down while the fleet is over a lowered ceiling) unless partners fix it; a request
  *    with no known pool (net delta 0) is judged on the current fleet total. Bounds are
- *    validated by configuration (spec §13.11), so `min > max` is not handled here beyond the
+ *    validated by configuration, so `min > max` is not handled here beyond the
  *    ceiling being checked first.
  */
 import { bandBreach, type BudgetBounds, budgetBreachMessage, budgetEnabled } from "./band.ts";

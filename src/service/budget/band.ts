@@ -1,5 +1,5 @@
 /**
- * The budget band (spec §10.3 `in_band`): a hard ceiling and a floor that tolerance may lower.
+ * The budget band: a hard ceiling and a floor that tolerance may lower.
  * The ceiling is never relaxed.
  */
 
@@ -9,7 +9,7 @@ export interface BudgetBounds {
   readonly min: number;
 }
 
-/** Arbitration is active when either bound is on (spec §10). */
+/** Arbitration is active when either bound is on. */
 export function budgetEnabled(bounds: BudgetBounds): boolean {
   return bounds.max >= 0 || bounds.min >= 0;
 }
@@ -32,7 +32,7 @@ export function bandBreach(total: number, tolerance: number, bounds: BudgetBound
   return null;
 }
 
-/** The `rejected` message (spec §10.3, decision 3). */
+/** The `rejected` message. */
 export function budgetBreachMessage(reason: string): string {
   return `GPU budget breach: ${reason}; no feasible pair packing`;
 }

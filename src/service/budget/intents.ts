@@ -1,5 +1,5 @@
 /**
- * The intent cache (spec §10.3): the last replica count each pool's planner asked for, and
+ * The intent cache: the last replica count each pool's planner asked for, and
  * when. Arbitration pairs a request with other pools' fresh, unsatisfied intents.
  *
  * In memory; with leader election the leader keeps the fresh ones on its Lease (`exportFresh`,

@@ -1,4 +1,4 @@
-/** GPU budget arbitration: pure core (spec §9, §10). */
+/** GPU budget arbitration: pure core. */
 export { arbitrate, type ArbitrationInput, type ArbitrationRequest, type Decision } from "./arbitrate.ts";
 export { bandBreach, type BudgetBounds, budgetBreachMessage, budgetEnabled, inBand } from "./band.ts";
 export { type Intent, IntentCache, isFresh } from "./intents.ts";

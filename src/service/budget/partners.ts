@@ -1,5 +1,5 @@
 /**
- * Partner selection (spec §10.3): which other pools' cached intents can be applied together
+ * Partner selection: which other pools' cached intents can be applied together
  * with a request so that the fleet total lands in band, and by how much (full or partial K).
  *
  * Everything here is O(n) over the snapshot plus O(k log k) for the k candidates.
@@ -152,7 +152,7 @@ export function packPartners(input: PackingInput): Packing {
 }
 
 /**
- * Partial K (spec §10.3) for a candidate against `baseline` (the total with the candidate at
+ * Partial K for a candidate against `baseline` (the total with the candidate at
  * its current count). Returns `null` when no K strictly between current and target (or the
  * target itself when the relevant bound is off) exists.
  */

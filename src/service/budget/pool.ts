@@ -1,9 +1,9 @@
 /**
- * GPU accounting for budget arbitration (spec §9): pools, their keys and an immutable snapshot
+ * GPU accounting for budget arbitration: pools, their keys and an immutable snapshot
  * of every known pool with the fleet total computed once.
  *
  * A snapshot holds only pools whose GPU count is KNOWN. Resolving `gpu_per_replica` (and
- * failing closed when it cannot be determined, spec §9) is the caller's job and happens before
+ * failing closed when it cannot be determined) is the caller's job and happens before
  * arbitration; this module never guesses a count.
  */
 import type { SubComponentType } from "../contract.ts";

@@ -1,5 +1,5 @@
 /**
- * The write plan of an approved decision (spec §10.4): one write per participant, ordered so
+ * The write plan of an approved decision: one write per participant, ordered so
  * GPUs are freed before they are claimed.
  */
 import type { AcceptedPartner } from "./partners.ts";
