@@ -83,6 +83,8 @@ function readyStatus(dgd: Json): Json {
 class Operator {
   /** DGD name → epoch ms at which Ready for the latest generation was acknowledged. */
   readyAt = new Map<string, number>();
+  /** DGD name → epoch ms at which the list first showed the new generation. */
+  seenAt = new Map<string, number>();
   #pending = new Set<string>();
   #stop = false;
   #loop: Promise<void>;
@@ -100,6 +102,7 @@ class Operator {
         const observed = (dgd.status as Json | undefined)?.observedGeneration;
         if (observed === meta.generation || this.#pending.has(name)) continue;
         this.#pending.add(name);
+        this.seenAt.set(name, epochMs());
         setTimeout(async () => {
           const r = await this.cluster.request(
             "PATCH",
@@ -129,6 +132,8 @@ interface Answer {
   dgd: string;
   ms: number;
   afterReadyMs: number;
+  /** From the caller sending the request to the operator's list showing the written generation. */
+  sentToSeenMs?: number;
   status: string;
 }
 
@@ -210,6 +215,7 @@ async function main(): Promise<void> {
       for (const n of names) decode.set(n, decode.get(n) === 2 ? 3 : 2);
       const batch = names.map((dgd) => ({ dgd, prefill: 1, decode: decode.get(dgd) }));
       operator!.readyAt.clear();
+      operator!.seenAt.clear();
       await writer.write(new TextEncoder().encode(JSON.stringify({ batch, blocking: true }) + "\n"));
       const answers: (Answer & { at: number })[] = [];
       for (let i = 0; i < names.length; i++) {
@@ -226,7 +232,10 @@ async function main(): Promise<void> {
       await lines.next("batch_done", 10_000);
       // The acknowledgement of a Ready write may reach this process after the answer line did.
       await operator!.settle();
-      for (const a of answers) a.afterReadyMs = a.at - (operator!.readyAt.get(a.dgd) ?? NaN);
+      for (const a of answers) {
+        a.afterReadyMs = a.at - (operator!.readyAt.get(a.dgd) ?? NaN);
+        a.sentToSeenMs = (operator!.seenAt.get(a.dgd) ?? NaN) - (a.at - a.ms);
+      }
       return answers;
     };
     await round([dgdName(0)]); // warm-up: the namespace's cache and the connection
@@ -269,6 +278,9 @@ async function main(): Promise<void> {
       `| single blocking scale end to end, p50 / slowest (ms) | ${fmt(pct(single.map((a) => a.ms), 50))} / ${
         fmt(slowestSingle)
       } |\n` +
+      `| request sent → the operator's list shows the write, p50 single / p50 ${DGDS} at once (ms) | ${
+        fmt(pct(single.map((a) => a.sentToSeenMs!), 50))
+      } / ${fmt(pct(batches.flat().map((a) => a.sentToSeenMs!), 50))} |\n` +
       `| ${DGDS} at once: slowest of the ${DGDS}, median over rounds (ms) | ${fmt(pct(batchWall, 50))} |\n` +
       `| ${DGDS} at once / slowest single | ${fmt(pct(batchWall, 50) / slowestSingle)}× |\n` +
       `| answered \`success\` | ${ok} of ${all.length} |\n` +
