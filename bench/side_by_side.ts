@@ -16,6 +16,7 @@
  *                                           and the caller on DYN_REQUEST_PLANE=nats), run after the
  *                                           Kubernetes phase, with the same --smoke/--json
  *   --plane tcp|nats                        the request plane of this run (default tcp)
+ *   (with the Kubernetes phase, bench/phases/blocking.ts runs after it: blocking scales, own cluster)
  *
  * No assertion on timings: the run fails only if a process cannot be started or a target does
  * not answer at all. Failed/lost responses are counted and printed.
@@ -483,6 +484,25 @@ if (!flags["no-kube"] && PLANE === "tcp") {
   }).output();
   if (!kube.success) {
     console.error(`bench: the Kubernetes phase failed (exit ${kube.code})`);
+    Deno.exit(1);
+  }
+}
+
+// The blocking rows (bench/phases/blocking.ts: its own cluster, ours only for now).
+if (!flags["no-kube"] && PLANE === "tcp") {
+  console.error("bench: blocking phase (bench/phases/blocking.ts) ...");
+  const args = ["run", "-P=test", "--quiet", `${ROOT}/bench/phases/blocking.ts`];
+  if (SMOKE) args.push("--smoke");
+  if (flags.json) args.push("--json", flags.json.replace(/(\.json)?$/, ".blocking.json"));
+  const run = await new Deno.Command(Deno.execPath(), {
+    args,
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!run.success) {
+    console.error(`bench: the blocking phase failed (exit ${run.code})`);
     Deno.exit(1);
   }
 }

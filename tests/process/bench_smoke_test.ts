@@ -32,6 +32,7 @@ Deno.test({
       assert.match(stdout, /\| metric \| ours \| Python GP \| echo limit \|/);
       assert.match(stdout, /## Kubernetes: non-blocking scale that writes one DGD/);
       assert.match(stdout, /## Kubernetes discovery: found through the API server/);
+      assert.match(stdout, /## Kubernetes: blocking scale/);
       assert.match(stdout, /## NATS request plane: Global Planner side-by-side benchmark/);
       const { results } = JSON.parse(await Deno.readTextFile(`${dir}/result.json`));
       for (const target of ["ours", "peer", "echo"]) {
@@ -53,6 +54,11 @@ Deno.test({
         for (const phase of phases) {
           assert.deepEqual([phase.ok, phase.failed, phase.lost], [phase.n, 0, 0], `nats ${target}`);
         }
+      }
+      // Blocking phase: every blocking request answered success.
+      const blocking = JSON.parse(await Deno.readTextFile(`${dir}/result.blocking.json`));
+      for (const a of [...blocking.single, ...blocking.batches.flat()] as { status: string }[]) {
+        assert.equal(a.status, "success", JSON.stringify(a));
       }
       // Kubernetes discovery: every target, ours included, is found through the API server and
       // answers every request.

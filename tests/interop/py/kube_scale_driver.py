@@ -6,6 +6,9 @@ Usage:
                        [--startup-timeout S] [--request-timeout S]
 
 One request per stdin line. Each line is JSON: {"prefill": P, "decode": D} (an empty line or EOF ends).
+A line {"batch": [{"dgd": NAME, "prefill": P, "decode": D}, ...], "blocking": true} sends all of them at
+once (one task each) and prints one {"result": {..., "dgd": NAME, "answer_epoch_ms": ..}} per request as
+it is answered, then {"batch_done": true} (bench/phases/blocking.ts).
 Each request is a ScaleRequest built with upstream's pydantic model (dynamo.planner.connectors.protocol),
 blocking=False, sent as `model_dump_json()` -- exactly what RemotePlannerClient sends.
 
@@ -47,22 +50,18 @@ async def run(args):
             out({"exception": "TimeoutError", "message": f"no instance of {args.endpoint}"})
             return 2
         out({"ready": True})
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line.strip():
-                break
-            want = json.loads(line)
+        async def one(want, blocking, dgd):
             targets = [
                 TargetReplica(sub_component_type=role, desired_replicas=int(want[role]))
                 for role in ("prefill", "decode")
                 if role in want
             ]
             request = ScaleRequest(
-                caller_namespace=args.caller,
-                graph_deployment_name=args.dgd,
+                caller_namespace=want.get("caller", args.caller),
+                graph_deployment_name=dgd,
                 k8s_namespace=args.k8s_namespace,
                 target_replicas=targets,
-                blocking=False,
+                blocking=blocking,
                 timestamp=time.time(),
             ).model_dump_json()
 
@@ -81,11 +80,24 @@ async def run(args):
                 if not isinstance(first, dict):
                     first = {"status": None, "message": repr(first)}
                 out({"result": {"ms": round(ms, 3), "status": first.get("status"),
-                                "message": first.get("message"),
+                                "message": first.get("message"), "dgd": dgd,
+                                "answer_epoch_ms": time.time() * 1000.0,
                                 "current_replicas": first.get("current_replicas")}})
             except Exception as e:
                 ms = (time.perf_counter() - t) * 1000.0
-                out({"result": {"ms": round(ms, 3), "error": f"{type(e).__name__}: {e}"}})
+                out({"result": {"ms": round(ms, 3), "dgd": dgd, "error": f"{type(e).__name__}: {e}"}})
+
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line.strip():
+                break
+            want = json.loads(line)
+            if "batch" in want:
+                blocking = bool(want.get("blocking", False))
+                await asyncio.gather(*(one(w, blocking, w["dgd"]) for w in want["batch"]))
+                out({"batch_done": True})
+                continue
+            await one(want, False, args.dgd)
         out({"done": True})
         return 0
     finally:
