@@ -7,7 +7,8 @@
  * leader. Asserted: no request lost, none hanging, every caller error a retriable
  * `Unavailable`, every answered scaling applied exactly once (each DGD's generation grew by the
  * number of answers) and in order; with Kubernetes discovery only the leader's CR lists endpoints,
- * a standby publishes none. Timings are printed (docs/reliability.md), not asserted.
+ * a standby publishes none. A third test checks that a fresh leader lists its DGD cache again
+ * before it registers. Timings are printed (docs/reliability.md), not asserted.
  */
 import assert from "node:assert/strict";
 import { createDgd, readDgd, replicasOf, v1alpha1Dgd } from "../support/dgd_fixtures.ts";
@@ -257,3 +258,66 @@ async function failover(backend: Backend): Promise<void> {
     }
   }
 }
+
+Deno.test({
+  name: "a fresh leader lists its DGD cache again before it registers (at start and at a takeover)",
+  async fn() {
+    const cluster = await startKubeCluster({ extraCrdFiles: [upstreamDwmCrd()] });
+    const dir = await Deno.makeTempDir({ dir: cluster.dir, prefix: "sa-" });
+    const running: ServiceProcess[] = [];
+    try {
+      await cluster.createNamespace(POOL);
+      await createDgd(cluster, v1alpha1Dgd("pool-0", POOL, { Pre: { role: "prefill", replicas: 1 } }));
+      await cluster.writeServiceAccountDir(dir, POOL, cluster.adminToken);
+      const start = async (pod: string) => {
+        const service = await startService({
+          // A GPU budget gives the replica its DGD cache.
+          args: [
+            "--leader-elect",
+            ...ELECTION,
+            ...RETRY,
+            "--service-account-dir",
+            dir,
+            "--max-total-gpus",
+            "64",
+          ],
+          env: {
+            DYN_NAMESPACE: GP_NS,
+            POD_NAMESPACE: POOL,
+            POD_NAME: pod,
+            POD_UID: `uid-${pod}`,
+            ...cluster.inClusterEnv(),
+            DYN_DISCOVERY_BACKEND: "kubernetes",
+            DYN_SYSTEM_PORT: "0",
+            DYN_SYSTEM_HOST: "127.0.0.1",
+            DYN_LOG: "info",
+          },
+        });
+        running.push(service);
+        return service;
+      };
+      /** After `became leader`: the list, then the CR published (registration), then `serving as leader`. */
+      const listedBeforeRegistering = async (s: ServiceProcess) => {
+        await s.waitForLog((l) => l.message === "serving as leader", 30_000);
+        const messages = s.logs.map((l) => String(l.message));
+        const became = messages.lastIndexOf("became leader");
+        const listed = messages.indexOf("DGD cache listed", became);
+        const published = messages.indexOf("DynamoWorkerMetadata published", became);
+        const serving = messages.lastIndexOf("serving as leader");
+        assert.ok(
+          became >= 0 && became < listed && listed < published && published < serving,
+          JSON.stringify(messages),
+        );
+      };
+      const a = await start("gp-a");
+      await listedBeforeRegistering(a);
+      const b = await start("gp-b");
+      assert.equal(b.logs.some((l) => l.message === "DynamoWorkerMetadata published"), false);
+      assert.equal(await a.stop("SIGTERM"), 0);
+      await listedBeforeRegistering(b);
+    } finally {
+      for (const s of running) await s.stop("SIGKILL");
+      await cluster.stop();
+    }
+  },
+});
