@@ -43,6 +43,9 @@ function collection(doc: Manifest): string {
   switch (doc.kind) {
     case "ClusterRoleBinding":
       return "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
+    case "Role":
+    case "RoleBinding":
+      return `/apis/rbac.authorization.k8s.io/v1/namespaces/${doc.metadata.namespace}/${doc.kind.toLowerCase()}s`;
     case "DynamoGraphDeployment":
       return `/apis/${doc.apiVersion}/namespaces/${doc.metadata.namespace}/dynamographdeployments`;
     default:
@@ -138,7 +141,9 @@ function assertGlobalPlannerContainer(dgd: Manifest, main: Manifest): void {
   // The operator's default command is `/bin/sh -c`; the distroless image has no shell.
   assert.deepEqual(main.command, ["/global-planner"]);
   assert.equal(main.args[0], "--managed-namespaces");
-  const managed = main.args.slice(1);
+  // Leader election on: two replicas, one of them leading.
+  assert.equal(main.args.at(-1), "--leader-elect");
+  const managed = main.args.slice(1, -1);
   assert.ok(managed.length > 0);
   // Dynamo namespaces of DGDs are <k8s namespace>-<DGD name>; the callers live beside this DGD.
   for (const ns of managed) assert.ok(ns.startsWith(`${dgd.metadata.namespace}-`), ns);
@@ -164,6 +169,20 @@ async function assertBinding(docs: Manifest[], dgd: Manifest): Promise<void> {
   assert.deepEqual(binding.subjects, [
     { kind: "ServiceAccount", name: "planner-serviceaccount", namespace: dgd.metadata.namespace },
   ]);
+  // The Lease's RBAC in the pod's namespace: get, create, update on leases only.
+  const role = byKind(docs, "Role");
+  assert.equal(role.metadata.namespace, dgd.metadata.namespace);
+  assert.deepEqual(role.rules, [
+    { apiGroups: ["coordination.k8s.io"], resources: ["leases"], verbs: ["get", "create", "update"] },
+  ]);
+  const roleBinding = byKind(docs, "RoleBinding");
+  assert.equal(roleBinding.metadata.namespace, dgd.metadata.namespace);
+  assert.deepEqual(roleBinding.roleRef, {
+    apiGroup: "rbac.authorization.k8s.io",
+    kind: "Role",
+    name: role.metadata.name,
+  });
+  assert.deepEqual(roleBinding.subjects, binding.subjects);
 }
 
 Deno.test({
@@ -186,7 +205,7 @@ Deno.test({
         const [c] = dgd.spec.components;
         assert.equal(c.name, "GlobalPlanner");
         assert.equal(c.type, "planner");
-        assert.equal(c.replicas, 1);
+        assert.equal(c.replicas, 2);
         const [main] = c.podTemplate.spec.containers;
         assert.equal(main.name, "main");
         assertGlobalPlannerContainer(dgd, main);
@@ -258,7 +277,7 @@ Deno.test({
         assert.deepEqual(Object.keys(dgd.spec.services), ["GlobalPlanner"]);
         const service = dgd.spec.services.GlobalPlanner;
         assert.equal(service.componentType, "planner");
-        assert.equal(service.replicas, 1);
+        assert.equal(service.replicas, 2);
         assertGlobalPlannerContainer(dgd, v1alpha1PodSpec(service).containers[0]);
         await assertBinding(docs, dgd);
       });
@@ -331,6 +350,8 @@ async function scalesForUpstreamPlanner(
   }
   await applyManifest(cluster, rbac);
   await applyManifest(cluster, [byKind(docs, "ClusterRoleBinding")]);
+  // The example's Lease Role: --leader-elect needs it.
+  await applyManifest(cluster, [byKind(docs, "Role"), byKind(docs, "RoleBinding")]);
   const discoveryRole = rbac.find((d) =>
     d.kind === "Role" && /dynamoworkermetadatas/.test(JSON.stringify(d))
   );
@@ -366,6 +387,8 @@ async function scalesForUpstreamPlanner(
   });
   try {
     const status = await ours.waitForLog((l) => l.message === "system status server listening");
+    // The one replica here takes the Lease (POD_NAMESPACE and POD_NAME from the operator's env).
+    await ours.waitForLog((l) => l.message === "serving as leader", 30_000);
     const probe = await fetch(`http://127.0.0.1:${status.port}${main.readinessProbe.httpGet.path}`);
     assert.equal(probe.status, 200, await probe.text());
     await putSlice(cluster, ns, "gp-ctrl-globalplanner", [{

@@ -176,7 +176,7 @@ Deno.test("a leader that cannot renew stops leading exactly at its last renewal 
   await a.e.stop();
 });
 
-Deno.test("a standby takes an unrenewed Lease only once it has been unchanged for the lease duration", async () => {
+Deno.test("a standby takes an unrenewed Lease exactly when it expires (observed + duration), not 1 ms before", async () => {
   const clock = new FakeClock();
   const store = new LeaseStore();
   const a = elector(store, clock, "a");
@@ -184,20 +184,21 @@ Deno.test("a standby takes an unrenewed Lease only once it has been unchanged fo
   await clock.settle();
   a.api.down = true; // a's renewals stop here; its lease was written at t0
   const t0 = clock.t;
-  // b first sees the lease 1 s later, with retries every exactly 2 s (random 0).
+  // b first sees the lease 1 s later; the worst jitter would put its next retry 4.4 s away.
   await clock.advance(1_000);
-  const b = elector(store, clock, "b");
+  const b = elector(store, clock, "b", () => 1);
   b.e.start();
   const seenAt = clock.t;
   await clock.advance(seenAt + 15_000 - 1 - clock.t);
   assert.equal(b.e.leading, false, "lease still valid 1 ms before observed + duration");
   assert.equal(a.e.leading, false, "the old leader stopped before the lease could be taken");
-  // The next attempt at or after observed + 15 s wins.
-  await clock.advance(2_000);
-  assert.equal(b.e.leading, true);
+  assert.equal(store.writes.filter((w) => w.by === "b").length, 0);
+  await clock.advance(1);
+  assert.equal(b.e.leading, true, "taken at observed + duration");
   assert.equal(store.lease?.record.holderIdentity, "b");
   assert.equal(store.lease?.record.leaseTransitions, 1);
-  assert.ok(store.lease!.record.acquireTime! >= t0 + 16_000);
+  assert.equal(store.lease!.record.acquireTime, seenAt + 15_000);
+  assert.ok(store.lease!.record.acquireTime! >= t0 + 15_000);
   // The old leader's last write came before the new one's first write.
   const firstOfB = store.writes.findIndex((w) => w.by === "b");
   assert.ok(store.writes.slice(firstOfB).every((w) => w.by === "b"));
@@ -205,29 +206,50 @@ Deno.test("a standby takes an unrenewed Lease only once it has been unchanged fo
   await b.e.stop();
 });
 
-Deno.test("graceful stop releases the Lease (holder cleared, duration kept); a standby takes it on its next retry", async () => {
+Deno.test("a standby that saw renewals times the expiry from the last change it observed", async () => {
   const clock = new FakeClock();
   const store = new LeaseStore();
   const a = elector(store, clock, "a");
   a.e.start();
   await clock.settle();
-  const b = elector(store, clock, "b");
+  const b = elector(store, clock, "b", () => 1);
   b.e.start();
-  await clock.advance(5_000);
+  await clock.advance(5_500); // renewals at +2 s and +4 s, b polls every 1 s
+  a.api.down = true;
+  const lastRenewal = clock.t - 1_500;
+  // b polls at whole seconds after its start: it saw the +4 s renewal at +4 s exactly.
+  await clock.advance(lastRenewal + 15_000 - 1 - clock.t);
+  assert.equal(b.e.leading, false);
+  await clock.advance(1);
+  assert.equal(b.e.leading, true);
+  await a.e.stop(10);
+  await b.e.stop();
+});
+
+Deno.test("graceful stop releases the Lease (holder cleared, duration kept); a standby takes it within half a retry period", async () => {
+  const clock = new FakeClock();
+  const store = new LeaseStore();
+  const a = elector(store, clock, "a");
+  a.e.start();
+  await clock.settle();
+  const b = elector(store, clock, "b", () => 1);
+  b.e.start();
+  await clock.advance(5_300);
   await a.e.stop();
   assert.equal(a.e.leading, false);
   assert.equal(store.lease?.record.holderIdentity, "");
   assert.equal(store.lease?.record.leaseDurationSeconds, 15);
-  const releasedAt = clock.t;
-  await clock.advance(2_000);
+  // b polls at +6 s: 700 ms after the release, whatever the jitter would have said.
+  await clock.advance(699);
+  assert.equal(b.e.leading, false);
+  await clock.advance(1);
   assert.equal(b.e.leading, true);
-  assert.ok(clock.t - releasedAt <= 2_000);
   assert.equal(store.lease?.record.leaseTransitions, 1);
   assert.deepEqual(a.events, ["started", "stopped: stopping"]);
   await b.e.stop();
 });
 
-Deno.test("candidates retry after retry × (1 + 1.2 × random), as client-go's jitter", async () => {
+Deno.test("a standby polls a held Lease every retry / 2 without jitter; a failed attempt waits retry × (1 + 1.2 × random), as client-go", async () => {
   const clock = new FakeClock();
   const store = new LeaseStore();
   const a = elector(store, clock, "a");
@@ -240,10 +262,17 @@ Deno.test("candidates retry after retry × (1 + 1.2 × random), as client-go's j
   b.e.start();
   await clock.settle();
   assert.equal(gets, 1);
-  await clock.advance(2_000 * 1.6 - 1);
+  await clock.advance(999);
   assert.equal(gets, 1);
   await clock.advance(1);
-  assert.equal(gets, 2);
+  assert.equal(gets, 2, "held: polled after exactly retry / 2");
+  b.api.get = () => (gets++, Promise.reject(new Error("unreachable")));
+  await clock.advance(1_000);
+  assert.equal(gets, 3, "the failing attempt");
+  await clock.advance(2_000 * 1.6 - 1);
+  assert.equal(gets, 3);
+  await clock.advance(1);
+  assert.equal(gets, 4, "failed: retried after retry × 1.6 (random 0.5)");
   await a.e.stop();
   await b.e.stop();
 });

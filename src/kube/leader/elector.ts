@@ -11,7 +11,15 @@
  * `leading` and the write fence turn false then even if a renewal request is still hanging.
  * Since renew deadline < lease duration, this replica stops writing before any other can take
  * the Lease. Graceful stop releases it (holder cleared, `leaseDurationSeconds` kept, as
- * client-go's ReleaseOnCancel), so a standby takes over within one retry period.
+ * client-go's ReleaseOnCancel), so a standby takes over within half a retry period (below).
+ *
+ * Deliberately unlike client-go, a standby does not retry a Lease held by someone else every
+ * jittered retry period (retry × up to 2.2): it polls it every half retry period, without
+ * jitter, and tries once more exactly when the Lease it observed would expire (observed time +
+ * lease duration, its own clock). A released Lease is noticed within half a retry period and an
+ * unrenewed one is taken at its expiry, not up to one jittered period later. Failed attempts
+ * (API unreachable, conflict) keep client-go's jitter; the leader's renewals are client-go's.
+ * RBAC stays `get`/`create`/`update`: a watch would need more.
  *
  * Clock, sleep and randomness are injected, so the state machine is tested without waiting.
  */
@@ -26,8 +34,11 @@ export interface LeaderElectionTiming {
   retryPeriodMs: number;
 }
 
-/** client-go's `JitterFactor`: a candidate waits retry × (1 + 1.2 × random). */
+/** client-go's `JitterFactor`: after a failed attempt a candidate waits retry × (1 + 1.2 × random). */
 export const JITTER_FACTOR = 1.2;
+
+/** A standby reads a Lease held by someone else every retry period × this (no jitter). */
+export const STANDBY_POLL_FACTOR = 0.5;
 
 export interface ElectorClock {
   now(): number;
@@ -149,10 +160,12 @@ export class LeaderElector {
     while (!stop.aborted) {
       const attempt = this.#clock.now();
       let acquired = false;
+      let failed = false;
       try {
         acquired = await this.#tryAcquireOrRenew(attempt, stop);
       } catch (error) {
         if (stop.aborted) return;
+        failed = true;
         this.#logger.debug("cannot acquire the leader lease yet", { error: errorText(error) });
       }
       if (acquired) {
@@ -160,9 +173,20 @@ export class LeaderElector {
         await this.#renewLoop();
         continue;
       }
-      const wait = this.#options.retryPeriodMs * (1 + JITTER_FACTOR * this.#random());
-      await this.#clock.sleep(wait, stop);
+      await this.#clock.sleep(this.#standbyWait(failed), stop);
     }
+  }
+
+  /**
+   * After a failed attempt, client-go's jittered retry; while someone else holds the Lease, the
+   * next poll or the moment the observed Lease expires, whichever comes first.
+   */
+  #standbyWait(failed: boolean): number {
+    const retry = this.#options.retryPeriodMs;
+    const observed = this.#observed;
+    if (failed || !observed) return retry * (1 + JITTER_FACTOR * this.#random());
+    const expiresAt = this.#observedAt + observed.record.leaseDurationSeconds * 1000;
+    return Math.max(0, Math.min(retry * STANDBY_POLL_FACTOR, expiresAt - this.#clock.now()));
   }
 
   /** Renews every retry period until a renewal misses the deadline or `stop`. */
