@@ -40,6 +40,28 @@ export class KubeWorkerMetadataApi implements WorkerMetadataApi {
     });
   }
 
+  async clearEndpoints(namespace: string, name: string, signal?: AbortSignal): Promise<boolean> {
+    try {
+      await this.#client.json({
+        method: "PATCH",
+        verb: "patch",
+        group: GROUP,
+        resource: DWM,
+        namespace,
+        name,
+        path: `/apis/${GROUP}/v1alpha1/namespaces/${enc(namespace)}/${DWM}/${enc(name)}`,
+        // A JSON patch, unlike an apply, fails with 404 instead of creating the object.
+        contentType: "application/json-patch+json",
+        body: [{ op: "replace", path: "/spec/data/endpoints", value: {} }],
+        signal,
+      });
+      return true;
+    } catch (error) {
+      if ((error as { detail?: { status?: number } })?.detail?.status === 404) return false;
+      throw error;
+    }
+  }
+
   async *watch(
     namespace: string,
     name: string,

@@ -173,6 +173,10 @@ export async function startEndpointHost(options: HostOptions): Promise<EndpointH
       await plane.close();
       throw error;
     }
+  } else if (options.runtime.discovery === "kubernetes" && options.runtime.kube && options.workerMetadata) {
+    // Never fails the start: a warning names what could not be withdrawn.
+    await new KubernetesDiscovery({ identity: options.runtime.kube, api: options.workerMetadata, logger })
+      .withdrawPredecessor();
   }
 
   return {

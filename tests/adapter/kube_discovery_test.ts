@@ -13,6 +13,7 @@ import { createLogger } from "../../src/ops/log.ts";
 import type { EndpointRecord } from "../../src/runtime/discovery/discovery.ts";
 import { kubeInstanceId } from "../../src/runtime/discovery/instance_id.ts";
 import { KubernetesDiscovery } from "../../src/runtime/discovery/kubernetes.ts";
+import { workerMetadataObject } from "../../src/runtime/discovery/worker_metadata.ts";
 import type { KubeIdentity } from "../../src/config/env.ts";
 import { DiscoveryError } from "../../src/errors.ts";
 import { type KubeCluster, startKubeCluster, upstreamDwmCrd } from "../support/kube_cluster.ts";
@@ -261,6 +262,36 @@ Deno.test({
         assert.equal(discovery.healthy, false);
         assert.equal((await getDwm(cluster, NS, "heal-0")).spec.data.endpoints, null);
       });
+
+      await t.step(
+        "a standby empties what a crashed process of its pod left, and creates no CR",
+        async () => {
+          const { logger, next } = captureLogger();
+          const api = new KubeWorkerMetadataApi(await openClient());
+          // What the crashed process left: its endpoints, published by the same pod's CR name.
+          const left = await api.apply(workerMetadataObject(identity("crash-0", "uid-crash"), records(7n)));
+          assert.ok(Object.keys(left.spec?.data?.endpoints ?? {}).length > 0);
+          const withdrawn = next("endpoints left by a previous process of this pod withdrawn", 0);
+          await new KubernetesDiscovery({ identity: identity("crash-0", "uid-crash"), api, logger })
+            .withdrawPredecessor();
+          await withdrawn;
+          assert.deepEqual(
+            (await getDwm(cluster, NS, "crash-0")).spec.data.endpoints,
+            {},
+            "no endpoint left",
+          );
+          assert.equal(
+            (await getDwm(cluster, NS, "crash-0")).metadata.ownerReferences[0].uid,
+            "uid-crash",
+            "the CR stays, owned by its pod",
+          );
+
+          await new KubernetesDiscovery({ identity: identity("fresh-0", "uid-fresh"), api, logger })
+            .withdrawPredecessor();
+          const absent = await cluster.request("GET", DWM_PATH(NS, "fresh-0"));
+          assert.equal(absent.status, 404, "a pod without a CR still has none");
+        },
+      );
 
       await t.step("API server down at start: retried with backoff until it answers", async () => {
         const port = freePort();

@@ -169,6 +169,16 @@ class ScriptedApi implements WorkerMetadataApi {
     );
   }
 
+  cleared: string[] = [];
+  /** Names that have a CR to empty; `clearEndpoints` answers whether the name is here. */
+  existing = new Set<string>();
+  clearFailure?: number;
+  clearEndpoints(_ns: string, name: string): Promise<boolean> {
+    this.cleared.push(name);
+    if (this.clearFailure) return Promise.reject(httpError(this.clearFailure));
+    return Promise.resolve(this.existing.has(name));
+  }
+
   push(event: WatchedChange) {
     this.#events.push(event);
     this.#wake?.();
@@ -370,5 +380,25 @@ Deno.test("readiness: unhealthy from a detected deletion until the re-apply succ
   release();
   while (!logs.includes("DynamoWorkerMetadata re-applied")) await new Promise((r) => setTimeout(r, 0));
   assert.equal(discovery.healthy, true);
+  await discovery.close();
+});
+
+Deno.test("standby: endpoints a previous process of the pod left are emptied; a failure only warns", async () => {
+  const api = new ScriptedApi();
+  const { discovery, logs } = setup(api);
+  await discovery.withdrawPredecessor();
+  assert.deepEqual(api.cleared, [IDENTITY.crName]);
+  assert.deepEqual(api.applied, [], "nothing applied: a standby never creates its CR");
+  assert.equal(logs.filter((l) => l.level !== "debug").length, 0, "no CR: nothing to say");
+
+  api.existing.add(IDENTITY.crName);
+  await discovery.withdrawPredecessor();
+  assert.ok(logs.some((l) => l.message === "endpoints left by a previous process of this pod withdrawn"));
+
+  api.clearFailure = 403;
+  await discovery.withdrawPredecessor();
+  const warned = logs.find((l) => l.level === "warn");
+  assert.match(String(warned?.message), /cannot withdraw endpoints a previous process of this pod left/);
+  assert.equal(discovery.healthy, false);
   await discovery.close();
 });

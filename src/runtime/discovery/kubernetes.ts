@@ -128,6 +128,29 @@ export class KubernetesDiscovery implements Discovery {
     return this.#deregistered ??= this.#withdraw();
   }
 
+  /**
+   * For a standby: the pod's CR outlives a container restart, so endpoints the previous process
+   * of this pod published (it crashed, or lost its lease) would keep routing callers to a
+   * process that no longer serves them. Empties them if present; never creates the CR.
+   */
+  async withdrawPredecessor(): Promise<void> {
+    try {
+      const found = await this.#api.clearEndpoints(
+        this.#identity.podNamespace,
+        this.#identity.crName,
+        AbortSignal.timeout(this.#deregisterTimeoutMs),
+      );
+      if (found) {
+        this.#logger.info("endpoints left by a previous process of this pod withdrawn", this.#fields());
+      }
+    } catch (error) {
+      this.#logger.warn(
+        "cannot withdraw endpoints a previous process of this pod left in its DynamoWorkerMetadata",
+        { ...this.#fields(), error: errorText(error) },
+      );
+    }
+  }
+
   async close(): Promise<void> {
     await this.deregister();
     await this.#loop;

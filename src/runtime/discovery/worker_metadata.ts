@@ -35,6 +35,11 @@ export interface WorkerMetadataApi {
   /** Server-side apply with `DWM_FIELD_MANAGER` and force; resolves to the object as stored. */
   apply(object: WorkerMetadataObject, signal?: AbortSignal): Promise<WorkerMetadataObject>;
   /**
+   * Empties the endpoints of an existing object (a patch, never a create); resolves to whether
+   * there was an object to empty.
+   */
+  clearEndpoints(namespace: string, name: string, signal?: AbortSignal): Promise<boolean>;
+  /**
    * Watch events of the object `name` from `resourceVersion` until the server ends the watch or
    * `signal` aborts. Rejects with an error carrying `detail.status` on an HTTP failure.
    */
