@@ -1,5 +1,4 @@
 /** argv + env → one validated `Config`. */
-import { z } from "zod";
 import { ConfigError } from "../errors.ts";
 import { type CliFlags, DEFAULT_SERVICE_ACCOUNT_DIR, parseCliFlags } from "./args.ts";
 import { type FileConfig, readConfigOption } from "./config_file.ts";
@@ -57,27 +56,47 @@ export function budgetEnabled(budget: BudgetSettings): boolean {
 /** Whole seconds that fit in a timer (2^31-1 ms). */
 export const MAX_BLOCKING_TIMEOUT_SECONDS: number = Math.floor(MAX_TIMER_MS / 1000);
 
-const gpuFlag = (flag: string) =>
-  z.string().trim().regex(/^-?\d+$/, `${flag} expects an integer >= -1`).transform(Number)
-    .refine((n) => n >= -1, `${flag} expects an integer >= -1`);
+/** Integer >= -1 written in digits (`-1` = off). */
+function _gpuFlag(flag: string, value: string): number {
+  const text = value.trim();
+  if (!/^-?\d+$/.test(text) || Number(text) < -1) throw new ConfigError(`${flag} expects an integer >= -1`);
+  return Number(text);
+}
 
-const kubeSchema = z.object({
-  serviceAccountDir: z.string().min(1, "--service-account-dir must not be empty").default(
-    DEFAULT_SERVICE_ACCOUNT_DIR,
-  ),
-  blockingTimeoutSeconds: z.coerce.number({ error: "--blocking-timeout-seconds expects a number of seconds" })
-    .positive("--blocking-timeout-seconds must be greater than 0")
-    // Longer than a timer can hold would make every blocking request time out at once.
-    .max(
-      MAX_BLOCKING_TIMEOUT_SECONDS,
+function _intentTtl(value: string): number {
+  const n = Number(value.trim());
+  if (!(Number.isFinite(n) && n > 0)) {
+    throw new ConfigError("--intent-cache-ttl-seconds expects a number of seconds > 0");
+  }
+  return n;
+}
+
+/** Every problem of the three is reported, joined by "; ". */
+function _kube(flags: CliFlags): KubeSettings {
+  const problems: string[] = [];
+  const serviceAccountDir = flags.serviceAccountDir ?? DEFAULT_SERVICE_ACCOUNT_DIR;
+  if (serviceAccountDir === "") problems.push("--service-account-dir must not be empty");
+  const seconds = flags.blockingTimeoutSeconds === undefined ? 1800 : Number(flags.blockingTimeoutSeconds);
+  if (!Number.isFinite(seconds)) problems.push("--blocking-timeout-seconds expects a number of seconds");
+  else if (seconds <= 0) problems.push("--blocking-timeout-seconds must be greater than 0");
+  // Longer than a timer can hold would make every blocking request time out at once.
+  else if (seconds > MAX_BLOCKING_TIMEOUT_SECONDS) {
+    problems.push(
       `--blocking-timeout-seconds must be at most ${MAX_BLOCKING_TIMEOUT_SECONDS} (about 24.8 days, ` +
         "the longest a timer can wait)",
-    ).default(1800),
-  dgdApiVersion: z.enum(["v1alpha1", "v1beta1", "auto"], {
-    error: (issue) =>
-      `--dgd-api-version: invalid choice "${issue.input}" (choose from v1alpha1, v1beta1, auto)`,
-  }).optional().transform((v) => (v === "auto" ? undefined : v)),
-});
+    );
+  }
+  const version = flags.dgdApiVersion;
+  if (version !== undefined && !["v1alpha1", "v1beta1", "auto"].includes(version)) {
+    problems.push(`--dgd-api-version: invalid choice "${version}" (choose from v1alpha1, v1beta1, auto)`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems.join("; "));
+  return {
+    serviceAccountDir,
+    blockingTimeoutSeconds: seconds,
+    dgdApiVersion: version === "auto" ? undefined : version as KubeSettings["dgdApiVersion"],
+  };
+}
 
 export type LoadResult = { kind: "help" } | { kind: "config"; config: Config };
 
@@ -95,12 +114,7 @@ export function loadConfig(argv: string[], getEnv: EnvGetter, readFile?: FileRea
   const budget = _budget(flags, file);
   const managedList = flags.managedNamespaces ?? file.managed_namespaces ?? null;
   const managed = managedList?.length ? [...new Set(managedList)] : null;
-  const kube = kubeSchema.safeParse({
-    serviceAccountDir: flags.serviceAccountDir,
-    blockingTimeoutSeconds: flags.blockingTimeoutSeconds,
-    dgdApiVersion: flags.dgdApiVersion,
-  });
-  if (!kube.success) throw new ConfigError(kube.error.issues.map((i) => i.message).join("; "));
+  const kube = _kube(flags);
   return {
     kind: "config",
     config: {
@@ -108,7 +122,7 @@ export function loadConfig(argv: string[], getEnv: EnvGetter, readFile?: FileRea
       managedNamespaces: managed,
       environment: "kubernetes",
       noOperation: flags.noOperation ?? file.no_operation ?? false,
-      kube: kube.data,
+      kube,
       budget,
       policy: _policy(flags, file, flags.noOperation ?? file.no_operation ?? false),
       leaderElection: leaderElectionSettings(
@@ -134,20 +148,16 @@ export function loadConfig(argv: string[], getEnv: EnvGetter, readFile?: FileRea
 
 /** Flags given on the command line override the file; both are validated; the band must be satisfiable. */
 function _budget(flags: CliFlags, file: FileConfig): BudgetSettings {
-  const flag = (value: string | undefined, schema: z.ZodType<number>) => {
-    if (value === undefined) return undefined;
-    const parsed = schema.safeParse(value);
-    if (!parsed.success) throw new ConfigError(parsed.error.issues[0].message);
-    return parsed.data;
-  };
-  const ttl = z.string().trim().transform(Number).refine(
-    (n) => Number.isFinite(n) && n > 0,
-    "--intent-cache-ttl-seconds expects a number of seconds > 0",
-  );
   const budget = {
-    maxTotalGpus: flag(flags.maxTotalGpus, gpuFlag("--max-total-gpus")) ?? file.max_total_gpus ?? -1,
-    minTotalGpus: flag(flags.minTotalGpus, gpuFlag("--min-total-gpus")) ?? file.min_total_gpus ?? -1,
-    intentCacheTtlSeconds: flag(flags.intentCacheTtlSeconds, ttl) ?? file.intent_cache_ttl_seconds ?? 360,
+    maxTotalGpus:
+      (flags.maxTotalGpus === undefined ? undefined : _gpuFlag("--max-total-gpus", flags.maxTotalGpus)) ??
+        file.max_total_gpus ?? -1,
+    minTotalGpus:
+      (flags.minTotalGpus === undefined ? undefined : _gpuFlag("--min-total-gpus", flags.minTotalGpus)) ??
+        file.min_total_gpus ?? -1,
+    intentCacheTtlSeconds:
+      (flags.intentCacheTtlSeconds === undefined ? undefined : _intentTtl(flags.intentCacheTtlSeconds)) ??
+        file.intent_cache_ttl_seconds ?? 360,
   };
   if (budget.maxTotalGpus >= 0 && budget.minTotalGpus >= 0 && budget.minTotalGpus > budget.maxTotalGpus) {
     throw new ConfigError(

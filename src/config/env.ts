@@ -1,10 +1,10 @@
 /**
- * Environment variables, validated with zod. The runtime variables mean what they mean to the
+ * Environment variables, validated (src/config/setting_checks.ts). The runtime variables mean what they mean to the
  * Dynamo runtime (`ai-dynamo-runtime`), so a Global Planner pod can be configured exactly like
  * any other Dynamo component.
  */
-import { z } from "zod";
 import { ConfigError } from "../errors.ts";
+import { choice, httpUrls, intIn, Issues } from "./setting_checks.ts";
 import type { EnvGetter } from "./env_getter.ts";
 import { NATS_ENV_VARS, type NatsSettings, readNatsSettings } from "./nats.ts";
 import { STATUS_ENV_VARS } from "./status.ts";
@@ -149,81 +149,132 @@ export const DYN_NAMESPACE_MISSING =
   "DYN_NAMESPACE environment variable is required but not set. Please set DYN_NAMESPACE to " +
   "specify the Dynamo namespace for GlobalPlanner.";
 
-const nonEmpty = (name: string) =>
-  z.string().trim().min(1, `${name} must not be empty`).refine(
-    (s) => !/[./\s]/.test(s),
-    `${name} must not contain '.', '/' or white space (it is one part of a Dynamo endpoint path)`,
-  );
+/** The variables as `readEnv` has checked them (defaults applied). */
+interface ParsedEnv {
+  DYN_NAMESPACE: string;
+  POD_NAMESPACE: string;
+  DYN_DISCOVERY_BACKEND: DiscoveryBackend;
+  ETCD_ENDPOINTS: string[];
+  ETCD_AUTH_USERNAME?: string;
+  ETCD_AUTH_PASSWORD?: string;
+  ETCD_AUTH_CA?: string;
+  ETCD_AUTH_CLIENT_CERT?: string;
+  ETCD_AUTH_CLIENT_KEY?: string;
+  ETCD_LEASE_TTL: number;
+  GLOBAL_PLANNER_EXIT_ON_LEASE_LOSS: boolean;
+  DYN_FILE_KV?: string;
+  DYN_FILE_KV_TTL_SECS: number;
+  TMPDIR?: string;
+  DYN_REQUEST_PLANE: RequestPlaneKind;
+  DYN_TCP_RPC_HOST?: string;
+  DYN_TCP_RPC_PORT: number;
+  DYN_TCP_RPC_ADVERTISE_HOST?: string;
+  DYN_TCP_MAX_MESSAGE_SIZE: number;
+  DYN_TCP_MAX_CONNECTIONS: number;
+  DYN_TCP_IDLE_TIMEOUT_SECS: number;
+  DYN_TCP_MAX_INFLIGHT: number;
+  DYN_TCP_WRITE_TIMEOUT_SECS: number;
+  DYN_SHUTDOWN_GRACE_SECS: number;
+  DYN_LOG?: string;
+  POD_NAME?: string;
+  POD_UID?: string;
+  CONTAINER_NAME?: string;
+  DYN_KUBE_DISCOVERY_MODE: "pod" | "container";
+  GLOBAL_PLANNER_KUBE_REQUEST_TIMEOUT_SECONDS?: number;
+  GLOBAL_PLANNER_KUBE_WATCH_IDLE_SECONDS?: number;
+}
 
-const intIn = (name: string, min: number, max: number) =>
-  z.string().trim().regex(/^\d+$/, `${name} must be an integer between ${min} and ${max}`)
-    .transform(Number).refine(
-      (n) => n >= min && n <= max,
-      `${name} must be an integer between ${min} and ${max}`,
+/** Every check runs, so one start reports every bad variable. */
+function _parse(raw: Record<string, string>): ParsedEnv {
+  const issues = new Issues();
+  const int = (name: string, min: number, max: number) => intIn(issues, name, raw[name], min, max);
+  const trimmed = (name: string) => raw[name]?.trim();
+  const namespace = raw.DYN_NAMESPACE.trim();
+  if (namespace === "") issues.add("DYN_NAMESPACE", "DYN_NAMESPACE must not be empty");
+  else if (/[./\s]/.test(namespace)) {
+    issues.add(
+      "DYN_NAMESPACE",
+      "DYN_NAMESPACE must not contain '.', '/' or white space (it is one part of a Dynamo endpoint path)",
     );
-
-const schema = z.object({
-  DYN_NAMESPACE: nonEmpty("DYN_NAMESPACE"),
-  POD_NAMESPACE: z.string().trim().min(1, "POD_NAMESPACE must not be empty").default("default"),
-  DYN_DISCOVERY_BACKEND: z.string().trim().toLowerCase().default("etcd").pipe(
-    z.enum(["etcd", "file", "kubernetes"], {
-      error: (issue) =>
-        issue.input === "mem"
+  }
+  const podNamespace = trimmed("POD_NAMESPACE") ?? "default";
+  if (podNamespace === "") issues.add("POD_NAMESPACE", "POD_NAMESPACE must not be empty");
+  const env: ParsedEnv = {
+    DYN_NAMESPACE: namespace,
+    POD_NAMESPACE: podNamespace,
+    DYN_DISCOVERY_BACKEND: choice(
+      issues,
+      "DYN_DISCOVERY_BACKEND",
+      raw.DYN_DISCOVERY_BACKEND,
+      "etcd",
+      ["etcd", "file", "kubernetes"],
+      (value) =>
+        value === "mem"
           ? `DYN_DISCOVERY_BACKEND=mem is process-local and cannot be reached by callers; use "etcd", "file" or "kubernetes"`
-          : `DYN_DISCOVERY_BACKEND must be "etcd", "file" or "kubernetes", got "${issue.input}"`,
-    }),
-  ),
-  ETCD_ENDPOINTS: z.string().default("http://localhost:2379").transform((s) =>
-    s.split(",").map((e) => e.trim()).filter(Boolean)
-  ).pipe(
-    z.array(z.url({ protocol: /^https?$/, error: "ETCD_ENDPOINTS must be a comma list of http(s):// URLs" }))
-      .min(1, "ETCD_ENDPOINTS must name at least one endpoint"),
-  ),
-  ETCD_AUTH_USERNAME: z.string().optional(),
-  ETCD_AUTH_PASSWORD: z.string().optional(),
-  ETCD_AUTH_CA: z.string().optional(),
-  ETCD_AUTH_CLIENT_CERT: z.string().optional(),
-  ETCD_AUTH_CLIENT_KEY: z.string().optional(),
-  // 1.6.1 grants its primary lease with TTL 30 s (measured; the spec says 10).
-  ETCD_LEASE_TTL: intIn("ETCD_LEASE_TTL", 1, 3600).default(30),
-  GLOBAL_PLANNER_EXIT_ON_LEASE_LOSS: z.string().trim().toLowerCase().default("false").pipe(
-    z.enum(["true", "false", "1", "0"], {
-      error: "GLOBAL_PLANNER_EXIT_ON_LEASE_LOSS must be true or false",
-    }),
-  ).transform((v) => v === "true" || v === "1"),
-  DYN_FILE_KV: z.string().optional(),
-  DYN_FILE_KV_TTL_SECS: intIn("DYN_FILE_KV_TTL_SECS", 1, 3600).default(10),
-  TMPDIR: z.string().optional(),
-  DYN_REQUEST_PLANE: z.string().trim().toLowerCase().default("tcp").pipe(
-    z.enum(["tcp", "nats"], {
-      error: (issue) => `DYN_REQUEST_PLANE must be "tcp" or "nats", got "${issue.input}"`,
-    }),
-  ),
-  DYN_TCP_RPC_HOST: z.string().trim().optional(),
-  DYN_TCP_RPC_PORT: intIn("DYN_TCP_RPC_PORT", 0, 65535).default(0),
-  DYN_TCP_RPC_ADVERTISE_HOST: z.string().trim().optional(),
-  DYN_TCP_MAX_MESSAGE_SIZE: intIn("DYN_TCP_MAX_MESSAGE_SIZE", 1024, 2 ** 31).default(
-    32 * 1024 * 1024,
-  ),
-  DYN_TCP_MAX_CONNECTIONS: intIn("DYN_TCP_MAX_CONNECTIONS", 1, 65535).default(1024),
-  DYN_TCP_IDLE_TIMEOUT_SECS: intIn("DYN_TCP_IDLE_TIMEOUT_SECS", 0, 86400).default(600),
-  DYN_TCP_MAX_INFLIGHT: intIn("DYN_TCP_MAX_INFLIGHT", 1, 65535).default(256),
-  DYN_TCP_WRITE_TIMEOUT_SECS: intIn("DYN_TCP_WRITE_TIMEOUT_SECS", 1, 3600).default(10),
-  // Below Kubernetes' default terminationGracePeriodSeconds (30), leaving time to deregister.
-  DYN_SHUTDOWN_GRACE_SECS: intIn("DYN_SHUTDOWN_GRACE_SECS", 1, 3600).default(25),
-  DYN_LOG: z.string().optional(),
-  POD_NAME: z.string().trim().optional(),
-  POD_UID: z.string().trim().optional(),
-  CONTAINER_NAME: z.string().trim().optional(),
-  DYN_KUBE_DISCOVERY_MODE: z.string().trim().toLowerCase().default("pod").pipe(
-    z.enum(["pod", "container"], {
-      error: (issue) => `DYN_KUBE_DISCOVERY_MODE must be "pod" or "container", got "${issue.input}"`,
-    }),
-  ),
-  GLOBAL_PLANNER_KUBE_REQUEST_TIMEOUT_SECONDS: intIn("GLOBAL_PLANNER_KUBE_REQUEST_TIMEOUT_SECONDS", 1, 3600)
-    .optional(),
-  GLOBAL_PLANNER_KUBE_WATCH_IDLE_SECONDS: intIn("GLOBAL_PLANNER_KUBE_WATCH_IDLE_SECONDS", 1, 3600).optional(),
-});
+          : `DYN_DISCOVERY_BACKEND must be "etcd", "file" or "kubernetes", got "${value}"`,
+    ),
+    ETCD_ENDPOINTS: httpUrls(
+      issues,
+      "ETCD_ENDPOINTS",
+      raw.ETCD_ENDPOINTS ?? "http://localhost:2379",
+      "ETCD_ENDPOINTS must be a comma list of http(s):// URLs",
+    ),
+    ETCD_AUTH_USERNAME: raw.ETCD_AUTH_USERNAME,
+    ETCD_AUTH_PASSWORD: raw.ETCD_AUTH_PASSWORD,
+    ETCD_AUTH_CA: raw.ETCD_AUTH_CA,
+    ETCD_AUTH_CLIENT_CERT: raw.ETCD_AUTH_CLIENT_CERT,
+    ETCD_AUTH_CLIENT_KEY: raw.ETCD_AUTH_CLIENT_KEY,
+    // 1.6.1 grants its primary lease with TTL 30 s (measured; the spec says 10).
+    ETCD_LEASE_TTL: int("ETCD_LEASE_TTL", 1, 3600) ?? 30,
+    GLOBAL_PLANNER_EXIT_ON_LEASE_LOSS: ["true", "1"].includes(
+      choice(
+        issues,
+        "GLOBAL_PLANNER_EXIT_ON_LEASE_LOSS",
+        raw.GLOBAL_PLANNER_EXIT_ON_LEASE_LOSS,
+        "false",
+        ["true", "false", "1", "0"],
+        () => "GLOBAL_PLANNER_EXIT_ON_LEASE_LOSS must be true or false",
+      ),
+    ),
+    DYN_FILE_KV: raw.DYN_FILE_KV,
+    DYN_FILE_KV_TTL_SECS: int("DYN_FILE_KV_TTL_SECS", 1, 3600) ?? 10,
+    TMPDIR: raw.TMPDIR,
+    DYN_REQUEST_PLANE: choice(
+      issues,
+      "DYN_REQUEST_PLANE",
+      raw.DYN_REQUEST_PLANE,
+      "tcp",
+      ["tcp", "nats"],
+      (value) => `DYN_REQUEST_PLANE must be "tcp" or "nats", got "${value}"`,
+    ),
+    DYN_TCP_RPC_HOST: trimmed("DYN_TCP_RPC_HOST"),
+    DYN_TCP_RPC_PORT: int("DYN_TCP_RPC_PORT", 0, 65535) ?? 0,
+    DYN_TCP_RPC_ADVERTISE_HOST: trimmed("DYN_TCP_RPC_ADVERTISE_HOST"),
+    DYN_TCP_MAX_MESSAGE_SIZE: int("DYN_TCP_MAX_MESSAGE_SIZE", 1024, 2 ** 31) ?? 32 * 1024 * 1024,
+    DYN_TCP_MAX_CONNECTIONS: int("DYN_TCP_MAX_CONNECTIONS", 1, 65535) ?? 1024,
+    DYN_TCP_IDLE_TIMEOUT_SECS: int("DYN_TCP_IDLE_TIMEOUT_SECS", 0, 86400) ?? 600,
+    DYN_TCP_MAX_INFLIGHT: int("DYN_TCP_MAX_INFLIGHT", 1, 65535) ?? 256,
+    DYN_TCP_WRITE_TIMEOUT_SECS: int("DYN_TCP_WRITE_TIMEOUT_SECS", 1, 3600) ?? 10,
+    // Below Kubernetes' default terminationGracePeriodSeconds (30), leaving time to deregister.
+    DYN_SHUTDOWN_GRACE_SECS: int("DYN_SHUTDOWN_GRACE_SECS", 1, 3600) ?? 25,
+    DYN_LOG: raw.DYN_LOG,
+    POD_NAME: trimmed("POD_NAME"),
+    POD_UID: trimmed("POD_UID"),
+    CONTAINER_NAME: trimmed("CONTAINER_NAME"),
+    DYN_KUBE_DISCOVERY_MODE: choice(
+      issues,
+      "DYN_KUBE_DISCOVERY_MODE",
+      raw.DYN_KUBE_DISCOVERY_MODE,
+      "pod",
+      ["pod", "container"],
+      (value) => `DYN_KUBE_DISCOVERY_MODE must be "pod" or "container", got "${value}"`,
+    ),
+    GLOBAL_PLANNER_KUBE_REQUEST_TIMEOUT_SECONDS: int("GLOBAL_PLANNER_KUBE_REQUEST_TIMEOUT_SECONDS", 1, 3600),
+    GLOBAL_PLANNER_KUBE_WATCH_IDLE_SECONDS: int("GLOBAL_PLANNER_KUBE_WATCH_IDLE_SECONDS", 1, 3600),
+  };
+  issues.throwIfAny();
+  return env;
+}
 
 /** A Kubernetes object name (DNS-1123 subdomain), as the API server validates it. */
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -241,14 +292,7 @@ export function readEnv(getEnv: EnvGetter, readFile: FileReader = () => undefine
     if (value !== undefined && value !== "") raw[name] = value;
   }
   if (raw.DYN_NAMESPACE === undefined) throw new ConfigError(DYN_NAMESPACE_MISSING);
-  const parsed = schema.safeParse(raw);
-  if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((i) => `${String(i.path[0] ?? "")}: ${i.message}`).join("; "),
-      { cause: parsed.error },
-    );
-  }
-  const env = parsed.data;
+  const env = _parse(raw);
   const kube = env.DYN_DISCOVERY_BACKEND === "kubernetes" ? _kubeIdentity(env, readFile) : undefined;
   const tmp = (env.TMPDIR ?? "/tmp").replace(/\/+$/, "") || "/";
   return {
@@ -293,8 +337,6 @@ export function readEnv(getEnv: EnvGetter, readFile: FileReader = () => undefine
     },
   };
 }
-
-type ParsedEnv = z.infer<typeof schema>;
 
 /** The pod identity: /etc/podinfo files first, then the env vars; names checked before any API call. */
 function _kubeIdentity(env: ParsedEnv, readFile: FileReader): KubeIdentity {

@@ -3,9 +3,9 @@
  * variables ai-dynamo-runtime 1.6.1 reads, with its precedence and defaults (docs/runtime-1.6.1.md,
  * "NATS request plane").
  */
-import { z } from "zod";
 import { ConfigError } from "../errors.ts";
 import type { EnvGetter } from "./env_getter.ts";
+import { choice, intIn, Issues } from "./setting_checks.ts";
 
 /** Every variable `readNatsSettings` reads (for the Deno permission set). */
 export const NATS_ENV_VARS = [
@@ -55,32 +55,54 @@ export const DEFAULT_NATS_AUTH: NatsAuth = { kind: "userpass", username: "user",
 
 const SCHEME = /^(nats|tls):\/\/(.+)$/;
 
-const bool = (name: string) =>
-  z.string().trim().toLowerCase().pipe(
-    z.enum(["true", "false", "1", "0", "yes", "no"], {
-      error: (issue) => `${name} must be true or false, got "${issue.input}"`,
-    }),
-  ).transform((s) => s === "true" || s === "1" || s === "yes");
+interface ParsedNatsEnv {
+  NATS_SERVER: string;
+  NATS_AUTH_USERNAME?: string;
+  NATS_AUTH_PASSWORD?: string;
+  NATS_AUTH_TOKEN?: string;
+  NATS_AUTH_NKEY?: string;
+  NATS_AUTH_CREDENTIALS_FILE?: string;
+  NATS_TLS_CA_CERT_PATH?: string;
+  NATS_TLS_CLIENT_CERT_PATH?: string;
+  NATS_TLS_CLIENT_KEY_PATH?: string;
+  NATS_TLS_INSECURE?: boolean;
+  NATS_STARTUP_CONNECT_TIMEOUT_SECONDS: number;
+}
 
-const schema = z.object({
-  NATS_SERVER: z.string().trim().default(DEFAULT_NATS_SERVER),
-  NATS_AUTH_USERNAME: z.string().optional(),
-  NATS_AUTH_PASSWORD: z.string().optional(),
-  NATS_AUTH_TOKEN: z.string().optional(),
-  NATS_AUTH_NKEY: z.string().trim().optional(),
-  NATS_AUTH_CREDENTIALS_FILE: z.string().trim().optional(),
-  NATS_TLS_CA_CERT_PATH: z.string().trim().optional(),
-  NATS_TLS_CLIENT_CERT_PATH: z.string().trim().optional(),
-  NATS_TLS_CLIENT_KEY_PATH: z.string().trim().optional(),
-  NATS_TLS_INSECURE: bool("NATS_TLS_INSECURE").optional(),
-  NATS_STARTUP_CONNECT_TIMEOUT_SECONDS: z.string().trim().regex(
-    /^\d+$/,
-    "NATS_STARTUP_CONNECT_TIMEOUT_SECONDS must be an integer between 1 and 3600",
-  ).transform(Number).refine(
-    (n) => n >= 1 && n <= 3600,
-    "NATS_STARTUP_CONNECT_TIMEOUT_SECONDS must be an integer between 1 and 3600",
-  ).default(120),
-});
+function _parse(raw: Record<string, string>): ParsedNatsEnv {
+  const issues = new Issues();
+  const trimmed = (name: string) => raw[name]?.trim();
+  const insecure = raw.NATS_TLS_INSECURE === undefined ? undefined : choice(
+    issues,
+    "NATS_TLS_INSECURE",
+    raw.NATS_TLS_INSECURE,
+    "false",
+    ["true", "false", "1", "0", "yes", "no"],
+    (value) => `NATS_TLS_INSECURE must be true or false, got "${value}"`,
+  );
+  const env: ParsedNatsEnv = {
+    NATS_SERVER: trimmed("NATS_SERVER") ?? DEFAULT_NATS_SERVER,
+    NATS_AUTH_USERNAME: raw.NATS_AUTH_USERNAME,
+    NATS_AUTH_PASSWORD: raw.NATS_AUTH_PASSWORD,
+    NATS_AUTH_TOKEN: raw.NATS_AUTH_TOKEN,
+    NATS_AUTH_NKEY: trimmed("NATS_AUTH_NKEY"),
+    NATS_AUTH_CREDENTIALS_FILE: trimmed("NATS_AUTH_CREDENTIALS_FILE"),
+    NATS_TLS_CA_CERT_PATH: trimmed("NATS_TLS_CA_CERT_PATH"),
+    NATS_TLS_CLIENT_CERT_PATH: trimmed("NATS_TLS_CLIENT_CERT_PATH"),
+    NATS_TLS_CLIENT_KEY_PATH: trimmed("NATS_TLS_CLIENT_KEY_PATH"),
+    NATS_TLS_INSECURE: insecure === undefined ? undefined : ["true", "1", "yes"].includes(insecure),
+    NATS_STARTUP_CONNECT_TIMEOUT_SECONDS: intIn(
+      issues,
+      "NATS_STARTUP_CONNECT_TIMEOUT_SECONDS",
+      raw.NATS_STARTUP_CONNECT_TIMEOUT_SECONDS,
+      1,
+      3600,
+    ) ??
+      120,
+  };
+  issues.throwIfAny();
+  return env;
+}
 
 export function readNatsSettings(getEnv: EnvGetter): NatsSettings {
   const raw: Record<string, string> = {};
@@ -88,14 +110,7 @@ export function readNatsSettings(getEnv: EnvGetter): NatsSettings {
     const value = getEnv(name);
     if (value !== undefined && value !== "") raw[name] = value;
   }
-  const parsed = schema.safeParse(raw);
-  if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((i) => `${String(i.path[0] ?? "")}: ${i.message}`).join("; "),
-      { cause: parsed.error },
-    );
-  }
-  const env = parsed.data;
+  const env = _parse(raw);
   const urls = env.NATS_SERVER.split(",").map((s) => s.trim()).filter(Boolean);
   if (urls.length === 0) throw new ConfigError("NATS_SERVER: must name at least one server");
   const schemes = new Set<string>();
@@ -137,7 +152,7 @@ export function readNatsSettings(getEnv: EnvGetter): NatsSettings {
   };
 }
 
-function natsAuth(env: z.infer<typeof schema>): NatsAuth {
+function natsAuth(env: ParsedNatsEnv): NatsAuth {
   // A username without a password (or the reverse) is skipped, as the runtime does.
   if (env.NATS_AUTH_USERNAME !== undefined && env.NATS_AUTH_PASSWORD !== undefined) {
     return { kind: "userpass", username: env.NATS_AUTH_USERNAME, password: env.NATS_AUTH_PASSWORD };

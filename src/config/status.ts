@@ -3,8 +3,7 @@
  * reads them). The server itself (src/ops/status_server.ts) refuses probe paths that collide
  * with its own routes.
  */
-import { z } from "zod";
-import { ConfigError } from "../errors.ts";
+import { Issues } from "./setting_checks.ts";
 import type { EnvGetter } from "./env_getter.ts";
 
 /** Every variable `readStatusSettings` reads (for the Deno permission set). */
@@ -23,25 +22,13 @@ export interface StatusSettings {
   livePath: string;
 }
 
-const _path = (name: string, fallback: string) =>
-  z.string().trim().default(fallback).refine(
-    (p) => /^\/[^\s?#]*$/.test(p),
-    `${name} must be a URL path starting with '/' (no spaces, '?' or '#')`,
-  );
-
-const _schema = z.object({
-  // Negative disables the server, as in the runtime (its default is -1).
-  DYN_SYSTEM_PORT: z.string().trim().default("-1").refine(
-    (s) => /^-?\d+$/.test(s) && Number(s) <= 65535,
-    "DYN_SYSTEM_PORT must be an integer: -1 (off), 0 (any free port) or a port up to 65535",
-  ).transform(Number),
-  DYN_SYSTEM_HOST: z.string().trim().default("0.0.0.0").refine(
-    (h) => h.length > 0 && !/\s/.test(h),
-    "DYN_SYSTEM_HOST must be a host name or IP address",
-  ),
-  DYN_SYSTEM_HEALTH_PATH: _path("DYN_SYSTEM_HEALTH_PATH", "/health"),
-  DYN_SYSTEM_LIVE_PATH: _path("DYN_SYSTEM_LIVE_PATH", "/live"),
-});
+function _path(issues: Issues, name: string, raw: string | undefined, fallback: string): string {
+  const path = raw?.trim() ?? fallback;
+  if (!/^\/[^\s?#]*$/.test(path)) {
+    issues.add(name, `${name} must be a URL path starting with '/' (no spaces, '?' or '#')`);
+  }
+  return path;
+}
 
 /** Status server settings from the environment; `null` when `DYN_SYSTEM_PORT` is negative/unset. */
 export function readStatusSettings(getEnv: EnvGetter): StatusSettings | null {
@@ -51,14 +38,26 @@ export function readStatusSettings(getEnv: EnvGetter): StatusSettings | null {
     // An empty variable counts as unset, as in src/config/env.ts.
     if (value !== undefined && value !== "") raw[name] = value;
   }
-  const parsed = _schema.safeParse(raw);
-  if (!parsed.success) {
-    throw new ConfigError(
-      parsed.error.issues.map((i) => `${String(i.path[0] ?? "")}: ${i.message}`).join("; "),
-      { cause: parsed.error },
+  const issues = new Issues();
+  // Negative disables the server, as in the runtime (its default is -1).
+  const port = raw.DYN_SYSTEM_PORT?.trim() ?? "-1";
+  if (!(/^-?\d+$/.test(port) && Number(port) <= 65535)) {
+    issues.add(
+      "DYN_SYSTEM_PORT",
+      "DYN_SYSTEM_PORT must be an integer: -1 (off), 0 (any free port) or a port up to 65535",
     );
   }
-  const env = parsed.data;
+  const host = raw.DYN_SYSTEM_HOST?.trim() ?? "0.0.0.0";
+  if (!(host.length > 0 && !/\s/.test(host))) {
+    issues.add("DYN_SYSTEM_HOST", "DYN_SYSTEM_HOST must be a host name or IP address");
+  }
+  const env = {
+    DYN_SYSTEM_PORT: Number(port),
+    DYN_SYSTEM_HOST: host,
+    DYN_SYSTEM_HEALTH_PATH: _path(issues, "DYN_SYSTEM_HEALTH_PATH", raw.DYN_SYSTEM_HEALTH_PATH, "/health"),
+    DYN_SYSTEM_LIVE_PATH: _path(issues, "DYN_SYSTEM_LIVE_PATH", raw.DYN_SYSTEM_LIVE_PATH, "/live"),
+  };
+  issues.throwIfAny();
   if (env.DYN_SYSTEM_PORT < 0) return null;
   return {
     host: env.DYN_SYSTEM_HOST,

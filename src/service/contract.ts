@@ -4,7 +4,6 @@
  * unknown fields ignored, and on failure the same text, so the Python caller raises
  * `ValueError("Invalid request: <n> validation error(s) for ScaleRequest ...")` as with upstream.
  */
-import { z } from "zod";
 import { InvalidRequest, type ScaleStatus } from "../errors.ts";
 import {
   formatValidationError,
@@ -24,12 +23,12 @@ export type SubComponentType = (typeof SUB_COMPONENT_TYPES)[number];
 export type TargetReplica = ValidatedTargetReplica;
 export type ScaleRequest = ValidatedScaleRequest;
 
-export const ScaleResponseSchema = z.object({
-  status: z.enum(SCALE_STATUSES),
-  message: z.string(),
-  current_replicas: z.record(z.string(), z.number().int()),
-});
-export type ScaleResponse = z.infer<typeof ScaleResponseSchema>;
+export interface ScaleResponse {
+  status: ScaleStatus;
+  message: string;
+  /** Sub-component type → replicas observed (integers). */
+  current_replicas: Record<string, number>;
+}
 
 /** Upstream echoes a non-object payload whole; we stop at 64 Ki characters. */
 const MAX_ECHOED_CHARS = 65_536;

@@ -2,7 +2,7 @@
  * What the service loads at start (`deno info --json main.ts`, static code imports only): every
  * npm package in the graph costs resident memory, so those only some configurations use (YAML
  * for a `--config` file or a kubeconfig, MessagePack for a caller that sends it, the `call`
- * client) are loaded by `import()` when needed, and `@kubernetes/client-node` is not in the
+ * client, zod for a `--config` file's schema) are loaded by `import()` when needed, and `@kubernetes/client-node` is not in the
  * graph at all (not even for types), so it stays out of a compiled binary too.
  */
 import assert from "node:assert/strict";
@@ -73,8 +73,8 @@ Deno.test("the walk finds npm packages and skips dynamic imports (so the checks 
   assert.deepEqual(staticNpm(fake), ["a@1", "c@2"]);
 });
 
-Deno.test("at start the service loads zod and no other npm package", () => {
-  assert.deepEqual(staticNpm(graph).map((p) => p.replace(/@[^@]*$/, "")), ["zod"]);
+Deno.test("at start the service loads no npm package (zod only with --config or the call client)", () => {
+  assert.deepEqual(staticNpm(graph), []);
 });
 
 Deno.test("YAML, MessagePack, the NATS plane and the call client are loaded on demand", () => {
@@ -84,6 +84,7 @@ Deno.test("YAML, MessagePack, the NATS plane and the call client are loaded on d
   for (
     const wanted of [
       /^npm:yaml@/,
+      /\/src\/config\/config_file_schema\.ts$/,
       /\/src\/runtime\/codec\/msgpack_codec\.ts$/,
       /\/src\/runtime\/request_plane\/nats\.ts$/,
       /\/src\/cli\/call\.ts$/,

@@ -50,8 +50,9 @@ export function parseCallHomeInfo(info: string, requestId: string): CallHomeInfo
 }
 
 /**
- * Opens the call-home stream; resolves once handshake and prologue are written. `timeoutMs`
- * bounds the connect and every later write: a caller that stops reading is cut off after it.
+ * Opens the call-home stream; resolves once connected, with handshake and prologue queued (they
+ * leave with the first item, or on the next turn of the event loop). `timeoutMs` bounds the
+ * connect and every later write: a caller that stops reading is cut off after it.
  */
 export async function openCallHome(
   info: CallHomeInfo,
@@ -79,12 +80,26 @@ export async function openCallHome(
   const handshake = encodeTwoPart(
     utf8(JSON.stringify({ subject: info.subject, stream_type: "response" })),
   );
-  const sink = new CallHomeSink(conn, codec, logger, timeoutMs);
-  await sink.write([handshake, PROLOGUE_OK]);
-  return sink;
+  return new CallHomeSink(conn, codec, logger, timeoutMs, [handshake, PROLOGUE_OK]);
 }
 
+/**
+ * Frames are queued and written together: a one-item answer (handshake, prologue, item, final,
+ * sentinel) is one write, not three, which was the largest server-side cost per request
+ * (`--cpu-prof`, docs/benchmarks.md). What `end()` does not flush leaves on the next turn of the
+ * event loop, through one timer shared by every stream queued in that turn.
+ */
 class CallHomeSink implements ResponseSink {
+  static #due = new Set<CallHomeSink>();
+  static #dueTimer?: ReturnType<typeof setTimeout>;
+
+  static #flushDue(): void {
+    CallHomeSink.#dueTimer = undefined;
+    const due = [...CallHomeSink.#due];
+    CallHomeSink.#due.clear();
+    for (const sink of due) sink.#flushNow();
+  }
+
   #conn: Deno.TcpConn;
   #logger: Logger;
   #codec: PayloadCodec;
@@ -95,12 +110,19 @@ class CallHomeSink implements ResponseSink {
   #linger?: ReturnType<typeof setTimeout>;
   #writeTimeoutMs: number;
 
-  constructor(conn: Deno.TcpConn, codec: PayloadCodec, logger: Logger, writeTimeoutMs: number) {
+  constructor(
+    conn: Deno.TcpConn,
+    codec: PayloadCodec,
+    logger: Logger,
+    writeTimeoutMs: number,
+    first: Uint8Array[],
+  ) {
     this.#conn = conn;
     this.#codec = codec;
     this.#logger = logger;
     this.#writeTimeoutMs = writeTimeoutMs;
     this.#watchCaller();
+    this.#queue(first);
   }
 
   get stopped(): AbortSignal {
@@ -108,15 +130,18 @@ class CallHomeSink implements ResponseSink {
   }
 
   send(item: unknown): Promise<void> {
-    return this.write([encodeTwoPart(undefined, this.#codec.encode(dataItem(item)))]);
+    return this.#queue([encodeTwoPart(undefined, this.#codec.encode(dataItem(item)))]);
   }
 
   sendError(message: string): Promise<void> {
-    return this.write([encodeTwoPart(undefined, this.#codec.encode(errorItem(message)))]);
+    return this.#queue([encodeTwoPart(undefined, this.#codec.encode(errorItem(message)))]);
   }
 
   async end(): Promise<void> {
-    await this.write([encodeTwoPart(undefined, this.#codec.encode(FINAL_ITEM)), SENTINEL]);
+    if (!this.#closed && !this.#stop.signal.aborted) {
+      this.#pending.push(encodeTwoPart(undefined, this.#codec.encode(FINAL_ITEM)), SENTINEL);
+      await this.#flushNow();
+    }
     if (this.#closed) return;
     try {
       await this.#conn.closeWrite();
@@ -129,10 +154,26 @@ class CallHomeSink implements ResponseSink {
     this.#close();
   }
 
-  /** Queues frames; frames queued while a write is in flight go out in the next single write. */
-  write(frames: Uint8Array[]): Promise<void> {
+  /**
+   * Queues frames. While a write is in flight they join the next single write (and the promise
+   * is that write's, so a caller that stops reading holds the handler back); otherwise they
+   * leave on the next turn unless `end()` comes first.
+   */
+  #queue(frames: Uint8Array[]): Promise<void> {
     if (this.#closed || this.#stop.signal.aborted) return Promise.resolve();
     this.#pending.push(...frames);
+    if (this.#flushing) return this.#flushing;
+    CallHomeSink.#dueTimer ??= setTimeout(CallHomeSink.#flushDue, 0);
+    CallHomeSink.#due.add(this);
+    return Promise.resolve();
+  }
+
+  #flushNow(): Promise<void> {
+    // The last stream due flushed by itself: no timer left behind (a stopped service has none).
+    if (CallHomeSink.#due.delete(this) && CallHomeSink.#due.size === 0) {
+      clearTimeout(CallHomeSink.#dueTimer);
+      CallHomeSink.#dueTimer = undefined;
+    }
     this.#flushing ??= this.#flush().finally(() => (this.#flushing = null));
     return this.#flushing;
   }
