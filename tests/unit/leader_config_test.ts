@@ -1,6 +1,6 @@
 /** `--leader-elect` and its timings: client-go's defaults, Go durations, and its checks at the boundaries. */
 import assert from "node:assert/strict";
-import { type Config, loadConfig } from "../../src/config/mod.ts";
+import { type Config, loadConfig, loadConfigParsers } from "../../src/config/mod.ts";
 import { defaultLeaseName, parseGoDuration } from "../../src/config/leader.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { MAX_TIMER_MS } from "../../src/timing.ts";
@@ -8,6 +8,9 @@ import { MAX_TIMER_MS } from "../../src/timing.ts";
 // Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
 // listener, timer and stream a test here opens must be closed by the time it ends.
 Deno.test.sanitizer({ ops: true, resources: true });
+
+// `--config` files are parsed by modules a start without `--config` never loads.
+await loadConfigParsers();
 
 const env = (name: string) => ({ DYN_NAMESPACE: "dynamo" } as Record<string, string>)[name];
 const load = (...argv: string[]): Config => {
