@@ -96,6 +96,7 @@ export async function startGlobalPlanner(
           [INTENTS_ANNOTATION]: budgetPlanner!.intents.exportFresh(
             Date.now() / 1000,
             config.budget.intentCacheTtlSeconds,
+            (key) => kube?.budgetPort?.generationOf(key),
           ),
         })
         : undefined,
@@ -103,15 +104,21 @@ export async function startGlobalPlanner(
         metrics.countLeaderTransition();
         metrics.setLeader(true);
         const intents = inherited[INTENTS_ANNOTATION];
-        if (budgetPlanner && intents) {
-          logger.info("budget intents inherited from the previous leader", {
-            intents: budgetPlanner.intents.restore(intents),
-          });
-        }
         transition(async () => {
           // Nothing learnt as a standby is trusted: the DGD cache lists again first.
           if (kube?.cache) {
             await Promise.race([kube.cache.relist(), pause(election!.renewDeadlineMs, term)]);
+          }
+          // Judged against the fresh list: an intent whose DGD moved since its export is dropped.
+          if (budgetPlanner && intents) {
+            const restored = budgetPlanner.intents.restore(
+              intents,
+              (key) => kube?.budgetPort?.generationOf(key),
+            );
+            logger.info("budget intents inherited from the previous leader", {
+              intents: restored.taken,
+              superseded: restored.superseded,
+            });
           }
           // Registration is retried while the term lasts (an etcd or API outage at the handover).
           for (let attempt = 1; !term.aborted; attempt++) {

@@ -88,6 +88,16 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
     return this.#options.cache.get(ref.namespace, ref.name) ?? this.#joined.get(_id(ref))?.view;
   }
 
+  /**
+   * `metadata.generation` of the DGD a pool key (`namespace/dgd/role`) belongs to, as this
+   * replica sees it; `undefined` when it sees no such DGD.
+   */
+  generationOf(key: string): number | undefined {
+    const [namespace, name] = key.split("/");
+    if (namespace === undefined || name === undefined) return undefined;
+    return this.viewOf({ namespace, name })?.generation;
+  }
+
   /** Keeps joined participants and pending adapter values current after a write. */
   recordApplied(ref: ObjectRef, applied: Applied): void {
     const id = _id(ref);

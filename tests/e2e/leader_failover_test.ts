@@ -315,6 +315,18 @@ Deno.test({
       assert.equal(b.logs.some((l) => l.message === "DynamoWorkerMetadata published"), false);
       assert.equal(await a.stop("SIGTERM"), 0);
       await listedBeforeRegistering(b);
+      // The budget's intents left on the Lease are judged against that fresh list, before b registers.
+      const messages = b.logs.map((l) => String(l.message));
+      const inherited = messages.lastIndexOf("budget intents inherited from the previous leader");
+      assert.ok(
+        inherited > messages.lastIndexOf("DGD cache listed") &&
+          inherited < messages.lastIndexOf("DynamoWorkerMetadata published"),
+        JSON.stringify(messages),
+      );
+      assert.deepEqual(
+        { intents: b.logs[inherited].intents, superseded: b.logs[inherited].superseded },
+        { intents: 0, superseded: 0 },
+      );
     } finally {
       for (const s of running) await s.stop("SIGKILL");
       await cluster.stop();

@@ -53,11 +53,43 @@ Deno.test("fresh intents survive a failover: exportFresh → restore, at the TTL
   assert.deepEqual(JSON.parse(text), [["a", 3, 100], ["c", 7, 40]]);
   const next = new IntentCache();
   next.record("c", 9, 41); // recorded by the new leader after the old one's last export
-  assert.equal(next.restore(text), 1);
+  assert.deepEqual(next.restore(text), { taken: 1, superseded: 0 });
   assert.deepEqual(next.get("a"), { lastDesired: 3, lastSeenAt: 100 });
   assert.deepEqual(next.get("c"), { lastDesired: 9, lastSeenAt: 41 });
   assert.equal(next.get("b"), undefined);
-  assert.equal(next.restore("not json"), 0);
-  assert.equal(next.restore(JSON.stringify([["d", "x", 1], ["e", 1], 5, ["f", 2, 3]])), 1);
+  assert.deepEqual(next.restore("not json"), { taken: 0, superseded: 0 });
+  assert.deepEqual(
+    next.restore(
+      JSON.stringify([["d", "x", 1], ["e", 1], 5, ["f", 2, 3], ["g", 2, 3, "x"], ["h", 1, 2, 3, 4]]),
+    ),
+    { taken: 1, superseded: 0 },
+  );
   assert.deepEqual(next.get("f"), { lastDesired: 2, lastSeenAt: 3 });
+  assert.equal(next.get("g"), undefined, "a generation that is not a number: the row is refused");
+});
+
+Deno.test("an inherited intent whose DGD moved after the export is dropped, not applied over a newer scale", () => {
+  const old = new IntentCache();
+  old.record("ns/a/prefill", 3, 100);
+  old.record("ns/b/decode", 5, 100);
+  old.record("ns/c/decode", 2, 100);
+  old.record("ns/d/decode", 4, 100);
+  const seenByOld: Record<string, number> = { "ns/a/prefill": 7, "ns/b/decode": 4, "ns/c/decode": 9 };
+  const text = old.exportFresh(100, 60, (key) => seenByOld[key]);
+  assert.deepEqual(JSON.parse(text), [
+    ["ns/a/prefill", 3, 100, 7],
+    ["ns/b/decode", 5, 100, 4],
+    ["ns/c/decode", 2, 100, 9],
+    ["ns/d/decode", 4, 100], // no DGD seen: exported without a generation, taken as before
+  ]);
+  // The successor's fresh list: a unchanged; b's spec moved on (one generation is enough); c is gone.
+  const seenByNew: Record<string, number> = { "ns/a/prefill": 7, "ns/b/decode": 5 };
+  const next = new IntentCache();
+  assert.deepEqual(next.restore(text, (key) => seenByNew[key]), { taken: 2, superseded: 2 });
+  assert.deepEqual(next.get("ns/a/prefill"), { lastDesired: 3, lastSeenAt: 100 });
+  assert.equal(next.get("ns/b/decode"), undefined);
+  assert.equal(next.get("ns/c/decode"), undefined);
+  assert.deepEqual(next.get("ns/d/decode"), { lastDesired: 4, lastSeenAt: 100 });
+  // Without a view of the DGDs (no lookup) the rows are taken as exported.
+  assert.deepEqual(new IntentCache().restore(text), { taken: 4, superseded: 0 });
 });

@@ -89,36 +89,63 @@ export class IntentCache {
   }
 
   /**
-   * The fresh intents as text, for a successor replica (`[[key, lastDesired, lastSeenAt], ...]`;
-   * wall-clock seconds, so another process can judge freshness).
+   * The fresh intents as text, for a successor replica (`[[key, lastDesired, lastSeenAt,
+   * generation?], ...]`; wall-clock seconds, so another process can judge freshness).
+   * `generationOf` gives the pool's DGD `metadata.generation` as this leader sees it now: the
+   * successor keeps an intent only if the DGD's spec has not moved since (see `restore`).
    */
-  exportFresh(now: number, ttlSeconds: number): string {
-    const rows: [PoolKey, number, number][] = [];
+  exportFresh(now: number, ttlSeconds: number, generationOf?: (key: PoolKey) => number | undefined): string {
+    const rows: (string | number)[][] = [];
     for (const [key, intent] of this.#entries) {
-      if (isFresh(intent, now, ttlSeconds)) rows.push([key, intent.lastDesired, intent.lastSeenAt]);
+      if (!isFresh(intent, now, ttlSeconds)) continue;
+      const generation = generationOf?.(key);
+      rows.push(
+        generation === undefined
+          ? [key, intent.lastDesired, intent.lastSeenAt]
+          : [key, intent.lastDesired, intent.lastSeenAt, generation],
+      );
     }
     return JSON.stringify(rows);
   }
 
-  /** Takes in what `exportFresh` wrote; newer local intents win. Returns how many were taken. */
-  restore(text: string): number {
+  /**
+   * Takes in what `exportFresh` wrote; newer local intents win. An intent exported with its DGD's
+   * generation is dropped when `generationOf` shows another one (or no DGD): the spec moved after
+   * the export — the old leader decided again and died before its next export — so the intent
+   * may be superseded, and applying it to a partner would undo a newer scale. Dropping only
+   * loses a pairing the partner's next request brings back.
+   */
+  restore(text: string, generationOf?: (key: PoolKey) => number | undefined): RestoredIntents {
+    const restored = { taken: 0, superseded: 0 };
     let rows: unknown;
     try {
       rows = JSON.parse(text);
     } catch {
-      return 0;
+      return restored;
     }
-    if (!Array.isArray(rows)) return 0;
-    let taken = 0;
+    if (!Array.isArray(rows)) return restored;
     for (const row of rows) {
-      if (!Array.isArray(row) || row.length !== 3) continue;
-      const [key, lastDesired, lastSeenAt] = row;
+      if (!Array.isArray(row) || (row.length !== 3 && row.length !== 4)) continue;
+      const [key, lastDesired, lastSeenAt, generation] = row;
       if (typeof key !== "string" || !Number.isFinite(lastDesired) || !Number.isFinite(lastSeenAt)) continue;
+      if (row.length === 4) {
+        if (!Number.isFinite(generation)) continue;
+        if (generationOf && generationOf(key) !== generation) {
+          restored.superseded++;
+          continue;
+        }
+      }
       const local = this.#entries.get(key);
       if (local && local.lastSeenAt >= lastSeenAt) continue;
       this.#entries.set(key, { lastDesired, lastSeenAt });
-      taken++;
+      restored.taken++;
     }
-    return taken;
+    return restored;
   }
+}
+
+/** What `restore` did: intents taken in, and intents dropped because their DGD moved since. */
+export interface RestoredIntents {
+  taken: number;
+  superseded: number;
 }

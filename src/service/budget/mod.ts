@@ -1,7 +1,7 @@
 /** GPU budget arbitration: pure core. */
 export { arbitrate, type ArbitrationInput, type ArbitrationRequest, type Decision } from "./arbitrate.ts";
 export { bandBreach, type BudgetBounds, budgetBreachMessage, budgetEnabled, inBand } from "./band.ts";
-export { type Intent, IntentCache, isFresh } from "./intents.ts";
+export { type Intent, IntentCache, isFresh, type RestoredIntents } from "./intents.ts";
 export {
   type AcceptedPartner,
   boundedDesired,
