@@ -10,12 +10,11 @@
  * decode 2×1 = 6; beta (v1beta1) prefill 1×1 + decode 2×2 = 5; total 11; ceiling 12.
  */
 import assert from "node:assert/strict";
-import { connectKubernetes, type KubeConnector, type PolicyWiring } from "../../src/kube/mod.ts";
+import type { KubeConnector, PolicyWiring } from "../../src/kube/mod.ts";
 import type { DgdView } from "../../src/kube/dgd.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import { BudgetPlanner } from "../../src/service/budget_planner.ts";
 import type { ScaleResponse } from "../../src/service/contract.ts";
-import { createScaleRequestHandler } from "../../src/service/handlers.ts";
 import {
   createDgd,
   DGD_PATH,
@@ -27,7 +26,8 @@ import {
 import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
 import { waitFor } from "../support/ports.ts";
 import { assertVenv, runDriver } from "../support/python.ts";
-import { installRbac, SA_NAMESPACE, serviceAccountDir } from "../support/rbac.ts";
+import { decode, eventsOn, policyConnector, prefill, scaleThrough } from "../support/policy_harness.ts";
+import { installRbac, SA_NAMESPACE } from "../support/rbac.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 
 // Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
@@ -40,19 +40,6 @@ const MAX = 12;
 const logger = createLogger({ level: "error", sink: () => {} });
 const VERSION = { alpha: "v1alpha1", beta: "v1beta1" } as const;
 type Name = keyof typeof VERSION;
-
-async function connector(cluster: KubeCluster, token: string, policy: PolicyWiring): Promise<KubeConnector> {
-  const dir = await serviceAccountDir(cluster, token);
-  const env = cluster.inClusterEnv();
-  return await connectKubernetes(
-    { serviceAccountDir: dir, blockingTimeoutSeconds: 10 },
-    (n) => env[n],
-    logger,
-    { podNamespace: POOL, managedNamespaces: null },
-    undefined,
-    policy,
-  );
-}
 
 /** The planner as src/app.ts wires it over the connector. */
 function planner(
@@ -70,27 +57,13 @@ function planner(
   });
 }
 
-async function scale(
+const connector = (cluster: KubeCluster, token: string, policy: PolicyWiring): Promise<KubeConnector> =>
+  policyConnector(cluster, token, policy, { podNamespace: POOL, managedNamespaces: null });
+const scale = (
   gp: BudgetPlanner<DgdView>,
   request: Record<string, unknown>,
   dryRun = false,
-): Promise<ScaleResponse> {
-  const handler = createScaleRequestHandler({
-    managedNamespaces: null,
-    noOperation: false,
-    dryRun,
-    scaler: gp,
-    logger,
-  });
-  const context = { id: "t", headers: {}, signal: new AbortController().signal };
-  for await (const item of handler({ caller_namespace: "c", k8s_namespace: POOL, ...request }, context)) {
-    return item as ScaleResponse;
-  }
-  throw new Error("no response");
-}
-
-const prefill = (n: number) => [{ sub_component_type: "prefill", desired_replicas: n }];
-const decode = (n: number) => [{ sub_component_type: "decode", desired_replicas: n }];
+): Promise<ScaleResponse> => scaleThrough(gp, POOL, request, dryRun);
 
 /** Sets annotations (null removes one) and waits until every watch cache in `kubes` shows them. */
 async function annotate(
@@ -112,6 +85,10 @@ async function annotate(
   }
 }
 
+// deno-lint-ignore no-explicit-any -- API objects
+const eventsOf = (cluster: KubeCluster, name: string, instance?: string): Promise<any[]> =>
+  eventsOn(cluster, POOL, name, instance);
+
 /** Waits until `kube`'s watch cache shows the DGD as the API server has it now. */
 async function caughtUp(cluster: KubeCluster, kube: KubeConnector, name: Name) {
   const now = await rv(cluster, name);
@@ -123,16 +100,6 @@ async function caughtUp(cluster: KubeCluster, kube: KubeConnector, name: Name) {
 
 const rv = async (cluster: KubeCluster, name: Name): Promise<string> =>
   (await readDgd(cluster, VERSION[name], POOL, name)).metadata.resourceVersion;
-
-// deno-lint-ignore no-explicit-any -- API objects
-async function eventsOf(cluster: KubeCluster, name: string, instance?: string): Promise<any[]> {
-  const r = await cluster.request("GET", `/apis/events.k8s.io/v1/namespaces/${POOL}/events`);
-  assert.ok(r.ok, r.text);
-  // deno-lint-ignore no-explicit-any
-  return r.json.items.filter((e: any) =>
-    e.regarding?.name === name && (instance === undefined || e.reportingInstance === instance)
-  );
-}
 
 async function createFleet(cluster: KubeCluster) {
   await createDgd(

@@ -5,11 +5,9 @@
  * (series for repeats), and a dry run that persists nothing.
  */
 import assert from "node:assert/strict";
-import { connectKubernetes, type KubeConnector, type PolicyWiring } from "../../src/kube/mod.ts";
+import type { KubeConnector, PolicyWiring } from "../../src/kube/mod.ts";
 import { REPORTING_CONTROLLER } from "../../src/kube/events.ts";
-import { createLogger } from "../../src/ops/log.ts";
 import type { ScaleResponse } from "../../src/service/contract.ts";
-import { createScaleRequestHandler } from "../../src/service/handlers.ts";
 import {
   createDgd,
   DGD_PATH,
@@ -20,7 +18,8 @@ import {
   v1beta1Dgd,
 } from "../support/dgd_fixtures.ts";
 import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
-import { installRbac, serviceAccountDir } from "../support/rbac.ts";
+import { decode, eventsOn, policyConnector, prefill, scaleThrough } from "../support/policy_harness.ts";
+import { installRbac } from "../support/rbac.ts";
 
 // Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
 // listener, timer and stream a test here opens must be closed by the time it ends.
@@ -28,42 +27,16 @@ Deno.test.sanitizer({ ops: true, resources: true });
 
 const NS = "policy";
 const P = "globalplanner.dynamo.example/";
-const logger = createLogger({ level: "error", sink: () => {} });
 
-async function connector(cluster: KubeCluster, token: string, policy: PolicyWiring): Promise<KubeConnector> {
-  const dir = await serviceAccountDir(cluster, token);
-  const env = cluster.inClusterEnv();
-  return await connectKubernetes(
-    { serviceAccountDir: dir, blockingTimeoutSeconds: 10 },
-    (n) => env[n],
-    logger,
-    undefined,
-    undefined,
-    policy,
-  );
-}
-
-async function scale(
+const connector = (cluster: KubeCluster, token: string, policy: PolicyWiring): Promise<KubeConnector> =>
+  policyConnector(cluster, token, policy);
+const scale = (
   kube: KubeConnector,
   request: Record<string, unknown>,
   dryRun = false,
-): Promise<ScaleResponse> {
-  const handler = createScaleRequestHandler({
-    managedNamespaces: null,
-    noOperation: false,
-    dryRun,
-    scaler: kube.kubeScaler,
-    logger,
-  });
-  const context = { id: "t", headers: {}, signal: new AbortController().signal };
-  for await (const item of handler({ caller_namespace: "c", k8s_namespace: NS, ...request }, context)) {
-    return item as ScaleResponse;
-  }
-  throw new Error("no response");
-}
-
-const prefill = (n: number) => [{ sub_component_type: "prefill", desired_replicas: n }];
-const decode = (n: number) => [{ sub_component_type: "decode", desired_replicas: n }];
+): Promise<ScaleResponse> => scaleThrough(kube.kubeScaler!, NS, request, dryRun);
+// deno-lint-ignore no-explicit-any -- API objects
+const eventsOf = (cluster: KubeCluster, name: string): Promise<any[]> => eventsOn(cluster, NS, name);
 
 async function annotate(
   cluster: KubeCluster,
@@ -73,14 +46,6 @@ async function annotate(
 ) {
   const r = await cluster.request("PATCH", DGD_PATH(version, NS, name), { metadata: { annotations } });
   assert.ok(r.ok, r.text);
-}
-
-// deno-lint-ignore no-explicit-any -- API objects
-async function eventsOf(cluster: KubeCluster, name: string): Promise<any[]> {
-  const r = await cluster.request("GET", `/apis/events.k8s.io/v1/namespaces/${NS}/events`);
-  assert.ok(r.ok, r.text);
-  // deno-lint-ignore no-explicit-any
-  return r.json.items.filter((e: any) => e.regarding?.name === name);
 }
 
 Deno.test({
