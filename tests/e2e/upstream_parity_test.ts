@@ -9,15 +9,9 @@
  *   our message, and the DGD unchanged by ours.
  */
 import assert from "node:assert/strict";
-import {
-  applyManifest,
-  createDgd,
-  DGD_PATH,
-  readDgd,
-  replicasOf,
-  v1beta1Dgd,
-} from "../support/dgd_fixtures.ts";
+import { applyManifest, createDgd, readDgd, replicasOf, v1beta1Dgd } from "../support/dgd_fixtures.ts";
 import { parseAllDocuments, stringify as yamlStringify } from "yaml";
+import { reconcileFullStatus } from "../support/fake_operator.ts";
 import { type KubeCluster, REDUCED_DGD_CRD, startKubeCluster } from "../support/kube_cluster.ts";
 import { VENV_PYTHON } from "../support/paths.ts";
 import { assertVenv, runDriver } from "../support/python.ts";
@@ -34,44 +28,6 @@ const DGD = "llama";
 const CALLER = "parity-planner";
 const OURS = "gp-ours";
 const UPSTREAM = "gp-upstream";
-
-/**
- * The operator's full status (as bench/kube_scale.ts writes it): upstream reads per-component
- * replica counts before it lets a request reduce a component.
- */
-async function reconcile(cluster: KubeCluster): Promise<void> {
-  const path = DGD_PATH("v1beta1", K8S_NS, DGD);
-  const dgd = (await cluster.request("GET", path)).json;
-  const components: Record<string, unknown> = {};
-  for (const c of dgd.spec.components as { name: string; replicas?: number }[]) {
-    const n = c.replicas ?? 1;
-    components[c.name] = {
-      componentKind: "Deployment",
-      componentName: `${DGD}-${c.name}`,
-      gpusPerEngine: 1,
-      gpusPerReplica: 1,
-      replicas: n,
-      updatedReplicas: n,
-      readyReplicas: n,
-      availableReplicas: n,
-    };
-  }
-  const r = await cluster.request("PATCH", `${path}/status`, {
-    status: {
-      state: "successful",
-      observedGeneration: dgd.metadata.generation,
-      components,
-      conditions: [{
-        type: "Ready",
-        status: "True",
-        reason: "all_resources_are_ready",
-        message: "ok",
-        lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
-      }],
-    },
-  });
-  assert.ok(r.ok, `status: ${r.status} ${r.text}`);
-}
 
 interface PlannerOutcome {
   response: { status: string; message: string; current_replicas: Record<string, number> } | null;
@@ -187,7 +143,7 @@ Deno.test({
           decode: { type: "decode", replicas: 2 },
         }),
       );
-      await reconcile(cluster);
+      await reconcileFullStatus(cluster, K8S_NS, DGD);
       const discovery = { DYN_DISCOVERY_BACKEND: "file", DYN_FILE_KV: `${dir}/kv` };
       await Deno.mkdir(discovery.DYN_FILE_KV);
       const sa = await cluster.writeServiceAccountDir(`${dir}/sa`, SA_NAMESPACE, token);

@@ -176,6 +176,52 @@ async function _propagate(
   }
 }
 
+/**
+ * The operator's full status for a v1beta1 DGD, spec replicas copied into it: observedGeneration,
+ * Ready, and per-component replica counts (upstream reads those before it lets a request reduce a
+ * component). Returns the generation it reported on.
+ */
+export async function reconcileFullStatus(
+  cluster: KubeCluster,
+  namespace: string,
+  name: string,
+): Promise<number> {
+  const path = `${GROUP}/v1beta1/namespaces/${namespace}/dynamographdeployments/${name}`;
+  const got = await cluster.request("GET", path);
+  if (!got.ok) throw new Error(`read ${namespace}/${name}: ${got.status} ${got.text}`);
+  const dgd = got.json;
+  const components: Record<string, unknown> = {};
+  for (const c of dgd.spec.components as { name: string; replicas?: number }[]) {
+    const n = c.replicas ?? 1;
+    components[c.name] = {
+      componentKind: "Deployment",
+      componentName: `${name}-${c.name}`,
+      gpusPerEngine: 1,
+      gpusPerReplica: 1,
+      replicas: n,
+      updatedReplicas: n,
+      readyReplicas: n,
+      availableReplicas: n,
+    };
+  }
+  const written = await cluster.request("PATCH", `${path}/status`, {
+    status: {
+      state: "successful",
+      observedGeneration: dgd.metadata.generation,
+      components,
+      conditions: [{
+        type: "Ready",
+        status: "True",
+        reason: "all_resources_are_ready",
+        message: "ok",
+        lastTransitionTime: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+      }],
+    },
+  });
+  if (!written.ok) throw new Error(`status of ${namespace}/${name}: ${written.status} ${written.text}`);
+  return dgd.metadata.generation;
+}
+
 /** Waits until the DGD's current generation is observed and Ready (the operator has settled it). */
 export async function waitSettled(
   cluster: KubeCluster,
