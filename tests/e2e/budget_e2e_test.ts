@@ -17,7 +17,7 @@ import {
 } from "../support/dgd_fixtures.ts";
 import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
 import { installRbac } from "../support/rbac.ts";
-import { assertVenv, runDriver } from "../support/python.ts";
+import { assertVenv, callConnector, runDriver } from "../support/python.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 
 // Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
@@ -28,36 +28,8 @@ const POOL = "pool";
 const GP_NS = "gp-budget";
 const SA_NS = "dynamo-system";
 
-interface Outcome {
-  response: { status: string; message: string; current_replicas: Record<string, number> } | null;
-  raised: { exception: string; message: string } | null;
-}
-
-async function plan(
-  env: Record<string, string>,
-  dgd: string,
-  targets: { prefill?: number; decode?: number },
-): Promise<Outcome> {
-  const argv = [
-    "--via",
-    "connector",
-    "--gp-namespace",
-    GP_NS,
-    "--caller-namespace",
-    `${POOL}-${dgd}`,
-    "--dgd",
-    dgd,
-    "--k8s-namespace",
-    POOL,
-    "--timeout",
-    "30",
-  ];
-  if (targets.prefill !== undefined) argv.push("--prefill", String(targets.prefill));
-  if (targets.decode !== undefined) argv.push("--decode", String(targets.decode));
-  const result = await runDriver("planner_client.py", argv, env, 45_000);
-  assert.equal(result.code, 0, `${result.stdout}\n${result.stderr.slice(-1500)}`);
-  return result.lines[0] as unknown as Outcome;
-}
+const plan = (env: Record<string, string>, dgd: string, targets: { prefill?: number; decode?: number }) =>
+  callConnector(env, { gpNamespace: GP_NS, caller: `${POOL}-${dgd}`, dgd, k8sNamespace: POOL, ...targets });
 
 /** Waits until the service's DGD cache (as its health endpoint reports it) holds `count` DGDs. */
 async function watchedDgds(env: Record<string, string>, count: number) {

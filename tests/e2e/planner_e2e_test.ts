@@ -11,7 +11,7 @@ import { createDgd, readDgd, replicasOf, v1beta1Dgd } from "../support/dgd_fixtu
 import { markReady } from "../support/fake_operator.ts";
 import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
 import { installRbac } from "../support/rbac.ts";
-import { assertVenv, runDriver } from "../support/python.ts";
+import { assertVenv, callConnector } from "../support/python.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 
 // Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
@@ -23,30 +23,10 @@ const CALLER = "llama-planner";
 const K8S_NS = "llm";
 const SA_NS = "dynamo-system";
 
-interface PlannerOutcome {
-  request: Record<string, unknown> | null;
-  response: { status: string; message: string; current_replicas: Record<string, number> } | null;
-  raised: { exception: string; message: string } | null;
-}
-
-/** Runs upstream's GlobalPlannerConnector.set_component_replicas once (non-blocking). */
-async function plan(
+const plan = (
   env: Record<string, string>,
-  args: { caller: string; dgd: string; prefill?: number; decode?: number },
-): Promise<PlannerOutcome> {
-  const argv = ["--via", "connector", "--gp-namespace", GP_NS, "--caller-namespace", args.caller];
-  argv.push("--dgd", args.dgd, "--k8s-namespace", K8S_NS, "--timeout", "30");
-  if (args.prefill !== undefined) argv.push("--prefill", String(args.prefill));
-  if (args.decode !== undefined) argv.push("--decode", String(args.decode));
-  const result = await runDriver("planner_client.py", argv, env, 45_000);
-  assert.equal(
-    result.code,
-    0,
-    `planner_client.py failed (${result.code}): ${result.stdout}\n${result.stderr.slice(-2000)}`,
-  );
-  assert.equal(result.lines.length, 1, `expected one JSON line: ${result.stdout}`);
-  return result.lines[0] as unknown as PlannerOutcome;
-}
+  call: { caller: string; dgd: string; prefill?: number; decode?: number },
+) => callConnector(env, { gpNamespace: GP_NS, k8sNamespace: K8S_NS, ...call });
 
 Deno.test({
   name: "upstream GlobalPlannerConnector → our service (in-cluster, deploy/rbac.yaml) → DGD replicas",

@@ -25,7 +25,7 @@ import {
 } from "../support/dgd_fixtures.ts";
 import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
 import { waitFor } from "../support/ports.ts";
-import { assertVenv, runDriver } from "../support/python.ts";
+import { assertVenv, callConnector, type ConnectorOutcome } from "../support/python.ts";
 import { decode, eventsOn, policyConnector, prefill, scaleThrough } from "../support/policy_harness.ts";
 import { installRbac, SA_NAMESPACE } from "../support/rbac.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
@@ -354,12 +354,6 @@ Deno.test({
   },
 });
 
-interface Outcome {
-  request: Record<string, unknown> | null;
-  response: { status: string; message: string; current_replicas: Record<string, number> } | null;
-  raised: { exception: string; message: string } | null;
-}
-
 Deno.test({
   name: "upstream GlobalPlannerConnector with a GPU budget, --reject-stale and --record-events",
   async fn(t) {
@@ -393,15 +387,14 @@ Deno.test({
         env: { ...discovery, ...cluster.inClusterEnv(), DYN_NAMESPACE: GP_NS, POD_NAMESPACE: POOL },
       });
       await service.waitForLog((l) => l.message === "DGD cache synced");
-      const plan = async (dgd: string, targets: { prefill?: number; decode?: number }): Promise<Outcome> => {
-        const argv = ["--via", "connector", "--gp-namespace", GP_NS, "--caller-namespace", `${POOL}-${dgd}`];
-        argv.push("--dgd", dgd, "--k8s-namespace", POOL, "--timeout", "30");
-        if (targets.prefill !== undefined) argv.push("--prefill", String(targets.prefill));
-        if (targets.decode !== undefined) argv.push("--decode", String(targets.decode));
-        const result = await runDriver("planner_client.py", argv, discovery, 45_000);
-        assert.equal(result.code, 0, `${result.stdout}\n${result.stderr.slice(-1500)}`);
-        return result.lines[0] as unknown as Outcome;
-      };
+      const plan = (dgd: string, targets: { prefill?: number; decode?: number }): Promise<ConnectorOutcome> =>
+        callConnector(discovery, {
+          gpNamespace: GP_NS,
+          caller: `${POOL}-${dgd}`,
+          dgd,
+          k8sNamespace: POOL,
+          ...targets,
+        });
 
       await t.step(
         "a request clamped into the band is approved; the connector's timestamp is kept",

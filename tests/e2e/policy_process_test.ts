@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { createDgd, DGD_PATH, readDgd, replicasOf, v1beta1Dgd } from "../support/dgd_fixtures.ts";
 import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
-import { assertVenv, runDriver } from "../support/python.ts";
+import { assertVenv, callConnector } from "../support/python.ts";
 import { installRbac } from "../support/rbac.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 
@@ -21,28 +21,10 @@ const OTHER_NS = "dev";
 const SA_NS = "dynamo-system";
 const P = "globalplanner.dynamo.example/";
 
-interface PlannerOutcome {
-  request: Record<string, unknown> | null;
-  response: { status: string; message: string; current_replicas: Record<string, number> } | null;
-  raised: { exception: string; message: string } | null;
-}
-
-async function plan(
+const plan = (
   env: Record<string, string>,
-  args: { caller: string; dgd: string; k8sNamespace?: string; prefill?: number },
-): Promise<PlannerOutcome> {
-  const argv = ["--via", "connector", "--gp-namespace", GP_NS, "--caller-namespace", args.caller];
-  argv.push("--dgd", args.dgd, "--k8s-namespace", args.k8sNamespace ?? K8S_NS, "--timeout", "30");
-  if (args.prefill !== undefined) argv.push("--prefill", String(args.prefill));
-  const result = await runDriver("planner_client.py", argv, env, 45_000);
-  assert.equal(
-    result.code,
-    0,
-    `planner_client.py failed (${result.code}): ${result.stdout}\n${result.stderr}`,
-  );
-  assert.equal(result.lines.length, 1, `expected one JSON line: ${result.stdout}`);
-  return result.lines[0] as unknown as PlannerOutcome;
-}
+  call: { caller: string; dgd: string; k8sNamespace?: string; prefill?: number },
+) => callConnector(env, { gpNamespace: GP_NS, ...call, k8sNamespace: call.k8sNamespace ?? K8S_NS });
 
 Deno.test({
   name: "upstream GlobalPlannerConnector under caller binding, stale guard, Events and dry run",

@@ -14,7 +14,7 @@ import { parseAllDocuments, stringify as yamlStringify } from "yaml";
 import { reconcileFullStatus } from "../support/fake_operator.ts";
 import { type KubeCluster, REDUCED_DGD_CRD, startKubeCluster } from "../support/kube_cluster.ts";
 import { VENV_PYTHON } from "../support/paths.ts";
-import { assertVenv, runDriver } from "../support/python.ts";
+import { assertVenv, callConnector, type ConnectorOutcome, runDriver } from "../support/python.ts";
 import { installRbac, SA_NAMESPACE } from "../support/rbac.ts";
 import { type ServiceProcess, startService } from "../support/service.ts";
 import { UPSTREAM_RBAC, UPSTREAM_SA } from "../support/upstream_rbac.ts";
@@ -28,11 +28,6 @@ const DGD = "llama";
 const CALLER = "parity-planner";
 const OURS = "gp-ours";
 const UPSTREAM = "gp-upstream";
-
-interface PlannerOutcome {
-  response: { status: string; message: string; current_replicas: Record<string, number> } | null;
-  raised: { exception: string; message: string } | null;
-}
 
 /** Starts upstream's Global Planner; resolves once the 1.6.1 runtime discovers its endpoint. */
 async function startUpstream(dir: string, kubeconfig: string, discovery: Record<string, string>) {
@@ -92,28 +87,19 @@ async function callRaw(discovery: Record<string, string>, namespace: string, arg
   return { exception: failure.exception, message: failure.message };
 }
 
-async function plan(
+const plan = (
   discovery: Record<string, string>,
   namespace: string,
   decode: number,
-): Promise<PlannerOutcome> {
-  const argv = ["--via", "connector", "--gp-namespace", namespace, "--caller-namespace", CALLER];
-  argv.push(
-    "--dgd",
-    DGD,
-    "--k8s-namespace",
-    K8S_NS,
-    "--timeout",
-    "30",
-    "--prefill",
-    "1",
-    "--decode",
-    String(decode),
-  );
-  const result = await runDriver("planner_client.py", argv, discovery, 45_000);
-  assert.equal(result.code, 0, `planner_client.py failed: ${result.stdout}\n${result.stderr.slice(-2000)}`);
-  return result.lines[0] as unknown as PlannerOutcome;
-}
+): Promise<ConnectorOutcome> =>
+  callConnector(discovery, {
+    gpNamespace: namespace,
+    caller: CALLER,
+    dgd: DGD,
+    k8sNamespace: K8S_NS,
+    prefill: 1,
+    decode,
+  });
 
 Deno.test({
   name: "upstream's Python Global Planner and ours answer the same requests alike (real 1.6.1 callers)",

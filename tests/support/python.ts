@@ -127,3 +127,44 @@ export async function spawnDriver(
     },
   };
 }
+
+/** What tests/interop/py/planner_client.py prints for one `set_component_replicas` call. */
+export interface ConnectorOutcome {
+  request: Record<string, unknown> | null;
+  response: { status: string; message: string; current_replicas: Record<string, number> } | null;
+  raised: { exception: string; message: string } | null;
+}
+
+export interface ConnectorCall {
+  /** The Global Planner's DYN_NAMESPACE. */
+  gpNamespace: string;
+  /** The planner's own Dynamo namespace (what caller binding authorizes). */
+  caller: string;
+  dgd: string;
+  k8sNamespace: string;
+  prefill?: number;
+  decode?: number;
+}
+
+/**
+ * One non-blocking `GlobalPlannerConnector.set_component_replicas` of upstream's planner
+ * (ai-dynamo 1.6.1) in a process of its own; a driver that fails or prints anything but one
+ * outcome line fails the test.
+ */
+export async function callConnector(
+  env: Record<string, string>,
+  call: ConnectorCall,
+): Promise<ConnectorOutcome> {
+  const argv = ["--via", "connector", "--gp-namespace", call.gpNamespace, "--caller-namespace", call.caller];
+  argv.push("--dgd", call.dgd, "--k8s-namespace", call.k8sNamespace, "--timeout", "30");
+  if (call.prefill !== undefined) argv.push("--prefill", String(call.prefill));
+  if (call.decode !== undefined) argv.push("--decode", String(call.decode));
+  const result = await runDriver("planner_client.py", argv, env, 45_000);
+  if (result.code !== 0 || result.lines.length !== 1) {
+    throw new Error(
+      `planner_client.py exited ${result.code} with ${result.lines.length} outcome lines: ${result.stdout}\n` +
+        result.stderr.slice(-2000),
+    );
+  }
+  return result.lines[0] as unknown as ConnectorOutcome;
+}
