@@ -281,7 +281,6 @@ async function runScenario(cluster: KubeCluster, kube: KubeConnector, scenario: 
   return { dgd, ns, adapter: `${dgd}-pre`, response };
 }
 
-/** Waits until the stand-in operator reports the DGD's current generation Ready. */
 /** Waits until the API server's authorizer applies `rules` to the ServiceAccount (RBAC is cached). */
 async function waitForRbac(
   cluster: KubeCluster,
@@ -321,6 +320,45 @@ async function waitForRbac(
   }, `RBAC for ${serviceAccount} in effect (pending: ${pending || "?"})`).catch((error) => {
     throw new Error(`RBAC for ${serviceAccount} not in effect: ${pending}`, { cause: error });
   });
+}
+
+/** `rules` without `verb` on `resource`, one resource per rule (rules left with no verb dropped). */
+function withoutVerb(rules: Rule[], resource: string, verb: string): Rule[] {
+  return rules.flatMap((r) =>
+    r.resources.map((res) => ({
+      apiGroups: r.apiGroups,
+      resources: [res],
+      verbs: res === resource ? r.verbs.filter((v) => v !== verb) : r.verbs,
+    }))
+  ).filter((r) => r.verbs.length > 0);
+}
+
+/**
+ * A ServiceAccount `name` bound to `rules` (a Role in SA_NS, or a ClusterRole), once the
+ * authorizer applies them and denies `denied` ("resource verb").
+ */
+async function grant(
+  cluster: KubeCluster,
+  name: string,
+  rules: Rule[],
+  denied: string,
+  scope: "namespace" | "cluster",
+): Promise<void> {
+  const rbac = "rbac.authorization.k8s.io";
+  const role = scope === "cluster" ? "ClusterRole" : "Role";
+  const metadata = scope === "cluster" ? { name } : { name, namespace: SA_NS };
+  await cluster.createServiceAccount(SA_NS, name);
+  await applyManifest(cluster, [
+    { apiVersion: `${rbac}/v1`, kind: role, metadata, rules },
+    {
+      apiVersion: `${rbac}/v1`,
+      kind: `${role}Binding`,
+      metadata,
+      roleRef: { apiGroup: rbac, kind: role, name },
+      subjects: [{ kind: "ServiceAccount", name, namespace: SA_NS }],
+    },
+  ]);
+  await waitForRbac(cluster, name, rules, denied, scope === "cluster" ? NS : SA_NS);
 }
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
@@ -483,33 +521,8 @@ Deno.test({
         const scenario = NEEDED_BY[pair];
         await t.step(`without ${verb} on ${resource}: the ${scenario} request fails naming it`, async () => {
           const name = `gp-minus-${verb}-${resource.replace("/", "-")}`.slice(0, 63);
-          const minus = (list: Rule[]) =>
-            list.flatMap((r) =>
-              r.resources.map((res) => ({
-                apiGroups: r.apiGroups,
-                resources: [res],
-                verbs: res === resource ? r.verbs.filter((v) => v !== verb) : r.verbs,
-              }))
-            ).filter((r) => r.verbs.length > 0);
           if (scenario === "leader") {
-            const reducedRole = minus(leaderRules);
-            await cluster.createServiceAccount(SA_NS, name);
-            await applyManifest(cluster, [
-              {
-                apiVersion: "rbac.authorization.k8s.io/v1",
-                kind: "Role",
-                metadata: { name, namespace: SA_NS },
-                rules: reducedRole,
-              },
-              {
-                apiVersion: "rbac.authorization.k8s.io/v1",
-                kind: "RoleBinding",
-                metadata: { name, namespace: SA_NS },
-                roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name },
-                subjects: [{ kind: "ServiceAccount", name, namespace: SA_NS }],
-              },
-            ]);
-            await waitForRbac(cluster, name, reducedRole, pair, SA_NS);
+            await grant(cluster, name, withoutVerb(leaderRules, resource, verb), pair, "namespace");
             const weak = await connectAs(cluster, name);
             opened.push(weak.kube);
             // Without create, the Lease must be missing for the elector to need it.
@@ -527,24 +540,7 @@ Deno.test({
             return;
           }
           if (scenario === "discovery") {
-            const reducedRole = minus(discoveryRules);
-            await cluster.createServiceAccount(SA_NS, name);
-            await applyManifest(cluster, [
-              {
-                apiVersion: "rbac.authorization.k8s.io/v1",
-                kind: "Role",
-                metadata: { name, namespace: SA_NS },
-                rules: reducedRole,
-              },
-              {
-                apiVersion: "rbac.authorization.k8s.io/v1",
-                kind: "RoleBinding",
-                metadata: { name, namespace: SA_NS },
-                roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name },
-                subjects: [{ kind: "ServiceAccount", name, namespace: SA_NS }],
-              },
-            ]);
-            await waitForRbac(cluster, name, reducedRole, pair, SA_NS);
+            await grant(cluster, name, withoutVerb(discoveryRules, resource, verb), pair, "namespace");
             const weak = await connectAs(cluster, name);
             opened.push(weak.kube);
             const run = await runDiscovery(weak.kube);
@@ -576,30 +572,7 @@ Deno.test({
             await run.discovery.close();
             return;
           }
-          const reduced: Rule[] = rules.flatMap((r) =>
-            r.resources.map((res) => ({
-              apiGroups: r.apiGroups,
-              resources: [res],
-              verbs: res === resource ? r.verbs.filter((v) => v !== verb) : r.verbs,
-            }))
-          ).filter((r) => r.verbs.length > 0);
-          await cluster.createServiceAccount(SA_NS, name);
-          await applyManifest(cluster, [
-            {
-              apiVersion: "rbac.authorization.k8s.io/v1",
-              kind: "ClusterRole",
-              metadata: { name },
-              rules: reduced,
-            },
-            {
-              apiVersion: "rbac.authorization.k8s.io/v1",
-              kind: "ClusterRoleBinding",
-              metadata: { name },
-              roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name },
-              subjects: [{ kind: "ServiceAccount", name, namespace: SA_NS }],
-            },
-          ]);
-          await waitForRbac(cluster, name, reduced, pair);
+          await grant(cluster, name, withoutVerb(rules, resource, verb), pair, "cluster");
           const weak = await connectAs(cluster, name, scenario === "budget", scenario === "events");
           opened.push(weak.kube);
 
