@@ -117,11 +117,16 @@ export async function startEndpointHost(options: HostOptions): Promise<EndpointH
   );
   // Called again with a new id when etcd discovery re-registers under a new lease; the old
   // routes stay, so callers still holding the old record are served until they move on.
-  const records = (instanceId: bigint): EndpointRecord[] =>
-    options.endpoints.map((endpoint) => {
+  // Routes first, then a flush: a NATS subscription must be in place at the server before any
+  // caller can see a record naming it (routing the same id again is a no-op).
+  const records = async (instanceId: bigint): Promise<EndpointRecord[]> => {
+    const built = options.endpoints.map((endpoint) => {
       const path = { namespace: options.namespace, component: options.component, endpoint: endpoint.name };
       return { ...path, instanceId, transport: plane.route(dispatcher, path, instanceHex(instanceId)) };
     });
+    await plane.flush();
+    return built;
+  };
   plane.serve(dispatcher);
 
   let discovery: Discovery | undefined;
@@ -141,10 +146,6 @@ export async function startEndpointHost(options: HostOptions): Promise<EndpointH
       if (discovery || stopped) return;
       const opened = await openDiscovery(options.runtime, logger, options.workerMetadata);
       try {
-        // Routes first, then a flush: a NATS subscription must be in place at the server
-        // before any caller can see the record (routing the same id again is a no-op).
-        records(opened.instanceId);
-        await plane.flush();
         await opened.register(records);
       } catch (error) {
         dispatcher.clearRoutes();

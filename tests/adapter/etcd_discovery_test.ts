@@ -204,7 +204,17 @@ Deno.test({
         logs.logger,
       );
       const first = discovery.instanceId;
-      await discovery.register((id) => [record(id, "health")]);
+      // The source of the new lease's records is held open: nothing may be written under the
+      // new id before it resolves (the request plane makes the id reachable in there).
+      const release = Promise.withResolvers<void>();
+      let asked: bigint | undefined;
+      await discovery.register(async (id) => {
+        if (id !== first) {
+          asked = id;
+          await release.promise;
+        }
+        return [record(id, "health")];
+      });
       await etcd.kill();
       await waitFor(() => !discovery.healthy, "outage noticed", 10_000);
       await waitFor(
@@ -213,7 +223,16 @@ Deno.test({
         15_000,
       );
       await etcd.restart();
+      await waitFor(() => asked !== undefined, "records asked for under the new lease", 20_000);
+      const early = await etcd.list("v1/instances/");
+      assert.ok(
+        early.every((kv) => !kv.key.endsWith(`/${asked!.toString(16)}`)),
+        `written before its source resolved: ${JSON.stringify(early)}`,
+      );
+      assert.equal(discovery.healthy, false);
+      release.resolve();
       await waitFor(() => discovery.healthy, "registered again", 20_000);
+      assert.equal(discovery.instanceId, asked);
       assert.notEqual(discovery.instanceId, first);
       const kvs = await etcd.list("v1/instances/");
       assert.deepEqual(kvs.map((kv) => kv.key), [

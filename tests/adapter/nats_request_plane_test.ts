@@ -143,6 +143,29 @@ Deno.test("NATS plane: a route made while serving (a re-registration under a new
   }
 });
 
+Deno.test("NATS plane: a flush while the server is away gives up after its timeout, with a warning", async () => {
+  const nats = await startNats();
+  const lines: { level: string; message: string }[] = [];
+  const plane = await NatsRequestPlane.connect({
+    settings: readNatsSettings((name) => ({ NATS_SERVER: nats.url })[name]),
+    bounds: BOUNDS,
+    logger: createLogger({ level: "warn", sink: (line) => lines.push(JSON.parse(line)) }),
+  });
+  try {
+    const gaveUp = () => lines.filter((l) => l.message === "NATS flush not answered; registering anyway");
+    await plane.flush(100);
+    assert.equal(gaveUp().length, 0, "answered while connected");
+    await nats.kill();
+    await waitFor(() => !plane.healthy, "disconnect noticed");
+    await plane.flush(100);
+    assert.equal(gaveUp().length, 1);
+    assert.equal(gaveUp()[0].level, "warn");
+  } finally {
+    await plane.close();
+    await nats.stop();
+  }
+});
+
 Deno.test("NATS plane: in-flight limit → `Server overloaded:` reply; below it again → accepted", async () => {
   const h = await harness({ maxInFlight: 2 });
   try {

@@ -14,9 +14,11 @@ export interface EndpointRecord {
 
 /**
  * Builds the records for an instance id. A backend that must re-create its registration under
- * a new id (etcd, after losing its lease) calls it again.
+ * a new id (etcd, after losing its lease) calls it again, and writes nothing before it resolves:
+ * the request plane gets to make the new id reachable (a NATS subscription the server has seen)
+ * before any caller can read a record naming it.
  */
-export type RecordSource = (instanceId: bigint) => EndpointRecord[];
+export type RecordSource = (instanceId: bigint) => EndpointRecord[] | Promise<EndpointRecord[]>;
 
 export interface Discovery {
   /** This process's instance id (etcd lease id, or random for the file backend); etcd's may change. */

@@ -105,7 +105,7 @@ export class EtcdDiscovery implements Discovery {
 
   async register(records: EndpointRecord[] | RecordSource): Promise<void> {
     this.#source = typeof records === "function" ? records : () => records;
-    const built = this.#source(this.#instanceId);
+    const built = await this.#source(this.#instanceId);
     await this.#put(built, true);
     this.#records = built;
   }
@@ -230,7 +230,7 @@ export class EtcdDiscovery implements Discovery {
     this.#ttlSeconds = grant.ttl;
     this.#deadline = Date.now() + grant.ttl * 1000;
     this.#nextKeepAlive = Date.now() + (grant.ttl * 1000) / 2;
-    const built = this.#source ? this.#source(grant.id) : [];
+    const built = this.#source ? await this.#source(grant.id) : [];
     await this.#put(built, true);
     this.#records = built;
     this.#verified = true;

@@ -66,7 +66,7 @@ export class FileDiscovery implements Discovery {
   }
 
   async register(source: EndpointRecord[] | RecordSource): Promise<void> {
-    const records = typeof source === "function" ? source(this.instanceId) : source;
+    const records = typeof source === "function" ? await source(this.instanceId) : source;
     this.#records = records;
     try {
       await Deno.mkdir(this.#dir, { recursive: true });

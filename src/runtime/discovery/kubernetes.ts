@@ -116,7 +116,7 @@ export class KubernetesDiscovery implements Discovery {
 
   async register(records: EndpointRecord[] | RecordSource): Promise<void> {
     if (this.#closed) throw new DiscoveryError("Kubernetes discovery is closed");
-    const added = typeof records === "function" ? records(this.instanceId) : records;
+    const added = typeof records === "function" ? await records(this.instanceId) : records;
     this.#records = [...this.#records, ...added];
     await this.#publish(this.#clock() + this.#startTimeoutMs);
     this.#registered = true;

@@ -27,6 +27,7 @@ import { utf8 } from "../codec/json.ts";
 import { type Dispatcher, oversizedBody } from "../dispatcher.ts";
 import { ACK, InFlightLimit } from "./admission.ts";
 import type { EndpointPath, RequestPlane } from "./request_plane.ts";
+import { pause } from "../../timing.ts";
 
 /** The runtime's queue group: several instances behind one subject share its messages. */
 export const QUEUE_GROUP = "q";
@@ -35,6 +36,8 @@ const RETRY_MIN_MS = 1_000;
 const RETRY_MAX_MS = 5_000;
 /** Per attempt; the overall start-up deadline is `startupTimeoutMs`. */
 const CONNECT_ATTEMPT_MS = 5_000;
+/** How long a flush may wait for the server's answer before registration goes ahead. */
+export const FLUSH_TIMEOUT_MS = 10_000;
 
 /** The subject a 1.6.1 server advertises for an endpoint (`Endpoint::subject_to`). */
 export function natsSubject(path: EndpointPath, instanceHex: string): string {
@@ -177,9 +180,23 @@ export class NatsRequestPlane implements RequestPlane {
     }));
   }
 
-  /** Resolves once the server has seen every subscription (so discovery may name them). */
-  async flush(): Promise<void> {
-    await this.#nc.flush();
+  /**
+   * Resolves once the server has seen every subscription (so discovery may name them), or after
+   * `FLUSH_TIMEOUT_MS` while the connection is down: nats.js sends the subscriptions again when
+   * it reconnects, and a re-registration must not wait on NATS for as long as it is away.
+   */
+  async flush(timeoutMs: number = FLUSH_TIMEOUT_MS): Promise<void> {
+    const stop = new AbortController();
+    const flushed = this.#nc.flush().then(() => true);
+    try {
+      const answered = await Promise.race([flushed, pause(timeoutMs, stop.signal).then(() => false)]);
+      if (!answered) {
+        flushed.catch(() => {});
+        this.#logger.warn("NATS flush not answered; registering anyway", { timeout_ms: timeoutMs });
+      }
+    } finally {
+      stop.abort();
+    }
   }
 
   /**
