@@ -67,11 +67,6 @@ export function readCallEnv(getEnv: EnvGetter, namespaceFlag?: string): CallEnv 
       'DYN_DISCOVERY_BACKEND=kubernetes is not supported by "call" yet; use etcd or file, or a Dynamo runtime client',
     );
   }
-  if (getEnv("DYN_REQUEST_PLANE")?.trim().toLowerCase() === "nats") {
-    throw new ConfigError(
-      'DYN_REQUEST_PLANE=nats is not supported by "call" yet; use tcp, or a Dynamo runtime client',
-    );
-  }
   // The service's reader, with the namespace already settled (it requires DYN_NAMESPACE).
   const env = readEnv((name) => name === "DYN_NAMESPACE" ? namespace : getEnv(name));
 

@@ -11,8 +11,10 @@ export interface InstanceRecord {
   component: string;
   endpoint: string;
   instanceId: bigint;
-  /** The `transport.tcp` string: `<ip:port>/<path>`. */
-  tcp: string;
+  /** The `transport.tcp` string: `<ip:port>/<path>` (an instance on the TCP request plane). */
+  tcp?: string;
+  /** The `transport.nats_tcp` subject (an instance on the NATS request plane). */
+  nats?: string;
   /** `request_plane_codec` as advertised; absent = JSON (1.6.1 callers do the same). */
   codec?: string;
 }
@@ -33,7 +35,7 @@ const _reviveId: _Reviver = (key, value, context) =>
     ? BigInt(context.source)
     : value;
 
-/** Parses one record; `null` for records of another kind (not an endpoint over TCP). */
+/** Parses one record; `null` for records of another kind (not an endpoint over TCP or NATS). */
 export function parseInstanceRecord(text: string, where: string): InstanceRecord | null {
   let value: Record<string, unknown>;
   try {
@@ -46,7 +48,9 @@ export function parseInstanceRecord(text: string, where: string): InstanceRecord
   }
   if (value.type !== undefined && value.type !== "Endpoint") return null;
   const transport = value.transport as Record<string, unknown> | undefined;
-  if (!transport || typeof transport.tcp !== "string") return null;
+  const tcp = typeof transport?.tcp === "string" ? transport.tcp : undefined;
+  const nats = typeof transport?.nats_tcp === "string" ? transport.nats_tcp : undefined;
+  if (tcp === undefined && nats === undefined) return null;
   const id = value.instance_id;
   if (typeof id !== "bigint" || id < 0n || id >= 1n << 64n) {
     throw new DiscoveryError(`discovery record ${where} has no valid u64 instance_id`);
@@ -61,16 +65,18 @@ export function parseInstanceRecord(text: string, where: string): InstanceRecord
     component: value.component as string,
     endpoint: value.endpoint as string,
     instanceId: id,
-    tcp: transport.tcp,
+    ...(tcp !== undefined ? { tcp } : {}),
+    ...(nats !== undefined ? { nats } : {}),
     codec: typeof value.request_plane_codec === "string" ? value.request_plane_codec : undefined,
   };
 }
 
 /** Splits `transport.tcp` at its first `/` into the socket address and the request path. */
 export function requestTarget(record: InstanceRecord): RequestTarget {
-  const slash = record.tcp.indexOf("/");
-  const address = slash < 0 ? record.tcp : record.tcp.slice(0, slash);
-  const path = slash < 0 ? "" : record.tcp.slice(slash + 1);
+  const tcp = record.tcp ?? "";
+  const slash = tcp.indexOf("/");
+  const address = slash < 0 ? tcp : tcp.slice(0, slash);
+  const path = slash < 0 ? "" : tcp.slice(slash + 1);
   const socket = parseSocketAddress(address);
   if (!socket || !path) {
     throw new DiscoveryError(

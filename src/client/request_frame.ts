@@ -63,7 +63,17 @@ export function encodeRequestFrame(path: string, headers: string, body: Uint8Arr
   return out;
 }
 
-/** The whole frame for one call: TwoPart(control header JSON, payload in the codec). */
+/** The body both planes carry: TwoPart(control header JSON, payload in the codec). */
+export function buildRequestBody(
+  ids: RequestIds,
+  codec: PayloadCodec,
+  callHomeAddress: string,
+  payload: unknown,
+): Uint8Array {
+  return encodeTwoPart(utf8(controlHeader(ids, codec, callHomeAddress)), codec.encode(payload));
+}
+
+/** The whole TCP frame for one call: path, headers and the body. */
 export function buildRequest(
   path: string,
   ids: RequestIds,
@@ -71,7 +81,7 @@ export function buildRequest(
   callHomeAddress: string,
   payload: unknown,
 ): Uint8Array {
-  const body = encodeTwoPart(utf8(controlHeader(ids, codec, callHomeAddress)), codec.encode(payload));
+  const body = buildRequestBody(ids, codec, callHomeAddress, payload);
   return encodeRequestFrame(path, requestHeaders(path, ids.id), body);
 }
 

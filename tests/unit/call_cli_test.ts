@@ -190,6 +190,13 @@ Deno.test("records: full-range u64 ids, codec, transport split; file names decod
     ),
     null,
   );
+  const onNats = parseInstanceRecord(
+    '{"type":"Endpoint","component":"C","endpoint":"e","namespace":"n","instance_id":1,' +
+      '"transport":{"nats_tcp":"n_C.e-1"}}',
+    "t",
+  )!;
+  assert.deepEqual([onNats.nats, onNats.tcp], ["n_C.e-1", undefined]);
+  assert.throws(() => requestTarget(onNats), /unusable TCP transport/);
   assert.throws(() => parseInstanceRecord('{"transport":{"tcp":"a"},"instance_id":-1}', "t"), /instance_id/);
   const key = "my-ns_1/Global_Planner/scale_request/432eb9f37de84b81";
   assert.equal(decodeFileName(encodeFileName(key)), key);
@@ -217,10 +224,13 @@ Deno.test("env: --namespace replaces DYN_NAMESPACE; runtime settings are the ser
   assert.deepEqual(readCallEnv(() => undefined, "gp").responseStream, { host: undefined, port: 0 });
   assert.throws(() => readCallEnv(() => undefined), /pass --namespace NS or set DYN_NAMESPACE/);
   assert.throws(() => readCallEnv(() => undefined, "a.b"), /--namespace must not contain/);
-  assert.throws(
-    () => readCallEnv((n) => (n === "DYN_REQUEST_PLANE" ? "nats" : undefined), "gp"),
-    /DYN_REQUEST_PLANE=nats is not supported by "call" yet/,
+  // The NATS plane: the service's NATS settings, read from the same variables.
+  const onNats = readCallEnv(
+    (n) => ({ DYN_REQUEST_PLANE: "nats", NATS_SERVER: "nats://127.0.0.1:4333" } as Record<string, string>)[n],
+    "gp",
   );
+  assert.equal(onNats.runtime.requestPlane, "nats");
+  assert.deepEqual(onNats.runtime.nats?.servers, ["127.0.0.1:4333"]);
   assert.throws(
     () => readCallEnv((n) => (n === "DYN_TCP_RESPONSE_STREAM_PORT" ? "70000" : undefined), "gp"),
     /DYN_TCP_RESPONSE_STREAM_PORT/,

@@ -10,23 +10,16 @@
  * nats.js reconnects by itself and resubscribes; `healthy` follows its status events.
  */
 import { connect } from "@nats-io/transport-node";
-import {
-  credsAuthenticator,
-  type Msg,
-  type NatsConnection,
-  nkeyAuthenticator,
-  type Subscription,
-} from "@nats-io/nats-core";
-import { isIP } from "node:net";
-import { checkServerIdentity, type PeerCertificate } from "node:tls";
+import type { Msg, NatsConnection, Subscription } from "@nats-io/nats-core";
 import type { NatsSettings } from "../../config/nats.ts";
 import type { TcpSettings } from "../../config/env.ts";
-import { ConfigError, errorText, RequestPlaneError } from "../../errors.ts";
+import { errorText, RequestPlaneError } from "../../errors.ts";
 import type { Logger } from "../../ops/log.ts";
 import { utf8 } from "../codec/json.ts";
 import { type Dispatcher, oversizedBody } from "../dispatcher.ts";
 import { ACK, InFlightLimit } from "./admission.ts";
 import type { EndpointPath, RequestPlane } from "./request_plane.ts";
+import { natsConnectionAuth, type TextFileReader } from "./nats_auth.ts";
 import { pause } from "../../timing.ts";
 
 /** The runtime's queue group: several instances behind one subject share its messages. */
@@ -43,9 +36,6 @@ export const FLUSH_TIMEOUT_MS = 10_000;
 export function natsSubject(path: EndpointPath, instanceHex: string): string {
   return `${path.namespace}_${path.component}.${path.endpoint}-${instanceHex}`;
 }
-
-/** Reads a credentials or certificate file named by the settings. */
-export type TextFileReader = (path: string) => Promise<string>;
 
 export interface NatsPlaneOptions {
   settings: NatsSettings;
@@ -86,7 +76,7 @@ export class NatsRequestPlane implements RequestPlane {
   static async connect(options: NatsPlaneOptions): Promise<NatsRequestPlane> {
     const { settings, logger } = options;
     const sleep = options.sleep ?? ((ms) => new Promise<void>((r) => setTimeout(r, ms)));
-    const auth = await connectionAuth(settings, options.readFile ?? Deno.readTextFile);
+    const auth = await natsConnectionAuth(settings, options.readFile ?? Deno.readTextFile);
     const deadline = Date.now() + settings.startupTimeoutMs;
     let wait = RETRY_MIN_MS;
     for (let attempt = 1;; attempt++) {
@@ -272,61 +262,4 @@ export class NatsRequestPlane implements RequestPlane {
       }
     }
   }
-}
-
-type ConnectAuth = Record<string, unknown>;
-
-/** `host` of `host:port` / `[v6]:port`. */
-function hostOf(server: string): string {
-  const v6 = /^\[([^\]]+)\]/.exec(server);
-  if (v6) return v6[1];
-  const colon = server.lastIndexOf(":");
-  return colon < 0 ? server : server.slice(0, colon);
-}
-
-/** The nats.js options for `NATS_AUTH_*` and `NATS_TLS_*`; files are read here, with clear errors. */
-async function connectionAuth(settings: NatsSettings, readFile: TextFileReader): Promise<ConnectAuth> {
-  const read = async (what: string, path: string) => {
-    try {
-      return await readFile(path);
-    } catch (error) {
-      throw new ConfigError(`${what} ${path} cannot be read: ${errorText(error)}`, { cause: error });
-    }
-  };
-  const options: ConnectAuth = {};
-  const { auth, tls } = settings;
-  switch (auth.kind) {
-    case "userpass":
-      options.user = auth.username;
-      options.pass = auth.password;
-      break;
-    case "token":
-      options.token = auth.token;
-      break;
-    case "nkey":
-      options.authenticator = nkeyAuthenticator(utf8(auth.seed));
-      break;
-    case "credentials":
-      options.authenticator = credsAuthenticator(
-        utf8(await read("NATS_AUTH_CREDENTIALS_FILE", auth.file)),
-      );
-      break;
-  }
-  if (tls) {
-    const node: Record<string, unknown> = {};
-    if (tls.caFile) node.ca = await read("NATS_TLS_CA_CERT_PATH", tls.caFile);
-    if (tls.certFile) node.cert = await read("NATS_TLS_CLIENT_CERT_PATH", tls.certFile);
-    if (tls.keyFile) node.key = await read("NATS_TLS_CLIENT_KEY_PATH", tls.keyFile);
-    // Passed through to node:tls by the transport.
-    if (tls.insecure) node.rejectUnauthorized = false;
-    // nats.js leaves the name empty for an IP address, and Deno's node:tls then checks the
-    // certificate against "localhost" (an IP may not be a servername): check it against the
-    // server's address instead. Host names are checked by nats.js/node:tls as usual.
-    const host = hostOf(settings.servers[0]);
-    if (isIP(host) && settings.servers.length === 1) {
-      node.checkServerIdentity = (_name: string, cert: PeerCertificate) => checkServerIdentity(host, cert);
-    }
-    options.tls = node;
-  }
-  return options;
 }
