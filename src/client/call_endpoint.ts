@@ -70,7 +70,7 @@ export async function callEndpoint(options: CallOptions): Promise<CallResult> {
 
 async function _call(options: CallOptions, sockets: _Sockets, signal: AbortSignal): Promise<CallResult> {
   const { env, endpoint } = options;
-  const { records: found, where } = await lookupInstances(env.runtime, endpoint, signal);
+  const { records: found, where } = await lookupInstances(env.runtime, endpoint, signal, env.kube);
   const plane = env.runtime.requestPlane;
   const records = found.filter((r) => (plane === "nats" ? r.nats : r.tcp) !== undefined);
   if (records.length === 0) {

@@ -6,7 +6,9 @@
  */
 import { z } from "zod";
 import { ConfigError } from "../errors.ts";
+import { DEFAULT_SERVICE_ACCOUNT_DIR } from "../config/args.ts";
 import { type EnvGetter, readEnv, type RuntimeSettings } from "../config/env.ts";
+import type { KubeAccess } from "./kube_lookup.ts";
 
 /**
  * Variables `call` reads on top of the service's `ENV_VARS` (the caller's call-home listener,
@@ -24,6 +26,8 @@ export interface CallEnv {
   namespace: string;
   runtime: RuntimeSettings;
   responseStream: ResponseStreamSettings;
+  /** Kubernetes credentials for a kubernetes lookup (in cluster, or KUBECONFIG). */
+  kube: KubeAccess;
 }
 
 export const NAMESPACE_MISSING = "no Dynamo namespace: pass --namespace NS or set DYN_NAMESPACE";
@@ -61,12 +65,6 @@ export function readCallEnv(getEnv: EnvGetter, namespaceFlag?: string): CallEnv 
     if (fromEnv === undefined || fromEnv.trim() === "") throw new ConfigError(NAMESPACE_MISSING);
     namespace = validateNamespace("DYN_NAMESPACE", fromEnv);
   }
-  if (getEnv("DYN_DISCOVERY_BACKEND")?.trim().toLowerCase() === "kubernetes") {
-    // Listing needs the EndpointSlice/DynamoWorkerMetadata join; the service side is done, the caller is not.
-    throw new ConfigError(
-      'DYN_DISCOVERY_BACKEND=kubernetes is not supported by "call" yet; use etcd or file, or a Dynamo runtime client',
-    );
-  }
   // The service's reader, with the namespace already settled (it requires DYN_NAMESPACE).
   const env = readEnv((name) => name === "DYN_NAMESPACE" ? namespace : getEnv(name));
 
@@ -89,5 +87,6 @@ export function readCallEnv(getEnv: EnvGetter, namespaceFlag?: string): CallEnv 
       host: parsed.data.DYN_TCP_RESPONSE_STREAM_HOST || undefined,
       port: parsed.data.DYN_TCP_RESPONSE_STREAM_PORT,
     },
+    kube: { getEnv, serviceAccountDir: DEFAULT_SERVICE_ACCOUNT_DIR },
   };
 }

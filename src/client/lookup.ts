@@ -1,13 +1,15 @@
 /**
  * Finding an endpoint's instances, the caller side of src/runtime/discovery: one listing of
  * `v1/instances/{ns}/{comp}/{ep}/` in etcd (JSON gateway `/v3/kv/range`) or in the file
- * backend's directory. A one-shot CLI does not watch; it reads what is there now.
+ * backend's directory, or of the Kubernetes objects (kube_lookup.ts). A one-shot CLI does not
+ * watch; it reads what is there now.
  */
 import type { EtcdSettings, FileKvSettings, RuntimeSettings } from "../config/env.ts";
 import { DiscoveryError, errorText } from "../errors.ts";
 import { INSTANCES_BUCKET } from "../runtime/discovery/discovery.ts";
 import { type InstanceRecord, parseInstanceRecord } from "./records.ts";
 import { EtcdGateway } from "../runtime/discovery/etcd_gateway.ts";
+import type { KubeAccess } from "./kube_lookup.ts";
 
 export interface EndpointName {
   namespace: string;
@@ -29,8 +31,14 @@ export async function lookupInstances(
   settings: RuntimeSettings,
   name: EndpointName,
   signal?: AbortSignal,
+  kube?: KubeAccess,
 ): Promise<Lookup> {
   const prefix = `${name.namespace}/${name.component}/${name.endpoint}/`;
+  if (settings.discovery === "kubernetes") {
+    if (!settings.kube || !kube) throw new DiscoveryError("kubernetes discovery without a pod identity");
+    const { lookupKubernetes } = await import("./kube_lookup.ts");
+    return await lookupKubernetes(settings.kube.podNamespace, prefix, kube, signal);
+  }
   return settings.discovery === "etcd"
     ? await _lookupEtcd(settings.etcd, prefix, signal)
     : await _lookupFiles(settings.fileKv, prefix);
