@@ -36,7 +36,7 @@ const OURS = "gp-ours";
 const UPSTREAM = "gp-upstream";
 
 /**
- * The operator's full status (as bench/kube_scale.ts writes it): upstream reads per-component
+ * The operator's full status (as bench/_kube_scale.ts writes it): upstream reads per-component
  * replica counts before it lets a request reduce a component.
  */
 async function reconcile(cluster: KubeCluster): Promise<void> {
