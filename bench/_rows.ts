@@ -28,6 +28,8 @@ export interface BenchRow {
   /** `echo`, `raw PATCH`, `empty Deno`, `no-DGD RSS`, `slowest single`, … */
   readonly limitName?: string;
   readonly target?: RowTarget;
+  /** Why a figure is missing (a target that cannot run in this cell, a phase that failed). */
+  readonly note?: string;
 }
 
 /** Appends rows to `path` (one JSON object per line); a no-op without a path. */
@@ -48,8 +50,12 @@ export async function readRows(path: string): Promise<BenchRow[]> {
   return text.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l) as BenchRow);
 }
 
-function fmt(x: number | undefined): string {
-  if (x === undefined || !Number.isFinite(x)) return "—";
+/** JSON turns NaN into null: a figure that was not measured. */
+const known = (x: number | null | undefined): x is number => typeof x === "number" && Number.isFinite(x);
+
+function fmt(x: number | null | undefined): string {
+  if (!known(x)) return "—";
+  if (Number.isInteger(x)) return String(x);
   const a = Math.abs(x);
   return a >= 100 ? x.toFixed(0) : a >= 10 ? x.toFixed(1) : x.toFixed(2);
 }
@@ -58,7 +64,7 @@ function compared(row: BenchRow): number | undefined {
   if (!row.target) return undefined;
   if (row.target.of === "value") return row.ours;
   const base = row.target.of === "upstream" ? row.upstream : row.limit;
-  return base === undefined ? undefined : row.ours / base;
+  return known(base) && known(row.ours) ? row.ours / base : undefined;
 }
 
 /** `met`, `**missed**`, or `` when the row carries no target. */
@@ -90,10 +96,11 @@ export function renderTable(rows: readonly BenchRow[]): string {
   for (const r of rows) {
     const unit = r.unit ? ` (${r.unit})` : "";
     const limit = r.limit === undefined ? "—" : `${fmt(r.limit)} ${r.limitName ?? ""}`.trim();
-    const toUp = r.upstream === undefined ? "—" : `${fmt(r.ours / r.upstream)}×`;
-    const toLimit = r.limit === undefined ? "—" : `${fmt(r.ours / r.limit)}×`;
-    out += `| ${r.phase} | ${r.metric}${unit} | ${fmt(r.ours)} | ${fmt(r.upstream)} | ${limit} | ${toUp} | ` +
-      `${toLimit} | ${targetText(r.target)} | ${verdict(r)} |\n`;
+    const ratio = (base: number | undefined) =>
+      known(base) && known(r.ours) && base !== 0 ? `${fmt(r.ours / base)}×` : "—";
+    const result = [verdict(r), r.note ?? ""].filter(Boolean).join("; ");
+    out += `| ${r.phase} | ${r.metric}${unit} | ${fmt(r.ours)} | ${fmt(r.upstream)} | ${limit} | ` +
+      `${ratio(r.upstream)} | ${ratio(r.limit)} | ${targetText(r.target)} | ${result} |\n`;
   }
   return out;
 }
