@@ -33,13 +33,13 @@ import { parseAllDocuments, stringify as yamlStringify } from "yaml";
 import { applyManifest, createDgd, DGD_PATH, v1beta1Dgd } from "../tests/support/dgd_fixtures.ts";
 import { type KubeCluster, REDUCED_DGD_CRD, startKubeCluster } from "../tests/support/kube_cluster.ts";
 import { type ServiceProcess, startService } from "../tests/support/service.ts";
-import { type CountingProxy, startCountingProxy } from "../tests/support/tcp_proxy.ts";
+import { startCountingProxy } from "../tests/support/tcp_proxy.ts";
 import { type Json, JsonLines as Lines } from "./_json_lines.ts";
 import { type KubeDiscoveryPhase, runKubeDiscoveryPhase } from "./kube_discovery.ts";
 import { UPSTREAM_RBAC, UPSTREAM_SA } from "../tests/support/upstream_rbac.ts";
+import { PYTHON, type Started, startUpstream } from "./_upstream.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname.replace(/\/$/, "");
-const PYTHON = `${ROOT}/.cache/venv/bin/python`;
 const DRIVER = `${ROOT}/tests/interop/py/kube_scale_driver.py`;
 
 const { values: flags } = parseArgs({
@@ -157,19 +157,6 @@ async function ourApiCalls(metricsPort: number): Promise<number> {
   return Number(m[1]);
 }
 
-async function stopChild(child: Deno.ChildProcess, graceMs = 15_000): Promise<void> {
-  try {
-    child.kill("SIGTERM");
-  } catch { /* exited */ }
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
-  }, graceMs);
-  await child.status;
-  clearTimeout(timer);
-}
-
 // ------------------------------------------------------------------------------ targets
 
 interface Snapshot {
@@ -187,14 +174,6 @@ interface Result {
   startup: Snapshot;
   before: Snapshot;
   after: Snapshot;
-}
-
-interface Started {
-  namespace: string;
-  proxy: CountingProxy;
-  user: string;
-  metricsPort?: number;
-  stop(): Promise<void>;
 }
 
 async function runTarget(
@@ -322,54 +301,6 @@ async function startOurs(cluster: KubeCluster, scratch: string, token: string): 
     await Deno.remove(saDir, { recursive: true }).catch(() => {});
     throw e;
   }
-}
-
-async function startUpstream(cluster: KubeCluster, scratch: string, token: string): Promise<Started> {
-  const proxy = startCountingProxy(cluster.port);
-  const kubeconfig = `${scratch}/upstream-kubeconfig`;
-  await cluster.kubeconfig(kubeconfig, token, K8S_NS);
-  const text = await Deno.readTextFile(kubeconfig);
-  const direct = `https://127.0.0.1:${cluster.port}`;
-  if (!text.includes(direct)) throw new Error(`kubeconfig has no ${direct}`);
-  await Deno.writeTextFile(kubeconfig, text.replaceAll(direct, `https://127.0.0.1:${proxy.port}`));
-  const kv = `${scratch}/kv-shared-bench-kube-peer`;
-  await Deno.mkdir(kv, { recursive: true });
-  const child = new Deno.Command(PYTHON, {
-    args: ["-m", "dynamo.global_planner"],
-    env: {
-      DYN_NAMESPACE: "bench-kube-peer",
-      POD_NAMESPACE: K8S_NS,
-      DYN_DISCOVERY_BACKEND: "file",
-      DYN_REQUEST_PLANE: "tcp",
-      DYN_FILE_KV: kv,
-      DYN_TCP_RPC_HOST: "127.0.0.1",
-      KUBECONFIG: kubeconfig,
-      HOME: scratch,
-      PATH: "/usr/bin:/bin",
-    },
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const logs = Promise.all([
-    Deno.open(`${scratch}/upstream.stdout`, { write: true, create: true }).then((f) =>
-      child.stdout.pipeTo(f.writable)
-    ),
-    Deno.open(`${scratch}/upstream.stderr`, { write: true, create: true }).then((f) =>
-      child.stderr.pipeTo(f.writable)
-    ),
-  ]).catch(() => {});
-  return {
-    namespace: "bench-kube-peer",
-    proxy,
-    user: `system:serviceaccount:${SA_NS}:${UPSTREAM_SA}`,
-    async stop() {
-      await stopChild(child);
-      await logs;
-      await proxy.close();
-    },
-  };
 }
 
 /**
@@ -570,7 +501,11 @@ try {
       audit,
       "Python GP",
       scratch,
-      () => startUpstream(cluster!, scratch, upstreamToken),
+      () =>
+        startUpstream(cluster!, scratch, upstreamToken, {
+          k8sNamespace: K8S_NS,
+          namespace: "bench-kube-peer",
+        }),
     );
     console.error(`kube bench:   p50 ${fmt(pct(peer.latMs, 50))} ms, ${JSON.stringify(peer.statuses)}`);
   } catch (e) {
