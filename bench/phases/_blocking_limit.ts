@@ -8,7 +8,7 @@
  */
 import { DGD_PATH } from "../../tests/support/dgd_fixtures.ts";
 import type { KubeCluster } from "../../tests/support/kube_cluster.ts";
-import type { ReadyOperator } from "./_blocking_operator.ts";
+import { epochMs, type ReadyOperator } from "./_blocking_operator.ts";
 
 export interface PatchLimit {
   /** One DGD at a time: each PATCH round trip (ms). */
@@ -19,6 +19,8 @@ export interface PatchLimit {
   blockSingle: number[];
   /** Per round of all at once: the slowest of PATCH sent → Ready seen (ms). */
   blockBatches: number[];
+  /** Each Ready seen on this process's watch, after the operator's write was acknowledged (ms). */
+  seenAfterReady: number[];
 }
 
 export async function measurePatchLimit(
@@ -36,6 +38,7 @@ export async function measurePatchLimit(
     const got = await cluster.request("GET", DGD_PATH("v1beta1", namespace, name));
     index.set(name, (got.json.spec.components as { name: string }[]).findIndex((c) => c.name === "decode"));
   }
+  const seen = new Map<string, number>();
   const headers = { accept: "application/json", authorization: `Bearer ${token}` };
   const patch = async (name: string): Promise<{ ms: number; rv: string; generation: number }> => {
     decode.set(name, decode.get(name) === 2 ? 3 : 2);
@@ -78,6 +81,7 @@ export async function measurePatchLimit(
           const status = event.object?.status;
           const ready = status?.conditions?.find((c: { type: string }) => c.type === "Ready");
           if (status?.observedGeneration >= generation && ready?.status === "True") {
+            seen.set(name, epochMs());
             return performance.now() - t0;
           }
         }
@@ -91,8 +95,10 @@ export async function measurePatchLimit(
   const settled = async (): Promise<void> => {
     await operator.idle(names);
     await operator.settle();
+    for (const [name, at] of seen) out.seenAfterReady.push(at - (operator.marks.get(name)?.acked ?? NaN));
+    seen.clear();
   };
-  const out: PatchLimit = { single: [], batches: [], blockSingle: [], blockBatches: [] };
+  const out: PatchLimit = { single: [], batches: [], blockSingle: [], blockBatches: [], seenAfterReady: [] };
   try {
     await block(names[0]); // warm connection
     await settled();

@@ -154,7 +154,9 @@ export function blockingReport(
       fmt(oRatio / limitRatio)
     }×. ` +
     `The PATCH alone: single p50 ${fmt(pct(limit.single, 50))} / slowest ${fmt(max(limit.single))} ms, all ` +
-    `${w} at once ${fmt(pct(limit.batches, 50))} ms (${fmt(patchRatio)}×)\n\n`;
+    `${w} at once ${fmt(pct(limit.batches, 50))} ms (${fmt(patchRatio)}×). Ready acknowledged → that watch ` +
+    `shows it (p50 / p99 / max, ms; the bench is the operator, same process): ` +
+    `${spread(limit.seenAfterReady)}\n\n`;
   md += `ours, where the time after Ready goes (p50 / p99 / max, ms; our log has ms resolution): ` +
     `Ready acknowledged → our watch shows it ${spread(oursAll.map((a) => a.watchAfterReadyMs))}; ` +
     `→ we answer ${spread(oursAll.map((a) => a.answerAfterWatchMs))}; ` +
@@ -173,6 +175,8 @@ export function blockingReport(
       unit: "ms",
       ours: pct(o.after, 99),
       upstream: finite(pct(u.after, 99)),
+      limit: finite(pct(limit.seenAfterReady, 99)),
+      limitName: "Ready seen on a raw watch, p99",
       target: { of: "value", max: 50 },
     },
     {
