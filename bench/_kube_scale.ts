@@ -8,10 +8,11 @@ import { applyManifest, createDgd, DGD_PATH, v1beta1Dgd } from "../tests/support
 import { reconcileFullStatus } from "../tests/support/fake_operator.ts";
 import { type KubeCluster, REDUCED_DGD_CRD, startKubeCluster } from "../tests/support/kube_cluster.ts";
 import { type ServiceProcess, startService } from "../tests/support/service.ts";
-import { type CountingProxy, startCountingProxy } from "../tests/support/tcp_proxy.ts";
+import { startCountingProxy } from "../tests/support/tcp_proxy.ts";
 import { UPSTREAM_RBAC, UPSTREAM_SA } from "../tests/support/upstream_rbac.ts";
 import type { Json } from "./_json_lines.ts";
-import { PYTHON, ROOT, stopChild } from "./_util.ts";
+import { ROOT } from "./_util.ts";
+import { type Started, startUpstream as startUpstreamPlanner } from "./_upstream.ts";
 
 export const K8S_NS = "bench-kube";
 export const SA_NS = "dynamo-system";
@@ -187,13 +188,7 @@ export async function runRawPatch(
   return latMs.sort((a, b) => a - b);
 }
 
-export interface Started {
-  namespace: string;
-  proxy: CountingProxy;
-  user: string;
-  metricsPort?: number;
-  stop(): Promise<void>;
-}
+export type { Started };
 
 export async function startOurs(cluster: KubeCluster, scratch: string, token: string): Promise<Started> {
   const proxy = startCountingProxy(cluster.port);
@@ -244,50 +239,9 @@ export async function startOurs(cluster: KubeCluster, scratch: string, token: st
   }
 }
 
-export async function startUpstream(cluster: KubeCluster, scratch: string, token: string): Promise<Started> {
-  const proxy = startCountingProxy(cluster.port);
-  const kubeconfig = `${scratch}/upstream-kubeconfig`;
-  await cluster.kubeconfig(kubeconfig, token, K8S_NS);
-  const text = await Deno.readTextFile(kubeconfig);
-  const direct = `https://127.0.0.1:${cluster.port}`;
-  if (!text.includes(direct)) throw new Error(`kubeconfig has no ${direct}`);
-  await Deno.writeTextFile(kubeconfig, text.replaceAll(direct, `https://127.0.0.1:${proxy.port}`));
-  const kv = `${scratch}/kv-shared-bench-kube-peer`;
-  await Deno.mkdir(kv, { recursive: true });
-  const child = new Deno.Command(PYTHON, {
-    args: ["-m", "dynamo.global_planner"],
-    env: {
-      DYN_NAMESPACE: "bench-kube-peer",
-      POD_NAMESPACE: K8S_NS,
-      DYN_DISCOVERY_BACKEND: "file",
-      DYN_REQUEST_PLANE: "tcp",
-      DYN_FILE_KV: kv,
-      DYN_TCP_RPC_HOST: "127.0.0.1",
-      KUBECONFIG: kubeconfig,
-      HOME: scratch,
-      PATH: "/usr/bin:/bin",
-    },
-    clearEnv: true,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const logs = Promise.all([
-    Deno.open(`${scratch}/upstream.stdout`, { write: true, create: true }).then((f) =>
-      child.stdout.pipeTo(f.writable)
-    ),
-    Deno.open(`${scratch}/upstream.stderr`, { write: true, create: true }).then((f) =>
-      child.stderr.pipeTo(f.writable)
-    ),
-  ]).catch(() => {});
-  return {
+export function startUpstream(cluster: KubeCluster, scratch: string, token: string): Promise<Started> {
+  return startUpstreamPlanner(cluster, scratch, token, {
+    k8sNamespace: K8S_NS,
     namespace: "bench-kube-peer",
-    proxy,
-    user: `system:serviceaccount:${SA_NS}:${UPSTREAM_SA}`,
-    async stop() {
-      await stopChild(child);
-      await logs;
-      await proxy.close();
-    },
-  };
+  });
 }

@@ -96,6 +96,8 @@ export class DgdCache {
   /** Set by `relist()`: the next pass lists from scratch. */
   #relist = false;
   #relisted: (() => void)[] = [];
+  /** `follow` listeners by DGD name. */
+  #followers = new Map<string, Set<(view: DgdView | undefined) => void>>();
 
   constructor(options: DgdCacheOptions) {
     this.#options = options;
@@ -144,6 +146,26 @@ export class DgdCache {
     if (_after(this.#views.get(view.name)?.resourceVersion, view.resourceVersion)) return;
     this.#views.set(view.name, view);
     this.#unreadable.delete(view.name);
+  }
+
+  /**
+   * Follows one DGD on this cache's watch (a blocking wait then costs the API server no watch
+   * of its own): `listener` gets the cached view at once, then each newer one the watch
+   * delivers, and `undefined` once the watch stops delivering (closed, re-listing, stopped),
+   * after which the follower must watch for itself. Returns the unfollow function, or
+   * `undefined` when this cache cannot follow it (not watching right now, or filtered out).
+   */
+  follow(name: string, listener: (view: DgdView | undefined) => void): (() => void) | undefined {
+    if (!this.#watching || !this.#synced || !this.#options.filter(name)) return undefined;
+    let set = this.#followers.get(name);
+    if (!set) this.#followers.set(name, set = new Set());
+    set.add(listener);
+    const current = this.#views.get(name);
+    if (current) listener(current);
+    return () => {
+      set.delete(listener);
+      if (set.size === 0 && this.#followers.get(name) === set) this.#followers.delete(name);
+    };
   }
 
   state(): DgdCacheState {
@@ -304,10 +326,14 @@ export class DgdCache {
     if (event.type === "DELETED") {
       this.#views.delete(name);
       this.#unreadable.delete(name);
+      this.#unfollowAll(name);
     } else if (event.type === "ADDED" || event.type === "MODIFIED") {
       // The scaler may have fed back a newer copy (`upsert`) before this event arrived.
       if (_after(this.#views.get(name)?.resourceVersion, resourceVersion)) return;
       this.#read(object, this.#views, this.#unreadable);
+      const view = this.#views.get(name);
+      const followers = this.#followers.get(name);
+      if (followers) { for (const listener of [...followers]) view ? listener(view) : listener(undefined); }
     }
   }
 
@@ -351,6 +377,14 @@ export class DgdCache {
   #closed(): void {
     if (this.#watching) this.#downSince = this.#clock();
     this.#watching = false;
+    for (const name of [...this.#followers.keys()]) this.#unfollowAll(name);
+  }
+
+  /** Tells every follower of `name` that this cache no longer follows it for them. */
+  #unfollowAll(name: string): void {
+    const followers = this.#followers.get(name);
+    this.#followers.delete(name);
+    for (const listener of followers ?? []) listener(undefined);
   }
 
   #expired(detail: string): void {

@@ -127,6 +127,9 @@ export async function connectKubernetes(
         port?.recordApplied(ref, applied);
         touched?.record(applied.view);
       },
+      follow: (ref, listener) =>
+        (cache?.namespace === ref.namespace ? cache.follow(ref.name, listener) : undefined) ??
+          touched?.follow(ref, listener),
     }),
     logger,
     blockingTimeoutMs: settings.blockingTimeoutSeconds * 1000,

@@ -23,7 +23,7 @@ import {
   viewDgd,
 } from "./dgd.ts";
 import { adapterScaleRequest, type ApiVersions, dgdRequest, type ObjectRef } from "./resources.ts";
-import { waitReady } from "./wait_ready.ts";
+import { type Follow, waitReady } from "./wait_ready.ts";
 
 export interface KubeScalerOptions {
   client: KubeClient;
@@ -37,6 +37,8 @@ export interface KubeScalerOptions {
   cachedView?: (ref: ObjectRef) => DgdView | undefined;
   /** Called with what a write returned or decided (to keep a cache current). */
   onApplied?: (ref: ObjectRef, applied: Applied) => void;
+  /** Follows a DGD on a watch cache (a blocking wait then opens no watch of its own). */
+  follow?: Follow;
 }
 
 export interface Applied extends AppliedTargets {
@@ -95,6 +97,7 @@ export class KubeScaler implements ScalePort<DgdView, ResolvedTarget, Applied> {
       timeoutMs,
       signal,
       logger: this.#options.logger,
+      follow: this.#options.follow,
     });
   }
 

@@ -65,6 +65,12 @@ export class TouchedDgdCaches {
     return entry.cache.get(ref.namespace, ref.name);
   }
 
+  /** Follows a DGD on its namespace's watch (see `DgdCache.follow`); `undefined` when it cannot. */
+  follow(ref: ObjectRef, listener: (view: DgdView | undefined) => void): (() => void) | undefined {
+    if (this.#closed) return undefined;
+    return this.#entries.get(ref.namespace)?.cache.follow(ref.name, listener);
+  }
+
   /** Takes in a view a request read or wrote (kept only for a touched DGD). */
   record(view: DgdView): void {
     this.#entries.get(view.namespace)?.cache.upsert(view);
