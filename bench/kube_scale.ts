@@ -34,6 +34,7 @@ import { applyManifest, createDgd, DGD_PATH, v1beta1Dgd } from "../tests/support
 import { type KubeCluster, REDUCED_DGD_CRD, startKubeCluster } from "../tests/support/kube_cluster.ts";
 import { type ServiceProcess, startService } from "../tests/support/service.ts";
 import { type CountingProxy, startCountingProxy } from "../tests/support/tcp_proxy.ts";
+import { type Audit, AUDIT_POLICY, auditCalls } from "./_audit.ts";
 import { type Json, JsonLines as Lines } from "./_json_lines.ts";
 import { type KubeDiscoveryPhase, runKubeDiscoveryPhase } from "./kube_discovery.ts";
 import { UPSTREAM_RBAC, UPSTREAM_SA } from "../tests/support/upstream_rbac.ts";
@@ -53,13 +54,6 @@ const K8S_NS = "bench-kube";
 const SA_NS = "dynamo-system";
 const DGD = "bench-dgd";
 const CALLER = "bench-caller";
-
-const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: ["RequestReceived", "ResponseStarted"]
-rules:
-  - level: Metadata
-`;
 
 // ------------------------------------------------------------------------------ helpers
 
@@ -103,51 +97,6 @@ async function reconcile(cluster: KubeCluster): Promise<number> {
   });
   if (!r.ok) throw new Error(`status: ${r.status} ${r.text}`);
   return dgd.metadata.generation;
-}
-
-/** Audit events (ResponseComplete) of one user so far, with a verb/resource/code breakdown. */
-async function auditCalls(
-  path: string,
-  user: string,
-): Promise<Audit> {
-  const text = await Deno.readTextFile(path).catch(() => "");
-  const by: Record<string, number> = {};
-  const serverMs: number[] = [];
-  let total = 0;
-  for (const line of text.split("\n")) {
-    if (!line.includes(user)) continue;
-    let e: Json;
-    try {
-      e = JSON.parse(line);
-    } catch {
-      continue;
-    }
-    if ((e.user as Json)?.username !== user || e.stage !== "ResponseComplete") continue;
-    total++;
-    serverMs.push(
-      micro(e.stageTimestamp) - micro(e.requestReceivedTimestamp),
-    );
-    const ref = (e.objectRef ?? {}) as Json;
-    const key = `${e.verb} ${ref.resource ?? e.requestURI}${ref.subresource ? "/" + ref.subresource : ""} ${
-      (e.responseStatus as Json)?.code ?? "?"
-    }`;
-    by[key] = (by[key] ?? 0) + 1;
-  }
-  return { total, by, serverMs };
-}
-
-interface Audit {
-  total: number;
-  by: Record<string, number>;
-  /** Per event: stageTimestamp − requestReceivedTimestamp (ms, µs resolution). */
-  serverMs: number[];
-}
-
-/** Milliseconds of an RFC 3339 timestamp with microseconds (Date.parse keeps only ms). */
-function micro(ts: unknown): number {
-  const m = /\.(\d+)Z$/.exec(String(ts));
-  const frac = m ? Number(`0.${m[1]}`) * 1000 : 0;
-  return Date.parse(String(ts).replace(/\.\d+Z$/, "Z")) + frac;
 }
 
 async function ourApiCalls(metricsPort: number): Promise<number> {

@@ -11,8 +11,10 @@
  * value written, or when it shows a count that is neither that value nor the one it had at the
  * write (someone else changed the replicas since: theirs is the truth now).
  *
- * Joined participants are read again once their copy is older than `joinedRefreshMs` (on the
- * next decision); one that is gone (404) leaves the budget.
+ * Joined participants are also watched (`watched`, the watch caches of the DGDs requests touch):
+ * while a watch holds one, its copy is the one counted and no read is needed. An unwatched one
+ * (no such cache, or its namespace evicted) is read again once its copy is older than
+ * `joinedRefreshMs` (on the next decision); one that is gone (404) leaves the budget.
  */
 import { GpuCountUnknown, KubeError } from "../errors.ts";
 import type { BudgetPort, ParticipantState } from "../service/budget_planner.ts";
@@ -27,12 +29,24 @@ import type { TargetReplica } from "../service/contract.ts";
 import type { DgdCache } from "./cache.ts";
 import type { KubeClient } from "./client.ts";
 import { currentReplicas, type DgdView, resolveTargets, viewDgd } from "./dgd.ts";
-import { snapshotPools } from "./participants.ts";
+import { type PoolSnapshot, snapshotPools, type UnknownPool } from "./participants.ts";
 import { dgdRequest, type ObjectRef } from "./resources.ts";
 import type { Applied } from "./scaler.ts";
 import type { ScaleUseCase, WriteOptions } from "../service/scale_use_case.ts";
 import type { ResolvedTarget } from "./dgd.ts";
 import type { DgdApiVersion } from "./dgd.ts";
+
+/** Watched copies of DGDs outside the budget's own cache (src/kube/touched_cache.ts). */
+export interface WatchedDgds {
+  /** A request's DGD: kept and watched from now on; its copy once the watch has it. */
+  viewOf(ref: ObjectRef): DgdView | undefined;
+  /** The watched copy, without counting a request. */
+  peek(ref: ObjectRef): DgdView | undefined;
+  /** True while a connected watch holds the DGD's copy. */
+  watching(ref: ObjectRef): boolean;
+  /** Takes in a copy read or written (for a DGD `viewOf` was asked for). */
+  record(view: DgdView): void;
+}
 
 export interface KubeBudgetPortOptions {
   cache: DgdCache;
@@ -46,6 +60,8 @@ export interface KubeBudgetPortOptions {
   joinedRefreshMs?: number;
   /** Milliseconds since the epoch (injectable for tests). */
   clock?: () => number;
+  /** Watches joined participants, so the decisions count their current copies without reads. */
+  watched?: WatchedDgds;
 }
 
 export const DEFAULT_JOINED_REFRESH_MS = 30_000;
@@ -71,6 +87,10 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
   #pendingAdapter = new Map<string, PendingAdapter>();
   #clock: () => number;
   #refreshMs: number;
+  /** Each view's pools, derived once per view object. */
+  #mapped = new WeakMap<DgdView, PoolSnapshot>();
+  /** The last decision's views (in order) and snapshot; `plain` = no fallback pools in it. */
+  #last?: { views: DgdView[]; snapshot: Snapshot; plain: boolean };
 
   constructor(options: KubeBudgetPortOptions) {
     this.#options = options;
@@ -83,9 +103,15 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
     return this.#joined.size;
   }
 
-  /** The view the scaler decides on: the cache's, or a joined participant's. */
+  /** The view the scaler decides on: the cache's, or a joined participant's (watched first). */
   viewOf(ref: ObjectRef): DgdView | undefined {
-    return this.#options.cache.get(ref.namespace, ref.name) ?? this.#joined.get(_id(ref))?.view;
+    return this.#options.cache.get(ref.namespace, ref.name) ?? this.#joinedView(ref);
+  }
+
+  /** True when the view `viewOf` gives is kept current by a connected watch. */
+  watching(ref: ObjectRef): boolean {
+    if (this.#options.cache.get(ref.namespace, ref.name)) return this.#options.cache.state().watching;
+    return this.#options.watched?.watching(ref) ?? false;
   }
 
   /**
@@ -102,7 +128,10 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
   recordApplied(ref: ObjectRef, applied: Applied): void {
     const id = _id(ref);
     if (this.#options.cache.get(ref.namespace, ref.name)) this.#options.cache.upsert(applied.view);
-    else this.#joined.set(id, { view: applied.view, at: this.#clock() });
+    else {
+      this.#joined.set(id, { view: applied.view, at: this.#clock() });
+      this.#options.watched?.record(applied.view);
+    }
     for (const component of applied.viaAdapter) {
       const before = applied.view.components.find((c) => c.name === component)?.replicas ?? 0;
       this.#pendingAdapter.set(`${id}/${component}`, { value: applied.written.get(component)!, before });
@@ -124,16 +153,19 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
     }
     const [namespace, name] = _ref(requester);
     await this.#refreshJoined(signal);
-    let own = this.viewOf({ namespace, name });
+    const ref = { namespace, name };
+    // Outside the budget's cache, the request keeps its DGD watched (and its namespace's watch alive).
+    let own = this.#options.cache.get(namespace, name) ??
+      this.#options.watched?.viewOf(ref) ?? this.#joined.get(requester)?.view;
     if (!own) {
-      // Joins on its first request: the one read on this path, then once per refresh interval.
-      // A missing DGD fails here with the API's 404.
+      // Joins on its first request: the one read on this path; then its watch keeps it current
+      // (without one, it is read again once per refresh interval). A missing DGD fails here
+      // with the API's 404.
       own = (await this.#read(requester, signal, false))!;
       this.#joined.set(requester, { view: own, at: this.#clock() });
+      this.#options.watched?.record(own);
     }
-    const joined = [...this.#joined.values()].map((j) => j.view);
-    const views = [...this.#options.cache.views(), ...joined].map((v) => this.#withPending(v));
-    const { pools, unknown } = snapshotPools(views, (v) => `${v.namespace}/${v.name}`);
+    const { views, pools, unknown, changed } = this.#pools();
     const unreadable = this.#options.cache.unreadable();
     if (unknown.length > 0 || unreadable.length > 0) {
       const first = unknown[0] ?? { dgd: unreadable[0].dgd, component: "-", reason: unreadable[0].reason };
@@ -146,9 +178,42 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
     }
     // A requested role served by a `component_name` fallback is a pool too (it holds GPUs).
     const ownPools = this.#fallbackPools(this.#withPending(own), requester, targets, pools);
-    const all = [...pools, ...ownPools];
+    // Nothing moved since the last decision: the same (immutable) snapshot, and no metrics update.
+    if (!changed && ownPools.length === 0 && this.#last?.plain) return this.#last.snapshot;
+    const all = ownPools.length === 0 ? pools : [...pools, ...ownPools];
     this.#options.onPools?.(_gpusByDgd(all));
-    return makeSnapshot(all);
+    const snapshot = makeSnapshot(all);
+    this.#last = { views, snapshot, plain: ownPools.length === 0 };
+    return snapshot;
+  }
+
+  /**
+   * Every counted view's pools, mapped once per view object (a changed DGD is a new object), and
+   * whether any view differs from the last decision's: at 1,000 DGDs, re-deriving them all on
+   * each decision would dominate its time.
+   */
+  #pools(): { views: DgdView[]; pools: Pool[]; unknown: UnknownPool[]; changed: boolean } {
+    const views: DgdView[] = [];
+    for (const view of this.#options.cache.views()) views.push(this.#withPending(view));
+    for (const [id, j] of this.#joined) {
+      views.push(this.#withPending(this.#options.watched?.peek(_refOf(id)) ?? j.view));
+    }
+    const previous = this.#last?.views;
+    let changed = previous === undefined || previous.length !== views.length;
+    const pools: Pool[] = [];
+    const unknown: UnknownPool[] = [];
+    for (let i = 0; i < views.length; i++) {
+      const view = views[i];
+      if (!changed && previous![i] !== view) changed = true;
+      let mapped = this.#mapped.get(view);
+      if (!mapped) {
+        mapped = snapshotPools([view], (v) => `${v.namespace}/${v.name}`);
+        this.#mapped.set(view, mapped);
+      }
+      for (const pool of mapped.pools) pools.push(pool);
+      for (const u of mapped.unknown) unknown.push(u);
+    }
+    return { views, pools, unknown, changed };
   }
 
   async apply(
@@ -206,7 +271,15 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
    */
   async #refreshJoined(signal: AbortSignal): Promise<void> {
     const now = this.#clock();
-    const stale = [...this.#joined].filter(([, j]) => now - j.at >= this.#refreshMs).map(([id]) => id);
+    const stale: ParticipantId[] = [];
+    for (const [id, j] of this.#joined) {
+      if (now - j.at < this.#refreshMs) continue;
+      const ref = _refOf(id);
+      const watched = this.#options.watched?.watching(ref) ? this.#options.watched.peek(ref) : undefined;
+      // A connected watch holds it: that copy is as fresh as a read.
+      if (watched) this.#joined.set(id, { view: watched, at: now });
+      else stale.push(id);
+    }
     await Promise.all(stale.map(async (id) => {
       try {
         const view = await this.#read(id, signal);
@@ -214,6 +287,11 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
         else this.#forget(id);
       } catch { /* kept; read again on the next decision */ }
     }));
+  }
+
+  #joinedView(ref: ObjectRef): DgdView | undefined {
+    const joined = this.#joined.get(_id(ref));
+    return joined ? this.#options.watched?.peek(ref) ?? joined.view : undefined;
   }
 
   #forget(id: ParticipantId): void {
@@ -270,6 +348,11 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
 
 function _id(ref: ObjectRef): ParticipantId {
   return `${ref.namespace}/${ref.name}`;
+}
+
+function _refOf(participant: ParticipantId): ObjectRef {
+  const [namespace, name] = _ref(participant);
+  return { namespace, name };
 }
 
 function _ref(participant: ParticipantId): [string, string] {

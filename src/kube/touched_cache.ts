@@ -65,6 +65,18 @@ export class TouchedDgdCaches {
     return entry.cache.get(ref.namespace, ref.name);
   }
 
+  /** The cached view without counting it as a request (no recency, no name kept, no watch started). */
+  peek(ref: ObjectRef): DgdView | undefined {
+    if (this.#closed) return undefined;
+    return this.#entries.get(ref.namespace)?.cache.get(ref.namespace, ref.name);
+  }
+
+  /** True when the DGD's copy is held by a namespace watch that is connected right now. */
+  watching(ref: ObjectRef): boolean {
+    const cache = this.#closed ? undefined : this.#entries.get(ref.namespace)?.cache;
+    return cache?.get(ref.namespace, ref.name) !== undefined && cache.state().watching;
+  }
+
   /** Takes in a view a request read or wrote (kept only for a touched DGD). */
   record(view: DgdView): void {
     this.#entries.get(view.namespace)?.cache.upsert(view);
