@@ -55,8 +55,12 @@ const PLAN = SMOKE ? { namespaces: 4, dgds: 40, planners: 10, requests: 5, think
 };
 const MIX = { up: 3, down: 3, same: 2, reject: 1, health: 1 };
 const MAX_DECODE = 3;
-/** Every DGD starts at prefill 1 + decode 1, one GPU each; the ceiling leaves room for some ups. */
-const START_GPUS = PLAN.dgds * 2;
+/**
+ * Every DGD starts at prefill 1 + decode 2, one GPU per replica (so planners can scale down as
+ * well as up); the ceiling leaves room for some ups, then rejects them.
+ */
+const START_DECODE = 2;
+const START_GPUS = PLAN.dgds * (1 + START_DECODE);
 const CEILING = START_GPUS + Math.ceil(PLAN.dgds / 4);
 const REJECT_DECODE = CEILING + 1;
 
@@ -123,7 +127,7 @@ async function start(cluster: KubeCluster, scratch: string, token: string, label
       name: dgdName(i),
       k8s_namespace: nsName(i % PLAN.namespaces),
       prefill: 1,
-      decode: 1,
+      decode: START_DECODE,
     })),
   }));
   const plan = `${scratch}/plan-${label}.json`;
@@ -256,7 +260,7 @@ async function main(): Promise<void> {
         c,
         v1beta1Dgd(dgdName(i), nsName(i % PLAN.namespaces), {
           prefill: { role: "prefill", replicas: 1, gpu: 1 },
-          decode: { role: "decode", replicas: 1, gpu: 1 },
+          decode: { role: "decode", replicas: START_DECODE, gpu: 1 },
         }),
       );
     });

@@ -46,6 +46,8 @@ export interface WatchedDgds {
   watching(ref: ObjectRef): boolean;
   /** Takes in a copy read or written (for a DGD `viewOf` was asked for). */
   record(view: DgdView): void;
+  /** Changes whenever any watched copy may have changed. */
+  revision(): string;
 }
 
 export interface KubeBudgetPortOptions {
@@ -67,6 +69,7 @@ export interface KubeBudgetPortOptions {
 export const DEFAULT_JOINED_REFRESH_MS = 30_000;
 
 interface Joined {
+  ref: ObjectRef;
   view: DgdView;
   /** Clock time the copy was read or written. */
   at: number;
@@ -89,8 +92,13 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
   #refreshMs: number;
   /** Each view's pools, derived once per view object. */
   #mapped = new WeakMap<DgdView, PoolSnapshot>();
-  /** The last decision's views (in order) and snapshot; `plain` = no fallback pools in it. */
-  #last?: { views: DgdView[]; snapshot: Snapshot; plain: boolean };
+  /**
+   * The last decision's views (in order), snapshot and the revision of everything they came
+   * from; `plain` = no fallback pools in it.
+   */
+  #last?: { views: DgdView[]; snapshot: Snapshot; plain: boolean; revision: string };
+  /** Grows with every change of `#joined` or `#pendingAdapter`. */
+  #ownRevision = 0;
 
   constructor(options: KubeBudgetPortOptions) {
     this.#options = options;
@@ -129,12 +137,13 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
     const id = _id(ref);
     if (this.#options.cache.get(ref.namespace, ref.name)) this.#options.cache.upsert(applied.view);
     else {
-      this.#joined.set(id, { view: applied.view, at: this.#clock() });
+      this.#setJoined(id, ref, applied.view, this.#clock());
       this.#options.watched?.record(applied.view);
     }
     for (const component of applied.viaAdapter) {
       const before = applied.view.components.find((c) => c.name === component)?.replicas ?? 0;
       this.#pendingAdapter.set(`${id}/${component}`, { value: applied.written.get(component)!, before });
+      this.#ownRevision++;
     }
   }
 
@@ -162,8 +171,13 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
       // (without one, it is read again once per refresh interval). A missing DGD fails here
       // with the API's 404.
       own = (await this.#read(requester, signal, false))!;
-      this.#joined.set(requester, { view: own, at: this.#clock() });
+      this.#setJoined(requester, ref, own, this.#clock());
       this.#options.watched?.record(own);
+    }
+    const revision = this.#revision();
+    // Nothing can have moved since the last decision: its snapshot (immutable) as it was.
+    if (this.#last?.plain && this.#last.revision === revision && this.#requestsNoFallback(own, targets)) {
+      return this.#last.snapshot;
     }
     const { views, pools, unknown, changed } = this.#pools();
     const unreadable = this.#options.cache.unreadable();
@@ -183,7 +197,8 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
     const all = ownPools.length === 0 ? pools : [...pools, ...ownPools];
     this.#options.onPools?.(_gpusByDgd(all));
     const snapshot = makeSnapshot(all);
-    this.#last = { views, snapshot, plain: ownPools.length === 0 };
+    // Read again: mapping the views may have ended pending adapter values.
+    this.#last = { views, snapshot, plain: ownPools.length === 0, revision: this.#revision() };
     return snapshot;
   }
 
@@ -195,8 +210,8 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
   #pools(): { views: DgdView[]; pools: Pool[]; unknown: UnknownPool[]; changed: boolean } {
     const views: DgdView[] = [];
     for (const view of this.#options.cache.views()) views.push(this.#withPending(view));
-    for (const [id, j] of this.#joined) {
-      views.push(this.#withPending(this.#options.watched?.peek(_refOf(id)) ?? j.view));
+    for (const j of this.#joined.values()) {
+      views.push(this.#withPending(this.#options.watched?.peek(j.ref) ?? j.view));
     }
     const previous = this.#last?.views;
     let changed = previous === undefined || previous.length !== views.length;
@@ -274,19 +289,30 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
     const stale: ParticipantId[] = [];
     for (const [id, j] of this.#joined) {
       if (now - j.at < this.#refreshMs) continue;
-      const ref = _refOf(id);
+      const ref = j.ref;
       const watched = this.#options.watched?.watching(ref) ? this.#options.watched.peek(ref) : undefined;
       // A connected watch holds it: that copy is as fresh as a read.
-      if (watched) this.#joined.set(id, { view: watched, at: now });
+      if (watched) this.#setJoined(id, j.ref, watched, now);
       else stale.push(id);
     }
     await Promise.all(stale.map(async (id) => {
       try {
         const view = await this.#read(id, signal);
-        if (view) this.#joined.set(id, { view, at: now });
+        if (view) this.#setJoined(id, _refOf(id), view, now);
         else this.#forget(id);
       } catch { /* kept; read again on the next decision */ }
     }));
+  }
+
+  #revision(): string {
+    return `${this.#options.cache.revision}|${this.#options.watched?.revision() ?? ""}|${this.#ownRevision}`;
+  }
+
+  /** True when every target names a role the DGD has a component for (no fallback pool). */
+  #requestsNoFallback(own: DgdView, targets: readonly TargetReplica[]): boolean {
+    return targets.every((t) =>
+      (t.component_name ?? null) === null && own.components.some((c) => c.role === t.sub_component_type)
+    );
   }
 
   #joinedView(ref: ObjectRef): DgdView | undefined {
@@ -294,8 +320,15 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
     return joined ? this.#options.watched?.peek(ref) ?? joined.view : undefined;
   }
 
+  #setJoined(id: ParticipantId, ref: ObjectRef, view: DgdView, at: number): void {
+    const was = this.#joined.get(id);
+    this.#joined.set(id, { ref, view, at });
+    if (was?.view !== view) this.#ownRevision++;
+  }
+
   #forget(id: ParticipantId): void {
     this.#joined.delete(id);
+    this.#ownRevision++;
     for (const key of [...this.#pendingAdapter.keys()]) {
       if (key.startsWith(`${id}/`)) this.#pendingAdapter.delete(key);
     }
@@ -312,6 +345,7 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
       if (pending.value === c.replicas || pending.before !== c.replicas) {
         // The operator caught up, or someone else changed the count since our write.
         this.#pendingAdapter.delete(key);
+        this.#ownRevision++;
         return c;
       }
       changed = true;

@@ -79,6 +79,7 @@ export class DgdCache {
   #clock: () => number;
   #downBoundMs: number;
   #views = new Map<string, DgdView>();
+  #revision = 0;
   #unreadable = new Map<string, string>();
   #resourceVersion?: string;
   #apiVersion?: DgdApiVersion;
@@ -131,6 +132,11 @@ export class DgdCache {
     return this.#views.values();
   }
 
+  /** Grows whenever the cached views may have changed (a cheap "anything new?" for readers). */
+  get revision(): number {
+    return this.#revision;
+  }
+
   unreadable(): UnreadableDgd[] {
     return [...this.#unreadable].map(([name, reason]) => ({ dgd: `${this.namespace}/${name}`, reason }));
   }
@@ -144,6 +150,7 @@ export class DgdCache {
     if (_after(this.#views.get(view.name)?.resourceVersion, view.resourceVersion)) return;
     this.#views.set(view.name, view);
     this.#unreadable.delete(view.name);
+    this.#revision++;
   }
 
   state(): DgdCacheState {
@@ -239,6 +246,7 @@ export class DgdCache {
       if (cached && _after(cached.resourceVersion, view.resourceVersion)) views.set(name, cached);
     }
     this.#views = views;
+    this.#revision++;
     this.#unreadable = unreadable;
     this.#apiVersion = version;
     this.#resourceVersion = resourceVersion ?? "0";
@@ -304,10 +312,12 @@ export class DgdCache {
     if (event.type === "DELETED") {
       this.#views.delete(name);
       this.#unreadable.delete(name);
+      this.#revision++;
     } else if (event.type === "ADDED" || event.type === "MODIFIED") {
       // The scaler may have fed back a newer copy (`upsert`) before this event arrived.
       if (_after(this.#views.get(name)?.resourceVersion, resourceVersion)) return;
       this.#read(object, this.#views, this.#unreadable);
+      this.#revision++;
     }
   }
 

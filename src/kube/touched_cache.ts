@@ -51,6 +51,8 @@ export class TouchedDgdCaches {
   #stopping = new Set<Promise<void>>();
   #sweeper?: ReturnType<typeof setInterval>;
   #closed = false;
+  /** Namespaces opened or stopped so far. */
+  #opened = 0;
 
   constructor(options: TouchedCachesOptions) {
     this.#options = options;
@@ -80,6 +82,13 @@ export class TouchedDgdCaches {
   /** Takes in a view a request read or wrote (kept only for a touched DGD). */
   record(view: DgdView): void {
     this.#entries.get(view.namespace)?.cache.upsert(view);
+  }
+
+  /** Changes whenever any watched copy may have changed (namespaces opened or stopped included). */
+  revision(): string {
+    let out = String(this.#opened);
+    for (const entry of this.#entries.values()) out += `:${entry.cache.revision}`;
+    return out;
   }
 
   /** Namespaces watched right now (for tests and diagnostics). */
@@ -135,6 +144,7 @@ export class TouchedDgdCaches {
     // A failed start is logged by the cache, which keeps retrying; meanwhile requests read.
     cache.start().catch(() => {});
     this.#options.logger.debug("watching DGDs of a namespace", { k8s_namespace: namespace });
+    this.#opened++;
     return { cache, names, lastUsed: this.#clock() };
   }
 
@@ -142,6 +152,7 @@ export class TouchedDgdCaches {
     const entry = this.#entries.get(namespace);
     if (!entry) return;
     this.#entries.delete(namespace);
+    this.#opened++;
     const stopped = entry.cache.stop().finally(() => this.#stopping.delete(stopped));
     this.#stopping.add(stopped);
     this.#options.logger.debug("no longer watching DGDs of a namespace", {
