@@ -18,18 +18,12 @@
  */
 import { GpuCountUnknown, KubeError } from "../errors.ts";
 import type { BudgetPort, ParticipantState } from "../service/budget_planner.ts";
-import {
-  makeSnapshot,
-  type ParticipantId,
-  type Pool,
-  poolKey,
-  type Snapshot,
-} from "../service/budget/mod.ts";
+import { type ParticipantId, type Pool, poolKey, type Snapshot } from "../service/budget/mod.ts";
 import type { TargetReplica } from "../service/contract.ts";
 import type { DgdCache } from "./cache.ts";
 import type { KubeClient } from "./client.ts";
 import { currentReplicas, type DgdView, resolveTargets, viewDgd } from "./dgd.ts";
-import { type PoolSnapshot, snapshotPools, type UnknownPool } from "./participants.ts";
+import { FleetPools } from "./fleet_pools.ts";
 import { dgdRequest, type ObjectRef } from "./resources.ts";
 import type { Applied } from "./scaler.ts";
 import type { ScaleUseCase, WriteOptions } from "../service/scale_use_case.ts";
@@ -90,13 +84,9 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
   #pendingAdapter = new Map<string, PendingAdapter>();
   #clock: () => number;
   #refreshMs: number;
-  /** Each view's pools, derived once per view object. */
-  #mapped = new WeakMap<DgdView, PoolSnapshot>();
-  /**
-   * The last decision's views (in order), snapshot and the revision of everything they came
-   * from; `plain` = no fallback pools in it.
-   */
-  #last?: { views: DgdView[]; snapshot: Snapshot; plain: boolean; revision: string };
+  #fleet = new FleetPools();
+  /** The last decision's snapshot and the revision of what it came from; `plain` = no fallback pools. */
+  #last?: { snapshot: Snapshot; plain: boolean; revision: string };
   /** Grows with every change of `#joined` or `#pendingAdapter`. */
   #ownRevision = 0;
 
@@ -179,7 +169,7 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
     if (this.#last?.plain && this.#last.revision === revision && this.#requestsNoFallback(own, targets)) {
       return this.#last.snapshot;
     }
-    const { views, pools, unknown, changed } = this.#pools();
+    const { pools, unknown, snapshot: snapshotWith } = this.#fleet.derive(this.#views());
     const unreadable = this.#options.cache.unreadable();
     if (unknown.length > 0 || unreadable.length > 0) {
       const first = unknown[0] ?? { dgd: unreadable[0].dgd, component: "-", reason: unreadable[0].reason };
@@ -192,43 +182,22 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
     }
     // A requested role served by a `component_name` fallback is a pool too (it holds GPUs).
     const ownPools = this.#fallbackPools(this.#withPending(own), requester, targets, pools);
-    // Nothing moved since the last decision: the same (immutable) snapshot, and no metrics update.
-    if (!changed && ownPools.length === 0 && this.#last?.plain) return this.#last.snapshot;
-    const all = ownPools.length === 0 ? pools : [...pools, ...ownPools];
-    this.#options.onPools?.(_gpusByDgd(all));
-    const snapshot = makeSnapshot(all);
+    const snapshot = snapshotWith(ownPools);
+    // The same snapshot as the last decision's: nothing moved, no metrics update.
+    if (snapshot !== this.#last?.snapshot) this.#options.onPools?.(_gpusByDgd(snapshot.pools.values()));
     // Read again: mapping the views may have ended pending adapter values.
-    this.#last = { views, snapshot, plain: ownPools.length === 0, revision: this.#revision() };
+    this.#last = { snapshot, plain: ownPools.length === 0, revision: this.#revision() };
     return snapshot;
   }
 
-  /**
-   * Every counted view's pools, mapped once per view object (a changed DGD is a new object), and
-   * whether any view differs from the last decision's: at 1,000 DGDs, re-deriving them all on
-   * each decision would dominate its time.
-   */
-  #pools(): { views: DgdView[]; pools: Pool[]; unknown: UnknownPool[]; changed: boolean } {
+  /** Every view the budget counts: the cache's, then the joined participants' (pending values in). */
+  #views(): DgdView[] {
     const views: DgdView[] = [];
     for (const view of this.#options.cache.views()) views.push(this.#withPending(view));
     for (const j of this.#joined.values()) {
       views.push(this.#withPending(this.#options.watched?.peek(j.ref) ?? j.view));
     }
-    const previous = this.#last?.views;
-    let changed = previous === undefined || previous.length !== views.length;
-    const pools: Pool[] = [];
-    const unknown: UnknownPool[] = [];
-    for (let i = 0; i < views.length; i++) {
-      const view = views[i];
-      if (!changed && previous![i] !== view) changed = true;
-      let mapped = this.#mapped.get(view);
-      if (!mapped) {
-        mapped = snapshotPools([view], (v) => `${v.namespace}/${v.name}`);
-        this.#mapped.set(view, mapped);
-      }
-      for (const pool of mapped.pools) pools.push(pool);
-      for (const u of mapped.unknown) unknown.push(u);
-    }
-    return { views, pools, unknown, changed };
+    return views;
   }
 
   async apply(
@@ -394,7 +363,7 @@ function _ref(participant: ParticipantId): [string, string] {
   return [participant.slice(0, slash), participant.slice(slash + 1)];
 }
 
-function _gpusByDgd(pools: Pool[]): Record<string, number> {
+function _gpusByDgd(pools: Iterable<Pool>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const p of pools) out[p.participant] = (out[p.participant] ?? 0) + p.replicas * p.gpuPerReplica;
   return out;

@@ -182,6 +182,7 @@ export function createGlobalPlannerMetrics(options: GlobalPlannerMetricsOptions)
     help: "GPUs used by each managed DynamoGraphDeployment (replicas x GPUs per replica).",
     labelNames: ["dgd"],
   });
+  let shownGpus = new Map<string, number>();
   const managedGpusTotal = registry.gauge({
     name: name("managed_gpus_total"),
     help: "GPUs used by all managed DynamoGraphDeployments together.",
@@ -248,12 +249,17 @@ export function createGlobalPlannerMetrics(options: GlobalPlannerMetricsOptions)
       decisionDuration.observe(inTurnSeconds, { span: "turn" });
     },
     setManagedGpus(byDgd) {
-      managedGpus.clear();
+      // Called on every budget decision that saw a change, with every DGD (1,000s): only the
+      // series whose value moved are touched, as setting one costs a label-key serialization.
+      const next = new Map<string, number>();
       let total = 0;
       for (const [dgd, gpus] of Object.entries(byDgd)) {
-        managedGpus.set(gpus, { dgd });
+        next.set(dgd, gpus);
         total += gpus;
+        if (shownGpus.get(dgd) !== gpus) managedGpus.set(gpus, { dgd });
       }
+      for (const dgd of shownGpus.keys()) if (!next.has(dgd)) managedGpus.remove({ dgd });
+      shownGpus = next;
       managedGpusTotal.set(total);
     },
     setGpuBudget(budget) {
