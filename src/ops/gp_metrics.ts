@@ -86,7 +86,8 @@ export const SCALE_DURATION_BUCKETS = [
 /**
  * Seconds. A decision (the request's receipt to its write being issued, or its answer being
  * known without a write) is sub-millisecond to a few; the steps around 1–2 ms are fine enough to
- * tell a 2 ms p99 from a miss exactly.
+ * tell a 2 ms p99 from a miss exactly. The long tail reaches seconds: waiting behind other
+ * decisions' writes counts from the receipt.
  */
 export const DECISION_DURATION_BUCKETS = [
   0.0001,
@@ -109,6 +110,10 @@ export const DECISION_DURATION_BUCKETS = [
   0.1,
   0.25,
   1,
+  2.5,
+  5,
+  10,
+  30,
 ] as const;
 
 export interface GpuBudget {
