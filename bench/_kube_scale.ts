@@ -10,20 +10,15 @@ import { type KubeCluster, REDUCED_DGD_CRD, startKubeCluster } from "../tests/su
 import { type ServiceProcess, startService } from "../tests/support/service.ts";
 import { startCountingProxy } from "../tests/support/tcp_proxy.ts";
 import { UPSTREAM_RBAC, UPSTREAM_SA } from "../tests/support/upstream_rbac.ts";
-import type { Json } from "./_json_lines.ts";
 import { ROOT } from "./_util.ts";
+import { type Audit, AUDIT_POLICY, auditCalls } from "./_audit.ts";
+
+export { type Audit, auditCalls };
 import { type Started, startUpstream as startUpstreamPlanner } from "./_upstream.ts";
 
 export const K8S_NS = "bench-kube";
 export const SA_NS = "dynamo-system";
 export const DGD = "bench-dgd";
-
-const AUDIT_POLICY = `apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: ["RequestReceived", "ResponseStarted"]
-rules:
-  - level: Metadata
-`;
 
 export interface ScaleCluster {
   cluster: KubeCluster;
@@ -83,51 +78,6 @@ export async function startScaleCluster(scratch: string): Promise<ScaleCluster> 
 /** The bench as operator: spec replicas → status (observedGeneration, Ready, component counts). */
 export function reconcile(cluster: KubeCluster): Promise<number> {
   return reconcileFullStatus(cluster, K8S_NS, DGD);
-}
-
-/** Audit events (ResponseComplete) of one user so far, with a verb/resource/code breakdown. */
-export async function auditCalls(
-  path: string,
-  user: string,
-): Promise<Audit> {
-  const text = await Deno.readTextFile(path).catch(() => "");
-  const by: Record<string, number> = {};
-  const serverMs: number[] = [];
-  let total = 0;
-  for (const line of text.split("\n")) {
-    if (!line.includes(user)) continue;
-    let e: Json;
-    try {
-      e = JSON.parse(line);
-    } catch {
-      continue;
-    }
-    if ((e.user as Json)?.username !== user || e.stage !== "ResponseComplete") continue;
-    total++;
-    serverMs.push(
-      micro(e.stageTimestamp) - micro(e.requestReceivedTimestamp),
-    );
-    const ref = (e.objectRef ?? {}) as Json;
-    const key = `${e.verb} ${ref.resource ?? e.requestURI}${ref.subresource ? "/" + ref.subresource : ""} ${
-      (e.responseStatus as Json)?.code ?? "?"
-    }`;
-    by[key] = (by[key] ?? 0) + 1;
-  }
-  return { total, by, serverMs };
-}
-
-export interface Audit {
-  total: number;
-  by: Record<string, number>;
-  /** Per event: stageTimestamp − requestReceivedTimestamp (ms, µs resolution). */
-  serverMs: number[];
-}
-
-/** Milliseconds of an RFC 3339 timestamp with microseconds (Date.parse keeps only ms). */
-function micro(ts: unknown): number {
-  const m = /\.(\d+)Z$/.exec(String(ts));
-  const frac = m ? Number(`0.${m[1]}`) * 1000 : 0;
-  return Date.parse(String(ts).replace(/\.\d+Z$/, "Z")) + frac;
 }
 
 export async function ourApiCalls(metricsPort: number): Promise<number> {

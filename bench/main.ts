@@ -38,8 +38,6 @@ interface PhaseSpec {
   planes?: ("tcp" | "nats")[];
   /** Needs a Kubernetes API server (skipped with --no-kube). */
   kube?: boolean;
-  /** Run only when the script exists (a phase being written elsewhere). */
-  optional?: boolean;
 }
 
 /**
@@ -68,13 +66,8 @@ const PHASES: PhaseSpec[] = [
   },
   { name: "kube-scale", script: "bench/phases/kube_scale.ts", kube: true },
   { name: "blocking", script: "bench/phases/blocking.ts", kube: true },
-  { name: "scale-1k", script: "bench/phases/scale.ts", kube: true, optional: true },
+  { name: "scale-1k", script: "bench/phases/scale.ts", kube: true },
 ];
-
-const exists = (path: string) => Deno.stat(path).then(() => true, () => false);
-/** A phase being reworked elsewhere may not take --rows yet: it still runs, the table says so. */
-const takesRows = async (path: string) =>
-  /\brows:\s*\{\s*type:\s*"string"/.test(await Deno.readTextFile(path));
 
 const started = Date.now();
 const scratch = await Deno.makeTempDir({ prefix: "gp-bench-" });
@@ -93,7 +86,6 @@ interface Outcome {
   code: number | "skipped";
   wallS: number;
   json?: string;
-  rows: boolean;
   stdout: Uint8Array;
   /** Its rows, read from its own rows file so phases running at once cannot interleave. */
   written: BenchRow[];
@@ -101,18 +93,17 @@ interface Outcome {
 
 async function runPhase(spec: PhaseSpec, index: number): Promise<Outcome> {
   const path = `${ROOT}/${spec.script}`;
-  const skip = spec.kube && flags["no-kube"] || spec.optional && !(await exists(path));
+  const skip = spec.kube && flags["no-kube"];
   const planes = spec.planes?.filter((p) => p !== "nats" || !flags["no-nats"]);
-  const none = { spec, wallS: 0, rows: false, stdout: new Uint8Array(), written: [] };
+  const none = { spec, wallS: 0, stdout: new Uint8Array(), written: [] };
   if (skip || planes?.length === 0) return { ...none, code: "skipped" };
   const args = ["run", "-P=test", "--quiet", path, ...(spec.args ?? [])];
   if (planes) args.push("--planes", planes.join(","));
   if (SMOKE) args.push("--smoke");
   const json = stem ? `${stem}.${spec.name}.json` : undefined;
   if (json) args.push("--json", json);
-  const rows = await takesRows(path);
   const own = `${scratch}/rows-${index}.jsonl`;
-  if (rows) args.push("--rows", own);
+  args.push("--rows", own);
   const t0 = Date.now();
   console.error(`bench: ${spec.name} (${spec.script}) ...`);
   // Its own table goes to the terminal as it comes when alone; held and printed in order otherwise.
@@ -125,7 +116,7 @@ async function runPhase(spec: PhaseSpec, index: number): Promise<Outcome> {
   const wallS = (Date.now() - t0) / 1000;
   console.error(`bench: ${spec.name} done (exit ${run.code}, ${wallS.toFixed(0)} s)`);
   const stdout = JOBS > 1 ? run.stdout : new Uint8Array();
-  return { spec, code: run.code, wallS, json, rows, stdout, written: await readRows(own) };
+  return { spec, code: run.code, wallS, json, stdout, written: await readRows(own) };
 }
 
 const outcomes: Outcome[] = new Array(PHASES.length);
@@ -153,9 +144,7 @@ for (const o of outcomes) {
   if (o.code !== 0 || o.written.length === 0) {
     const why = o.code !== 0
       ? `phase failed (exit ${o.code}); its figures are missing`
-      : o.rows
-      ? "the phase wrote no rows"
-      : "the phase does not take --rows yet: figures only in its own table above";
+      : "the phase wrote no rows";
     await writeRows(rowsFile, [{ phase: o.spec.name, metric: "(phase)", unit: "", ours: NaN, note: why }]);
   }
 }

@@ -255,6 +255,7 @@ export async function startGlobalPlanner(
         eventsInstance: config.policy.recordEvents
           ? config.runtime.kube?.podName ?? `global-planner-${config.dynNamespace}`
           : undefined,
+        observeDecision: (seconds, inTurn) => metrics.recordDecision(seconds, inTurn),
       });
       // The core's budget planner on top of the Kubernetes budget port, or the plain scaler.
       scaler = kube.budgetPort
@@ -266,6 +267,7 @@ export async function startGlobalPlanner(
           rejectStale: config.policy.rejectStale,
           dryRun: config.policy.dryRun,
           events: kube.events,
+          decisions: { observe: (seconds, inTurn) => metrics.recordDecision(seconds, inTurn) },
         })
         : kube.kubeScaler;
       if (scaler instanceof BudgetPlanner) budgetPlanner = scaler;

@@ -11,28 +11,38 @@
  * value written, or when it shows a count that is neither that value nor the one it had at the
  * write (someone else changed the replicas since: theirs is the truth now).
  *
- * Joined participants are read again once their copy is older than `joinedRefreshMs` (on the
- * next decision); one that is gone (404) leaves the budget.
+ * Joined participants are also watched (`watched`, the watch caches of the DGDs requests touch):
+ * while a watch holds one, its copy is the one counted and no read is needed. An unwatched one
+ * (no such cache, or its namespace evicted) is read again once its copy is older than
+ * `joinedRefreshMs` (on the next decision); one that is gone (404) leaves the budget.
  */
 import { GpuCountUnknown, KubeError } from "../errors.ts";
 import type { BudgetPort, ParticipantState } from "../service/budget_planner.ts";
-import {
-  makeSnapshot,
-  type ParticipantId,
-  type Pool,
-  poolKey,
-  type Snapshot,
-} from "../service/budget/mod.ts";
+import { type ParticipantId, type Pool, poolKey, type Snapshot } from "../service/budget/mod.ts";
 import type { TargetReplica } from "../service/contract.ts";
 import type { DgdCache } from "./cache.ts";
 import type { KubeClient } from "./client.ts";
 import { currentReplicas, type DgdView, resolveTargets, viewDgd } from "./dgd.ts";
-import { snapshotPools } from "./participants.ts";
+import { FleetPools } from "./fleet_pools.ts";
 import { dgdRequest, type ObjectRef } from "./resources.ts";
 import type { Applied } from "./scaler.ts";
 import type { ScaleUseCase, WriteOptions } from "../service/scale_use_case.ts";
 import type { ResolvedTarget } from "./dgd.ts";
 import type { DgdApiVersion } from "./dgd.ts";
+
+/** Watched copies of DGDs outside the budget's own cache (src/kube/touched_cache.ts). */
+export interface WatchedDgds {
+  /** A request's DGD: kept and watched from now on; its copy once the watch has it. */
+  viewOf(ref: ObjectRef): DgdView | undefined;
+  /** The watched copy, without counting a request. */
+  peek(ref: ObjectRef): DgdView | undefined;
+  /** True while a connected watch holds the DGD's copy. */
+  watching(ref: ObjectRef): boolean;
+  /** Takes in a copy read or written (for a DGD `viewOf` was asked for). */
+  record(view: DgdView): void;
+  /** Changes whenever any watched copy may have changed. */
+  revision(): string;
+}
 
 export interface KubeBudgetPortOptions {
   cache: DgdCache;
@@ -46,11 +56,14 @@ export interface KubeBudgetPortOptions {
   joinedRefreshMs?: number;
   /** Milliseconds since the epoch (injectable for tests). */
   clock?: () => number;
+  /** Watches joined participants, so the decisions count their current copies without reads. */
+  watched?: WatchedDgds;
 }
 
 export const DEFAULT_JOINED_REFRESH_MS = 30_000;
 
 interface Joined {
+  ref: ObjectRef;
   view: DgdView;
   /** Clock time the copy was read or written. */
   at: number;
@@ -71,6 +84,11 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
   #pendingAdapter = new Map<string, PendingAdapter>();
   #clock: () => number;
   #refreshMs: number;
+  #fleet = new FleetPools();
+  /** The last decision's snapshot and the revision of what it came from; `plain` = no fallback pools. */
+  #last?: { snapshot: Snapshot; plain: boolean; revision: string };
+  /** Grows with every change of `#joined` or `#pendingAdapter`. */
+  #ownRevision = 0;
 
   constructor(options: KubeBudgetPortOptions) {
     this.#options = options;
@@ -83,9 +101,15 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
     return this.#joined.size;
   }
 
-  /** The view the scaler decides on: the cache's, or a joined participant's. */
+  /** The view the scaler decides on: the cache's, or a joined participant's (watched first). */
   viewOf(ref: ObjectRef): DgdView | undefined {
-    return this.#options.cache.get(ref.namespace, ref.name) ?? this.#joined.get(_id(ref))?.view;
+    return this.#options.cache.get(ref.namespace, ref.name) ?? this.#joinedView(ref);
+  }
+
+  /** True when the view `viewOf` gives is kept current by a connected watch. */
+  watching(ref: ObjectRef): boolean {
+    if (this.#options.cache.get(ref.namespace, ref.name)) return this.#options.cache.state().watching;
+    return this.#options.watched?.watching(ref) ?? false;
   }
 
   /**
@@ -102,10 +126,14 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
   recordApplied(ref: ObjectRef, applied: Applied): void {
     const id = _id(ref);
     if (this.#options.cache.get(ref.namespace, ref.name)) this.#options.cache.upsert(applied.view);
-    else this.#joined.set(id, { view: applied.view, at: this.#clock() });
+    else {
+      this.#setJoined(id, ref, applied.view, this.#clock());
+      this.#options.watched?.record(applied.view);
+    }
     for (const component of applied.viaAdapter) {
       const before = applied.view.components.find((c) => c.name === component)?.replicas ?? 0;
       this.#pendingAdapter.set(`${id}/${component}`, { value: applied.written.get(component)!, before });
+      this.#ownRevision++;
     }
   }
 
@@ -124,16 +152,24 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
     }
     const [namespace, name] = _ref(requester);
     await this.#refreshJoined(signal);
-    let own = this.viewOf({ namespace, name });
+    const ref = { namespace, name };
+    // Outside the budget's cache, the request keeps its DGD watched (and its namespace's watch alive).
+    let own = this.#options.cache.get(namespace, name) ??
+      this.#options.watched?.viewOf(ref) ?? this.#joined.get(requester)?.view;
     if (!own) {
-      // Joins on its first request: the one read on this path, then once per refresh interval.
-      // A missing DGD fails here with the API's 404.
+      // Joins on its first request: the one read on this path; then its watch keeps it current
+      // (without one, it is read again once per refresh interval). A missing DGD fails here
+      // with the API's 404.
       own = (await this.#read(requester, signal, false))!;
-      this.#joined.set(requester, { view: own, at: this.#clock() });
+      this.#setJoined(requester, ref, own, this.#clock());
+      this.#options.watched?.record(own);
     }
-    const joined = [...this.#joined.values()].map((j) => j.view);
-    const views = [...this.#options.cache.views(), ...joined].map((v) => this.#withPending(v));
-    const { pools, unknown } = snapshotPools(views, (v) => `${v.namespace}/${v.name}`);
+    const revision = this.#revision();
+    // Nothing can have moved since the last decision: its snapshot (immutable) as it was.
+    if (this.#last?.plain && this.#last.revision === revision && this.#requestsNoFallback(own, targets)) {
+      return this.#last.snapshot;
+    }
+    const { pools, unknown, snapshot: snapshotWith } = this.#fleet.derive(this.#views());
     const unreadable = this.#options.cache.unreadable();
     if (unknown.length > 0 || unreadable.length > 0) {
       const first = unknown[0] ?? { dgd: unreadable[0].dgd, component: "-", reason: unreadable[0].reason };
@@ -146,9 +182,22 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
     }
     // A requested role served by a `component_name` fallback is a pool too (it holds GPUs).
     const ownPools = this.#fallbackPools(this.#withPending(own), requester, targets, pools);
-    const all = [...pools, ...ownPools];
-    this.#options.onPools?.(_gpusByDgd(all));
-    return makeSnapshot(all);
+    const snapshot = snapshotWith(ownPools);
+    // The same snapshot as the last decision's: nothing moved, no metrics update.
+    if (snapshot !== this.#last?.snapshot) this.#options.onPools?.(_gpusByDgd(snapshot.pools.values()));
+    // Read again: mapping the views may have ended pending adapter values.
+    this.#last = { snapshot, plain: ownPools.length === 0, revision: this.#revision() };
+    return snapshot;
+  }
+
+  /** Every view the budget counts: the cache's, then the joined participants' (pending values in). */
+  #views(): DgdView[] {
+    const views: DgdView[] = [];
+    for (const view of this.#options.cache.views()) views.push(this.#withPending(view));
+    for (const j of this.#joined.values()) {
+      views.push(this.#withPending(this.#options.watched?.peek(j.ref) ?? j.view));
+    }
+    return views;
   }
 
   async apply(
@@ -206,18 +255,49 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
    */
   async #refreshJoined(signal: AbortSignal): Promise<void> {
     const now = this.#clock();
-    const stale = [...this.#joined].filter(([, j]) => now - j.at >= this.#refreshMs).map(([id]) => id);
+    const stale: ParticipantId[] = [];
+    for (const [id, j] of this.#joined) {
+      if (now - j.at < this.#refreshMs) continue;
+      const ref = j.ref;
+      const watched = this.#options.watched?.watching(ref) ? this.#options.watched.peek(ref) : undefined;
+      // A connected watch holds it: that copy is as fresh as a read.
+      if (watched) this.#setJoined(id, j.ref, watched, now);
+      else stale.push(id);
+    }
     await Promise.all(stale.map(async (id) => {
       try {
         const view = await this.#read(id, signal);
-        if (view) this.#joined.set(id, { view, at: now });
+        if (view) this.#setJoined(id, _refOf(id), view, now);
         else this.#forget(id);
       } catch { /* kept; read again on the next decision */ }
     }));
   }
 
+  #revision(): string {
+    return `${this.#options.cache.revision}|${this.#options.watched?.revision() ?? ""}|${this.#ownRevision}`;
+  }
+
+  /** True when every target names a role the DGD has a component for (no fallback pool). */
+  #requestsNoFallback(own: DgdView, targets: readonly TargetReplica[]): boolean {
+    return targets.every((t) =>
+      (t.component_name ?? null) === null && own.components.some((c) => c.role === t.sub_component_type)
+    );
+  }
+
+  #joinedView(ref: ObjectRef): DgdView | undefined {
+    const joined = this.#joined.get(_id(ref));
+    return joined ? this.#options.watched?.peek(ref) ?? joined.view : undefined;
+  }
+
+  #setJoined(id: ParticipantId, ref: ObjectRef, view: DgdView, at: number): void {
+    const was = this.#joined.get(id);
+    this.#joined.set(id, { ref, view, at });
+    if (was?.view !== view) this.#ownRevision++;
+  }
+
   #forget(id: ParticipantId): void {
     this.#joined.delete(id);
+    this.#ownRevision++;
     for (const key of [...this.#pendingAdapter.keys()]) {
       if (key.startsWith(`${id}/`)) this.#pendingAdapter.delete(key);
     }
@@ -234,6 +314,7 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
       if (pending.value === c.replicas || pending.before !== c.replicas) {
         // The operator caught up, or someone else changed the count since our write.
         this.#pendingAdapter.delete(key);
+        this.#ownRevision++;
         return c;
       }
       changed = true;
@@ -272,12 +353,17 @@ function _id(ref: ObjectRef): ParticipantId {
   return `${ref.namespace}/${ref.name}`;
 }
 
+function _refOf(participant: ParticipantId): ObjectRef {
+  const [namespace, name] = _ref(participant);
+  return { namespace, name };
+}
+
 function _ref(participant: ParticipantId): [string, string] {
   const slash = participant.indexOf("/");
   return [participant.slice(0, slash), participant.slice(slash + 1)];
 }
 
-function _gpusByDgd(pools: Pool[]): Record<string, number> {
+function _gpusByDgd(pools: Iterable<Pool>): Record<string, number> {
   const out: Record<string, number> = {};
   for (const p of pools) out[p.participant] = (out[p.participant] ?? 0) + p.replicas * p.gpuPerReplica;
   return out;

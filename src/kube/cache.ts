@@ -79,6 +79,7 @@ export class DgdCache {
   #clock: () => number;
   #downBoundMs: number;
   #views = new Map<string, DgdView>();
+  #revision = 0;
   #unreadable = new Map<string, string>();
   #resourceVersion?: string;
   #apiVersion?: DgdApiVersion;
@@ -133,6 +134,11 @@ export class DgdCache {
     return this.#views.values();
   }
 
+  /** Grows whenever the cached views may have changed (a cheap "anything new?" for readers). */
+  get revision(): number {
+    return this.#revision;
+  }
+
   unreadable(): UnreadableDgd[] {
     return [...this.#unreadable].map(([name, reason]) => ({ dgd: `${this.namespace}/${name}`, reason }));
   }
@@ -146,6 +152,7 @@ export class DgdCache {
     if (_after(this.#views.get(view.name)?.resourceVersion, view.resourceVersion)) return;
     this.#views.set(view.name, view);
     this.#unreadable.delete(view.name);
+    this.#revision++;
   }
 
   /**
@@ -261,6 +268,7 @@ export class DgdCache {
       if (cached && _after(cached.resourceVersion, view.resourceVersion)) views.set(name, cached);
     }
     this.#views = views;
+    this.#revision++;
     this.#unreadable = unreadable;
     this.#apiVersion = version;
     this.#resourceVersion = resourceVersion ?? "0";
@@ -327,10 +335,12 @@ export class DgdCache {
       this.#views.delete(name);
       this.#unreadable.delete(name);
       this.#unfollowAll(name);
+      this.#revision++;
     } else if (event.type === "ADDED" || event.type === "MODIFIED") {
       // The scaler may have fed back a newer copy (`upsert`) before this event arrived.
       if (_after(this.#views.get(name)?.resourceVersion, resourceVersion)) return;
       this.#read(object, this.#views, this.#unreadable);
+      this.#revision++;
       const view = this.#views.get(name);
       const followers = this.#followers.get(name);
       if (followers) { for (const listener of [...followers]) view ? listener(view) : listener(undefined); }

@@ -17,6 +17,7 @@ import { type ApiVersions, discoverVersions } from "./resources.ts";
 import { type Applied, KubeScaler } from "./scaler.ts";
 import type { DgdView, ResolvedTarget } from "./dgd.ts";
 import { ScaleUseCase } from "../service/scale_use_case.ts";
+import type { DecisionObserver } from "../service/decision_timer.ts";
 import { type TouchedCachesOptions, TouchedDgdCaches } from "./touched_cache.ts";
 import { pause } from "../timing.ts";
 
@@ -62,6 +63,8 @@ export interface PolicyWiring {
   dryRun: boolean;
   /** With `--record-events`: `reportingInstance` of the Events. */
   eventsInstance?: string;
+  /** Seconds each scale took to decide (metrics). */
+  observeDecision?: DecisionObserver;
 }
 
 export interface KubeConnector {
@@ -123,6 +126,7 @@ export async function connectKubernetes(
       logger,
       versions: apiVersions,
       cachedView: (ref) => port?.viewOf(ref) ?? touched?.viewOf(ref),
+      watching: (ref) => port?.viewOf(ref) ? port.watching(ref) : touched?.watching(ref) ?? false,
       onApplied: (ref, applied) => {
         port?.recordApplied(ref, applied);
         touched?.record(applied.view);
@@ -136,6 +140,7 @@ export async function connectKubernetes(
     rejectStale: policy?.rejectStale,
     dryRun: policy?.dryRun,
     events: recorder,
+    decisions: { observe: policy?.observeDecision },
   });
   let cache: DgdCache | undefined;
   if (budget) {
@@ -152,6 +157,7 @@ export async function connectKubernetes(
       client,
       version: async () => (await apiVersions()).dgd,
       onPools: budget.onPools,
+      watched: touched,
     });
     await _firstList(cache, logger);
   }

@@ -35,6 +35,11 @@ export interface KubeScalerOptions {
    * lost update.
    */
   cachedView?: (ref: ObjectRef) => DgdView | undefined;
+  /**
+   * True while a connected watch keeps the cached view of `ref` current: a no-op may then be
+   * answered from it (the watch is its guard, as the resourceVersion is a write's).
+   */
+  watching?: (ref: ObjectRef) => boolean;
   /** Called with what a write returned or decided (to keep a cache current). */
   onApplied?: (ref: ObjectRef, applied: Applied) => void;
   /** Follows a DGD on a watch cache (a blocking wait then opens no watch of its own). */
@@ -110,8 +115,12 @@ export class KubeScaler implements ScalePort<DgdView, ResolvedTarget, Applied> {
   ): Promise<Applied> {
     const cached = this.#cached.has(view);
     // No write means no resourceVersion guard: a copy behind someone else's change would answer
-    // "already there" unchecked, so a no-op is only decided on a fresh read.
-    if (cached && targets.every((t) => !t.component.scalingAdapter && t.component.replicas === t.desired)) {
+    // "already there" unchecked, so a no-op is decided on a fresh read unless a connected watch
+    // keeps the copy current.
+    if (
+      cached && !(this.#options.watching?.(ref) ?? false) &&
+      targets.every((t) => !t.component.scalingAdapter && t.component.replicas === t.desired)
+    ) {
       throw this.#staleCopy(view, "nothing to write on a cached copy");
     }
     const versions = await this.#options.versions();

@@ -51,6 +51,8 @@ export class TouchedDgdCaches {
   #stopping = new Set<Promise<void>>();
   #sweeper?: ReturnType<typeof setInterval>;
   #closed = false;
+  /** Namespaces opened or stopped so far. */
+  #opened = 0;
 
   constructor(options: TouchedCachesOptions) {
     this.#options = options;
@@ -71,9 +73,28 @@ export class TouchedDgdCaches {
     return this.#entries.get(ref.namespace)?.cache.follow(ref.name, listener);
   }
 
+  /** The cached view without counting it as a request (no recency, no name kept, no watch started). */
+  peek(ref: ObjectRef): DgdView | undefined {
+    if (this.#closed) return undefined;
+    return this.#entries.get(ref.namespace)?.cache.get(ref.namespace, ref.name);
+  }
+
+  /** True when the DGD's copy is held by a namespace watch that is connected right now. */
+  watching(ref: ObjectRef): boolean {
+    const cache = this.#closed ? undefined : this.#entries.get(ref.namespace)?.cache;
+    return cache?.get(ref.namespace, ref.name) !== undefined && cache.state().watching;
+  }
+
   /** Takes in a view a request read or wrote (kept only for a touched DGD). */
   record(view: DgdView): void {
     this.#entries.get(view.namespace)?.cache.upsert(view);
+  }
+
+  /** Changes whenever any watched copy may have changed (namespaces opened or stopped included). */
+  revision(): string {
+    let out = String(this.#opened);
+    for (const entry of this.#entries.values()) out += `:${entry.cache.revision}`;
+    return out;
   }
 
   /** Namespaces watched right now (for tests and diagnostics). */
@@ -129,6 +150,7 @@ export class TouchedDgdCaches {
     // A failed start is logged by the cache, which keeps retrying; meanwhile requests read.
     cache.start().catch(() => {});
     this.#options.logger.debug("watching DGDs of a namespace", { k8s_namespace: namespace });
+    this.#opened++;
     return { cache, names, lastUsed: this.#clock() };
   }
 
@@ -136,6 +158,7 @@ export class TouchedDgdCaches {
     const entry = this.#entries.get(namespace);
     if (!entry) return;
     this.#entries.delete(namespace);
+    this.#opened++;
     const stopped = entry.cache.stop().finally(() => this.#stopping.delete(stopped));
     this.#stopping.add(stopped);
     this.#options.logger.debug("no longer watching DGDs of a namespace", {

@@ -83,6 +83,39 @@ export const SCALE_DURATION_BUCKETS = [
   600,
 ] as const;
 
+/**
+ * Seconds. A decision (the request's receipt to its write being issued, or its answer being
+ * known without a write) is sub-millisecond to a few; the steps around 1–2 ms are fine enough to
+ * tell a 2 ms p99 from a miss exactly. The long tail reaches seconds: waiting behind other
+ * decisions' writes counts from the receipt.
+ */
+export const DECISION_DURATION_BUCKETS = [
+  0.0001,
+  0.00025,
+  0.0005,
+  0.00075,
+  0.001,
+  0.00125,
+  0.0015,
+  0.00175,
+  0.002,
+  0.0025,
+  0.003,
+  0.004,
+  0.005,
+  0.0075,
+  0.01,
+  0.025,
+  0.05,
+  0.1,
+  0.25,
+  1,
+  2.5,
+  5,
+  10,
+  30,
+] as const;
+
 export interface GpuBudget {
   /** Absent = no upper limit (rendered as `+Inf`). */
   max?: number;
@@ -94,6 +127,11 @@ export interface GlobalPlannerMetrics extends MetricsSource {
   readonly registry: Registry;
   /** One finished scale request: its response status, why, and how long it took. */
   recordScale(result: ScaleStatus, reason: ScaleReason, seconds: number): void;
+  /**
+   * One decision: from the request's receipt to its write being issued (or its answer known),
+   * and the part of it after its turn came (the decisions and writes ahead of it done).
+   */
+  recordDecision(seconds: number, inTurnSeconds: number): void;
   /**
    * Replaces the whole per-DGD GPU picture (DGDs absent from `byDgd` disappear) and sets the
    * total. Key DGDs uniquely, e.g. `<k8s_namespace>/<name>`.
@@ -136,11 +174,20 @@ export function createGlobalPlannerMetrics(options: GlobalPlannerMetricsOptions)
     labelNames: ["result"],
     buckets: SCALE_DURATION_BUCKETS,
   });
+  const decisionDuration = registry.histogram({
+    name: name("scale_decision_duration_seconds"),
+    help: "Time to decide a scale request (the write issued, or the answer known without a write; " +
+      "the write itself not included): span=receipt from receiving it (waiting for the decisions " +
+      "and writes ahead of it included), span=turn from the start of its own turn.",
+    labelNames: ["span"],
+    buckets: DECISION_DURATION_BUCKETS,
+  });
   const managedGpus = registry.gauge({
     name: name("managed_gpus"),
     help: "GPUs used by each managed DynamoGraphDeployment (replicas x GPUs per replica).",
     labelNames: ["dgd"],
   });
+  let shownGpus = new Map<string, number>();
   const managedGpusTotal = registry.gauge({
     name: name("managed_gpus_total"),
     help: "GPUs used by all managed DynamoGraphDeployments together.",
@@ -202,13 +249,22 @@ export function createGlobalPlannerMetrics(options: GlobalPlannerMetricsOptions)
       scaleRequests.inc({ result, reason });
       scaleDuration.observe(seconds, { result });
     },
+    recordDecision(seconds, inTurnSeconds) {
+      decisionDuration.observe(seconds, { span: "receipt" });
+      decisionDuration.observe(inTurnSeconds, { span: "turn" });
+    },
     setManagedGpus(byDgd) {
-      managedGpus.clear();
+      // Called on every budget decision that saw a change, with every DGD (1,000s): only the
+      // series whose value moved are touched, as setting one costs a label-key serialization.
+      const next = new Map<string, number>();
       let total = 0;
       for (const [dgd, gpus] of Object.entries(byDgd)) {
-        managedGpus.set(gpus, { dgd });
+        next.set(dgd, gpus);
         total += gpus;
+        if (shownGpus.get(dgd) !== gpus) managedGpus.set(gpus, { dgd });
       }
+      for (const dgd of shownGpus.keys()) if (!next.has(dgd)) managedGpus.remove({ dgd });
+      shownGpus = next;
       managedGpusTotal.set(total);
     },
     setGpuBudget(budget) {

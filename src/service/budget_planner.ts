@@ -44,6 +44,7 @@ import {
 } from "./contract.ts";
 import { adjustmentText, ANNOTATION, type PolicyOutcome, Recommendations } from "./dgd_policy.ts";
 import type { Scaler } from "./handlers.ts";
+import { DecisionTimer, type DecisionTiming } from "./decision_timer.ts";
 import { scaledMessage } from "./messages.ts";
 import type { DecisionEvents, DecisionReason, WriteOptions } from "./scale_use_case.ts";
 import { formatLastRequest, type LastRequest, RecentAnswers, requestKey } from "./stale_guard.ts";
@@ -83,6 +84,8 @@ export interface BudgetPlannerOptions<V = unknown> {
   dryRun?: boolean;
   /** `--record-events`. */
   events?: DecisionEvents<V>;
+  /** How long each `scale` took to decide (receipt → first write issued, or answer known). */
+  decisions?: DecisionTiming;
 }
 
 /** A partner the arbitration moved. */
@@ -126,12 +129,20 @@ export class BudgetPlanner<V = unknown> implements Scaler {
     const participant = participantId(request.k8s_namespace, request.graph_deployment_name);
     const me = lastRequestOf(request, this.#options.rejectStale === true);
     const key = me ? requestKey(participant, me) : undefined;
-    const outcome = await this.#serialized(async () => {
-      // Inside the decision's turn, so a retry racing its original waits for the first answer.
-      const first = key ? this.#recent.get(key, this.#now()) : undefined;
-      if (first) return first;
-      return await this.#decideAndApply(participant, request, me, signal);
-    });
+    const timer = new DecisionTimer(this.#options.decisions ?? {});
+    let outcome;
+    try {
+      outcome = await this.#serialized(async () => {
+        timer.turn();
+        // Inside the decision's turn, so a retry racing its original waits for the first answer.
+        const first = key ? this.#recent.get(key, this.#now()) : undefined;
+        if (first) return first;
+        return await this.#decideAndApply(participant, request, me, signal, timer);
+      });
+    } finally {
+      // Every answer decided without a write (rejections, duplicates, failures) ends here.
+      timer.decided();
+    }
     // An identical retry: the first answer, without a second write.
     if ("status" in outcome) return tagReason({ ...outcome }, "duplicate");
     if (request.blocking && !dryRun) {
@@ -152,6 +163,7 @@ export class BudgetPlanner<V = unknown> implements Scaler {
     request: ScaleRequest,
     me: LastRequest | undefined,
     signal: AbortSignal,
+    timer: DecisionTimer,
   ): Promise<Outcome> {
     const { port, logger, dryRun } = this.#options;
     const snapshot = await port.snapshot(participant, request.target_replicas, signal);
@@ -211,6 +223,7 @@ export class BudgetPlanner<V = unknown> implements Scaler {
         throw new BudgetBreach(decision.message + (adjusted ? `; adjusted by policy: ${adjusted}` : ""));
       }
       verdict = approvedVerdict(snapshot.totalGpus, decision.totalGpus, this.#options.bounds);
+      timer.decided();
       const outcome = await this.#applyWrites(participant, own, me, decision.writes, signal);
       const result = { ...outcome, before: state.replicas, outcomes: gate.outcomes, verdict };
       this.#recordDecision(participant, state, request, result);

@@ -28,6 +28,7 @@ import {
   Recommendations,
 } from "./dgd_policy.ts";
 import type { Scaler } from "./handlers.ts";
+import { DecisionTimer, type DecisionTiming } from "./decision_timer.ts";
 import { scaledMessage } from "./messages.ts";
 import { KeyedSerializer } from "./serial.ts";
 import {
@@ -125,6 +126,8 @@ export interface ScaleUseCaseOptions<V extends ScaleView, T extends PlannedTarge
   clock?: () => number;
   /** Test seam: runs between the read and the writes of each attempt. */
   beforeWrite?: (ref: DgdRef, attempt: number) => Promise<void>;
+  /** How long each `scale` took to decide (receipt → write issued, or answer known). */
+  decisions?: DecisionTiming;
 }
 
 /** One request's decision on one DGD. */
@@ -171,12 +174,20 @@ export class ScaleUseCase<
       }
       : undefined;
     const key = me ? requestKey(`${ref.namespace}/${ref.name}`, me) : undefined;
-    const decision = await this.#serial.run(`${ref.namespace}/${ref.name}`, async () => {
-      // Inside the DGD's turn, so a retry racing its original waits for the first answer.
-      const first = key ? this.#recent.get(key, this.#clock()) : undefined;
-      if (first) return first;
-      return await this.#decide(ref, request, me, signal);
-    });
+    const timer = new DecisionTimer(this.#options.decisions ?? {});
+    let decision;
+    try {
+      decision = await this.#serial.run(`${ref.namespace}/${ref.name}`, async () => {
+        timer.turn();
+        // Inside the DGD's turn, so a retry racing its original waits for the first answer.
+        const first = key ? this.#recent.get(key, this.#clock()) : undefined;
+        if (first) return first;
+        return await this.#decide(ref, request, me, signal, timer);
+      });
+    } finally {
+      // Every answer decided without a write (refusals, duplicates, failures) ends here.
+      timer.decided();
+    }
     // An identical retry: the first answer, without a second write.
     if ("status" in decision) return tagReason({ ...decision }, "duplicate");
     const { applied } = decision;
@@ -263,6 +274,7 @@ export class ScaleUseCase<
     request: ScaleRequest,
     me: LastRequest | undefined,
     signal: AbortSignal,
+    timer: DecisionTimer,
   ): Promise<Decision<A>> {
     const { port } = this.#options;
     const label = `${ref.namespace}/${ref.name}`;
@@ -289,6 +301,7 @@ export class ScaleUseCase<
         );
         const adjusted = planned.map((t, i) => ({ ...t, desired: outcomes[i].desired }));
         await this.#options.beforeWrite?.(ref, attempt);
+        timer.decided();
         const applied = await port.write(ref, view, adjusted, signal, {
           dryRun: this.#options.dryRun,
           annotations: me ? { [ANNOTATION.lastRequest]: formatLastRequest(me) } : undefined,

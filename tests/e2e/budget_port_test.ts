@@ -1,7 +1,8 @@
 /**
  * The budget's Kubernetes port on a real API server: a participant that joined on its first
- * request is read again after the refresh interval and leaves the budget once deleted; an
- * adapter write's pending override ends when someone else changes the DGD's replicas.
+ * request is read again after the refresh interval and leaves the budget once deleted (unless a
+ * watch holds it: then its watched copy counts, without reads); an adapter write's pending
+ * override ends when someone else changes the DGD's replicas.
  */
 import assert from "node:assert/strict";
 import { KubeBudgetPort } from "../../src/kube/budget_port.ts";
@@ -10,6 +11,7 @@ import { KubeClient } from "../../src/kube/client.ts";
 import { discoverVersions } from "../../src/kube/resources.ts";
 import { KubeScaler } from "../../src/kube/scaler.ts";
 import { createLogger } from "../../src/ops/log.ts";
+import { TouchedDgdCaches } from "../../src/kube/touched_cache.ts";
 import { ScaleUseCase } from "../../src/service/scale_use_case.ts";
 import { createDgd, DGD_PATH, v1alpha1Dgd } from "../support/dgd_fixtures.ts";
 import { startKubeCluster } from "../support/kube_cluster.ts";
@@ -134,6 +136,78 @@ Deno.test({
           "the cache sees the second change",
         );
         assert.equal((await pools(`${POOL}/local`))[`${POOL}/local/prefill`], 1);
+      });
+
+      await t.step("an unchanged fleet reuses the last snapshot; a change rebuilds it", async () => {
+        let updates = 0;
+        const counting = new KubeBudgetPort({
+          cache,
+          scaler,
+          client,
+          version: async () => (await versions()).dgd,
+          clock: () => now,
+          onPools: () => updates++,
+        });
+        const first = await counting.snapshot(`${POOL}/local`, DECODE, signal);
+        const second = await counting.snapshot(`${POOL}/local`, DECODE, signal);
+        assert.equal(second, first, "nothing moved: the same snapshot");
+        assert.equal(updates, 1, "and no second metrics update");
+        const r = await cluster.request("PATCH", DGD_PATH("v1alpha1", POOL, "local"), {
+          spec: { services: { D: { replicas: 4 } } },
+        });
+        assert.ok(r.ok, r.text);
+        await waitFor(
+          () => cache.get(POOL, "local")?.components.find((c) => c.name === "D")?.replicas === 4,
+          "the cache sees the change",
+        );
+        const third = await counting.snapshot(`${POOL}/local`, DECODE, signal);
+        assert.notEqual(third, first);
+        assert.equal(third.pools.get(`${POOL}/local/decode`)?.replicas, 4);
+        assert.equal(third.totalGpus, first.totalGpus + 3);
+        assert.equal(updates, 2);
+      });
+
+      await t.step("a joined DGD a watch holds counts its watched copy, and is not read again", async () => {
+        await createDgd(cluster, v1alpha1Dgd("z", OTHER, { D: { role: "decode", replicas: 2, gpu: 1 } }));
+        const watched = new TouchedDgdCaches({
+          client,
+          version: async () => (await versions()).dgd,
+          logger,
+          clock: () => now,
+        });
+        const watching = new KubeBudgetPort({
+          cache,
+          scaler,
+          client,
+          version: async () => (await versions()).dgd,
+          joinedRefreshMs: REFRESH_MS,
+          clock: () => now,
+          watched,
+        });
+        const counted = async (requester: string) =>
+          Object.fromEntries(
+            [...(await watching.snapshot(requester, DECODE, signal)).pools].map(([k, p]) => [k, p.replicas]),
+          );
+        try {
+          assert.equal((await counted(`${OTHER}/z`))[`${OTHER}/z/decode`], 2); // joins: one read
+          await waitFor(() => watched.watching({ namespace: OTHER, name: "z" }), "the watch to hold z");
+          const r = await cluster.request("PATCH", DGD_PATH("v1alpha1", OTHER, "z"), {
+            spec: { services: { D: { replicas: 6 } } },
+          });
+          assert.ok(r.ok, r.text);
+          await waitFor(
+            () => watched.peek({ namespace: OTHER, name: "z" })?.components[0].replicas === 6,
+            "the watch to see the change",
+          );
+          // Before the refresh interval: the watched copy, not the one read at the join.
+          assert.equal((await counted(`${POOL}/local`))[`${OTHER}/z/decode`], 6);
+          now += REFRESH_MS;
+          const before = client.calls;
+          assert.equal((await counted(`${POOL}/local`))[`${OTHER}/z/decode`], 6);
+          assert.equal(client.calls - before, 0, "no read at the refresh interval while watched");
+        } finally {
+          await watched.close();
+        }
       });
     } finally {
       await cache.stop();

@@ -99,6 +99,20 @@ Deno.test({
         assert.equal(replicasOf(await readDgd(cluster, "v1alpha1", A, "one")).P, 12);
       });
 
+      await t.step("a no-op on a copy a connected watch holds is answered without any call", async () => {
+        const expected = (await readDgd(cluster, "v1alpha1", A, "one")).metadata.resourceVersion;
+        await waitFor(
+          () => kube!.touched!.viewOf({ namespace: A, name: "one" })?.resourceVersion === expected,
+          "the watch cache to hold the last write",
+        );
+        assert.equal(kube!.touched!.watching({ namespace: A, name: "one" }), true);
+        const before = kube!.client.calls;
+        const response = await scale(A, "one", 12, 1);
+        assert.equal(response.status, "success");
+        assert.deepEqual(response.current_replicas, { prefill: 12, decode: 1 });
+        assert.equal(kube!.client.calls - before, 0, "skip-if-equal on the watched copy: no GET");
+      });
+
       await t.step(
         "a stale copy costs a 409 and one fresh read; the other writer's change stays",
         async () => {

@@ -63,11 +63,15 @@ Deno.test({
       const printed = tablePhases(stdout);
       for (const cell of CELLS) assert.ok(printed.has(cell), `no row for ${cell} in the table`);
       assert.ok([...printed].some((p) => p.startsWith("blocking")), `no blocking row: ${[...printed]}`);
+      assert.ok([...printed].some((p) => p.startsWith("1k DGDs")), `no 1k-DGD row: ${[...printed]}`);
 
       const { rows } = JSON.parse(await Deno.readTextFile(`${dir}/bench.json`)) as { rows: Row[] };
       for (const row of rows) {
         assert.doesNotMatch(row.note ?? "", /not available|failed/, JSON.stringify(row));
       }
+      // The 1k-DGD phase (smoke: a few DGDs): no answer lost (the phase also exits 1 then).
+      const lost = rows.filter((r) => r.phase.startsWith("1k DGDs") && r.metric === "lost answers");
+      assert.deepEqual(lost.map((r) => r.ours), [0], JSON.stringify(lost));
       for (const cell of CELLS.filter((c) => c.startsWith("no-op"))) {
         const failed = rows.filter((r) => r.phase === cell && r.metric === "failed + lost (all phases)");
         assert.equal(failed.length, 1, cell);

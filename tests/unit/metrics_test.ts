@@ -176,3 +176,22 @@ Deno.test("Global Planner metrics: names, pre-created reasons, facade", () => {
   assert.match(text, /^dynamo_global_planner_dgd_watch_up 1$/m);
   assert.match(text, /^dynamo_global_planner_inflight_requests 1$/m);
 });
+
+Deno.test("managed GPUs: each picture replaces the last (unchanged, changed, gone and new DGDs)", () => {
+  const m = createGlobalPlannerMetrics({ version: "1.2.3", denoVersion: "9.9.9" });
+  const series = () =>
+    Object.fromEntries(
+      [...m.render().matchAll(/^dynamo_global_planner_managed_gpus\{dgd="([^"]+)"\} (\S+)$/gm)].map((
+        x,
+      ) => [x[1], Number(x[2])]),
+    );
+  m.setManagedGpus({ "ns/a": 4, "ns/b": 2, "ns/c": 1 });
+  m.setManagedGpus({ "ns/a": 4, "ns/b": 5, "ns/d": 0 });
+  assert.deepEqual(series(), { "ns/a": 4, "ns/b": 5, "ns/d": 0 });
+  assert.match(m.render(), /^dynamo_global_planner_managed_gpus_total 9$/m);
+  m.setManagedGpus({ "ns/c": 1 }); // c returns after being dropped
+  assert.deepEqual(series(), { "ns/c": 1 });
+  m.setManagedGpus({});
+  assert.deepEqual(series(), {});
+  assert.match(m.render(), /^dynamo_global_planner_managed_gpus_total 0$/m);
+});
