@@ -94,7 +94,6 @@ export async function openCallHome(
   } finally {
     deadline.cancel();
   }
-  conn.setNoDelay(true);
   const handshake = encodeTwoPart(
     utf8(JSON.stringify({ subject: info.subject, stream_type: "response" })),
   );
@@ -127,6 +126,7 @@ class CallHomeSink implements ResponseSink {
   #flushing: Promise<void> | null = null;
   #linger?: Deadline;
   #writeTimeoutMs: number;
+  #written = 0;
 
   constructor(
     conn: Deno.TcpConn,
@@ -202,6 +202,9 @@ class CallHomeSink implements ResponseSink {
       const chunk = concat(this.#pending);
       this.#pending = [];
       try {
+        // Nagle holds a write back only while earlier data is unacknowledged: a one-write
+        // answer (the usual case) never waits, so the setsockopt is paid only by longer streams.
+        if (this.#written++ === 1) this.#conn.setNoDelay(true);
         await writeAllWithin(this.#conn, chunk, this.#writeTimeoutMs);
       } catch (error) {
         if (error instanceof SocketTimeout) {
