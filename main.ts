@@ -5,7 +5,7 @@
 import { startGlobalPlanner } from "./src/app.ts";
 import { loadConfig, loadConfigParsers, USAGE } from "./src/config/mod.ts";
 import { ConfigError, errorText } from "./src/errors.ts";
-import { processLogger } from "./src/ops/log.ts";
+import { flushProcessLogs, processLogger } from "./src/ops/log.ts";
 
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === "call") {
@@ -94,4 +94,9 @@ function readSmallFile(path: string): string | undefined {
   }
 }
 
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) {
+  const code = await main(Deno.args);
+  // Deno.exit skips `unload`: the last lines (e.g. "stopped") would stay in the log buffer.
+  flushProcessLogs();
+  Deno.exit(code);
+}

@@ -1,5 +1,6 @@
 /** Small socket helpers shared by the request and response planes. */
 import { SocketTimeout } from "../errors.ts";
+import { deadlineAfter } from "./deadlines.ts";
 
 export interface Writable {
   write(p: Uint8Array): Promise<number>;
@@ -21,12 +22,12 @@ export interface Closable extends Writable {
  */
 export async function writeAllWithin(conn: Closable, bytes: Uint8Array, timeoutMs: number): Promise<void> {
   let timedOut = false;
-  const timer = setTimeout(() => {
+  const deadline = deadlineAfter(timeoutMs, () => {
     timedOut = true;
     try {
       conn.close();
     } catch { /* already closed */ }
-  }, timeoutMs);
+  });
   try {
     await writeAll(conn, bytes);
   } catch (error) {
@@ -37,7 +38,7 @@ export async function writeAllWithin(conn: Closable, bytes: Uint8Array, timeoutM
     }
     throw error;
   } finally {
-    clearTimeout(timer);
+    deadline.cancel();
   }
 }
 

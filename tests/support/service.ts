@@ -47,7 +47,7 @@ export function serviceCommand(
       ...(prefix.length ? [...prefix.slice(1), Deno.execPath()] : []),
       "run",
       "-P=service",
-      "--v8-flags=--max-semi-space-size=1,--max-old-space-size=96",
+      "--v8-flags=--max-semi-space-size=1,--max-old-space-size=96,--single-threaded",
       "--quiet",
       "main.ts",
       ...args,

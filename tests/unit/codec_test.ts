@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ByteReader } from "../../src/runtime/codec/byte_reader.ts";
-import { decodeTwoPart, encodeTwoPart } from "../../src/runtime/codec/two_part.ts";
+import { decodeTwoPart, encodeTwoPart, readTwoPartPrefix } from "../../src/runtime/codec/two_part.ts";
 import { recordJson, recordKey } from "../../src/runtime/discovery/discovery.ts";
 import { encodeFileName } from "../../src/runtime/discovery/file.ts";
 import { ProtocolError } from "../../src/errors.ts";
@@ -159,4 +159,25 @@ Deno.test("error items copy the 1.6.1 Python ValueError shape and keep a comment
     },
     complete_final: false,
   });
+});
+
+Deno.test("TwoPart prefix: lengths up to 2^53 - 1 read exactly, one past it is out of range", () => {
+  const prefix = (high: number, low: number) => {
+    const bytes = new Uint8Array(24);
+    const view = new DataView(bytes.buffer);
+    view.setUint32(0, high);
+    view.setUint32(4, low);
+    view.setUint32(8, high);
+    view.setUint32(12, low);
+    return bytes;
+  };
+  assert.deepEqual(readTwoPartPrefix(prefix(0x1f_ffff, 0xffff_ffff)), {
+    headerLength: Number.MAX_SAFE_INTEGER,
+    dataLength: Number.MAX_SAFE_INTEGER,
+  });
+  assert.deepEqual(readTwoPartPrefix(prefix(1, 5)), { headerLength: 2 ** 32 + 5, dataLength: 2 ** 32 + 5 });
+  assert.throws(() => readTwoPartPrefix(prefix(0x20_0000, 0)), ProtocolError);
+  // The encoder writes both halves (checked on the header/data lengths of a small frame).
+  const frame = encodeTwoPart(new Uint8Array(0x1_0203), new Uint8Array(7));
+  assert.equal(hex(frame.subarray(0, 16)), "00 00 00 00 00 01 02 03 00 00 00 00 00 00 00 07");
 });

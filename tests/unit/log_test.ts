@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createLogger, parseLogLevel, writerSink } from "../../src/ops/log.ts";
+import { bufferedSink, createLogger, parseLogLevel, writerSink } from "../../src/ops/log.ts";
 
 // Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
 // listener, timer and stream a test here opens must be closed by the time it ends.
@@ -62,3 +62,147 @@ Deno.test("the stderr sink writes the rest of a line after a partial write", () 
   // A writer that takes nothing (closed stderr) does not hang the logger.
   writerSink({ writeSync: () => 0 })("dropped");
 });
+
+/** A writer that records what each write got; `limit` bytes at most per call. */
+function recorder(limit = Infinity) {
+  const writes: string[] = [];
+  const decoder = new TextDecoder();
+  return {
+    writes,
+    writer: {
+      writeSync(bytes: Uint8Array): number {
+        const n = Math.min(limit, bytes.length);
+        writes.push(decoder.decode(bytes.slice(0, n)));
+        return n;
+      },
+    },
+  };
+}
+
+/** A scheduler the test runs by hand (the sink's "next turn"). */
+function manualTurn() {
+  let due: (() => void) | undefined;
+  let cancelled = 0;
+  return {
+    schedule: (flush: () => void) => {
+      due = flush;
+      return () => {
+        cancelled++;
+        due = undefined;
+      };
+    },
+    run: () => due?.(),
+    get scheduled() {
+      return due !== undefined;
+    },
+    get cancelled() {
+      return cancelled;
+    },
+  };
+}
+
+Deno.test("buffered sink: the lines of one turn leave in one write, in order", () => {
+  const { writes, writer } = recorder();
+  const turn = manualTurn();
+  const buffered = bufferedSink(writer, { schedule: turn.schedule });
+  const logger = createLogger({ sink: buffered.sink, clock: () => new Date(0) });
+  for (let i = 0; i < 5; i++) logger.info("line", { i });
+  assert.equal(writes.length, 0);
+  assert.ok(turn.scheduled);
+  turn.run();
+  assert.equal(writes.length, 1);
+  assert.deepEqual(writes[0].split("\n").slice(0, -1).map((l) => JSON.parse(l).i), [0, 1, 2, 3, 4]);
+  assert.equal(buffered.pending, 0);
+  // The next turn's lines follow the first ones, in a write of their own.
+  logger.warn("later");
+  turn.run();
+  assert.equal(writes.length, 2);
+  assert.equal(JSON.parse(writes[1]).message, "later");
+});
+
+Deno.test("buffered sink: a full buffer is written before the line that fills it returns", () => {
+  const { writes, writer } = recorder();
+  const turn = manualTurn();
+  // Lines of 10 characters plus the newline: 11 each, the bound is 33 = three lines.
+  const buffered = bufferedSink(writer, { maxPending: 33, schedule: turn.schedule });
+  buffered.sink("0123456789");
+  buffered.sink("0123456789");
+  assert.equal(buffered.pending, 22);
+  assert.equal(writes.length, 0);
+  buffered.sink("0123456789"); // reaches the bound exactly
+  assert.equal(writes.length, 1);
+  assert.equal(writes[0], "0123456789\n".repeat(3));
+  assert.equal(buffered.pending, 0);
+  assert.equal(turn.cancelled, 1, "the scheduled turn is cancelled once the buffer is written");
+  for (let i = 0; i < 10; i++) {
+    buffered.sink(`line ${i}....`.slice(0, 10));
+    assert.ok(buffered.pending < 33, `pending ${buffered.pending} stays under the bound`);
+  }
+  buffered.flush();
+  const all = writes.join("").split("\n").slice(0, -1);
+  assert.equal(all.length, 13);
+  assert.deepEqual(all.slice(3).map((l) => l.slice(0, 6)), [...Array(10).keys()].map((i) => `line ${i}`));
+});
+
+Deno.test("buffered sink: flush writes what is pending whole, through partial writes", () => {
+  const { writes, writer } = recorder(5);
+  const turn = manualTurn();
+  const buffered = bufferedSink(writer, { schedule: turn.schedule });
+  buffered.sink("é first");
+  buffered.sink("second");
+  buffered.flush();
+  assert.equal(turn.scheduled, false);
+  assert.equal(writes.join(""), "é first\nsecond\n");
+  buffered.flush(); // nothing pending: no write
+  assert.equal(writes.join(""), "é first\nsecond\n");
+});
+
+Deno.test("the process logger's last lines reach stderr when the process exits", async () => {
+  // Many lines, then Deno.exit at once (which runs no `unload` listener): nothing may be lost.
+  const script = `
+    import { flushProcessLogs, processLogger } from ${
+    JSON.stringify(new URL("../../src/ops/log.ts", import.meta.url).href)
+  };
+    const logger = processLogger("info");
+    for (let i = 0; i < 2000; i++) logger.info("n", { i });
+    logger.info("stopped");
+    flushProcessLogs();
+    Deno.exit(0);
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", script],
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0);
+  const lines = new TextDecoder().decode(out.stderr).trimEnd().split("\n").map((l) => JSON.parse(l));
+  assert.equal(lines.length, 2001);
+  assert.deepEqual(lines.slice(0, 2000).map((l) => l.i), [...Array(2000).keys()]);
+  assert.equal(lines[2000].message, "stopped");
+});
+
+for (
+  const [name, crash] of [
+    ["an uncaught error", `setTimeout(() => { throw new Error("crash"); }, 0);`],
+    ["an unhandled rejection", `Promise.reject(new Error("crash"));`],
+  ]
+) {
+  Deno.test(`${name} still lets the buffered lines out, and the process still fails`, async () => {
+    const script = `
+    import { processLogger } from ${JSON.stringify(new URL("../../src/ops/log.ts", import.meta.url).href)};
+    processLogger("info").error("before the crash");
+    ${crash}
+  `;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--quiet", script],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.notEqual(out.code, 0);
+    // Deno prints the error first; the flushed line follows it.
+    const lines = new TextDecoder().decode(out.stderr).split("\n").filter((l) => l.startsWith("{"));
+    assert.deepEqual(lines.map((l) => JSON.parse(l).message), ["before the crash"]);
+  });
+}

@@ -4,7 +4,7 @@ import { ByteReader } from "../../src/runtime/codec/byte_reader.ts";
 import { Dispatcher } from "../../src/runtime/dispatcher.ts";
 import type { Endpoint } from "../../src/runtime/endpoint.ts";
 import { responseOpener } from "../../src/runtime/host.ts";
-import { TcpRequestPlane } from "../../src/runtime/request_plane/tcp.ts";
+import { frameBuffered, TcpRequestPlane } from "../../src/runtime/request_plane/tcp.ts";
 import type { TcpSettings } from "../../src/config/env.ts";
 import { acceptCallHome, readAcks, requestBody, requestFrame, writeAll } from "../support/fake_caller.ts";
 import { waitFor } from "../support/ports.ts";
@@ -367,4 +367,50 @@ Deno.test("maxRequestBytes: a larger body is skipped unread and answered with an
     assert.deepEqual(await readAcks(reader, 1), ["Server unavailable: unknown endpoint nope"]);
     conn.close();
   });
+});
+
+Deno.test("frameBuffered: true for a whole frame, false one byte short at every part", () => {
+  const frame = requestFrame("echo", requestBody("r1", "127.0.0.1:1", '"x"'), '{"a":"b"}');
+  assert.equal(frameBuffered(frame), true);
+  assert.equal(frameBuffered(new Uint8Array([...frame, 0, 7])), true);
+  for (let n = 0; n < frame.length; n++) {
+    assert.equal(frameBuffered(frame.subarray(0, n)), false, `${n} bytes`);
+  }
+});
+
+Deno.test("pipelined frames: ACKs in order across batches of more than 64 frames", async () => {
+  await withPlane([echo], async ({ port }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const frames = Array.from({ length: 130 }, (_, i) => requestFrame(`nope${i}`, new Uint8Array(0)));
+    await writeAll(conn, new Uint8Array(frames.flatMap((f) => [...f])));
+    const acks = await readAcks(new ByteReader(conn), 130);
+    assert.deepEqual(acks, frames.map((_, i) => `Server unavailable: unknown endpoint nope${i}`));
+    conn.close();
+  });
+});
+
+Deno.test("DYN_TCP_MAX_INFLIGHT: frames that arrive together count as in flight before they start", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const slow: Endpoint = {
+    name: "slow",
+    async *handler(request) {
+      await gate;
+      yield { echo: request };
+    },
+  };
+  await withPlane([slow], async ({ port, callHome, callHomeAddress }) => {
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+    const frames = ["a", "b", "c"].map((id) => requestFrame("slow", requestBody(id, callHomeAddress, '"x"')));
+    await writeAll(conn, new Uint8Array(frames.flatMap((f) => [...f])));
+    assert.deepEqual(await readAcks(new ByteReader(conn), 3), [
+      "",
+      "",
+      "Server overloaded: 2 requests in flight (limit 2)",
+    ]);
+    const streams = [acceptCallHome(callHome), acceptCallHome(callHome)];
+    release();
+    for (const frames of await Promise.all(streams)) assert.equal(frames.at(-1)?.header, `"sentinel"`);
+    conn.close();
+  }, { maxInFlight: 2 });
 });

@@ -28,6 +28,11 @@ export class ByteReader {
     return this.#end - this.#start;
   }
 
+  /** The buffered bytes not yet consumed; valid only until the next read. */
+  get unread(): Uint8Array {
+    return this.#buffer.subarray(this.#start, this.#end);
+  }
+
   /** Current buffer capacity (for tests and resource accounting). */
   get capacity(): number {
     return this.#buffer.length;

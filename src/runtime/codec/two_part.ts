@@ -6,6 +6,8 @@
 import { ProtocolError } from "../../errors.ts";
 
 export const TWO_PART_PREFIX = 24;
+/** The largest high 32-bit half of a safe integer (2^53 - 1 = 0x1FFFFF_FFFFFFFF). */
+const SAFE_HIGH = 0x1f_ffff;
 
 export interface TwoPart {
   header?: Uint8Array;
@@ -16,9 +18,12 @@ export function encodeTwoPart(header?: Uint8Array, data?: Uint8Array): Uint8Arra
   const headerLength = header?.length ?? 0;
   const dataLength = data?.length ?? 0;
   const out = new Uint8Array(TWO_PART_PREFIX + headerLength + dataLength);
+  // Lengths fit in 53 bits: high and low 32-bit halves, no BigInt (an allocation) per frame.
   const view = new DataView(out.buffer);
-  view.setBigUint64(0, BigInt(headerLength));
-  view.setBigUint64(8, BigInt(dataLength));
+  view.setUint32(0, Math.floor(headerLength / 0x1_0000_0000));
+  view.setUint32(4, headerLength >>> 0);
+  view.setUint32(8, Math.floor(dataLength / 0x1_0000_0000));
+  view.setUint32(12, dataLength >>> 0);
   // bytes 16..24: checksum 0
   if (header) out.set(header, TWO_PART_PREFIX);
   if (data) out.set(data, TWO_PART_PREFIX + headerLength);
@@ -45,10 +50,14 @@ export function decodeTwoPart(bytes: Uint8Array): TwoPart {
 
 export function readTwoPartPrefix(bytes: Uint8Array): { headerLength: number; dataLength: number } {
   const view = new DataView(bytes.buffer, bytes.byteOffset, TWO_PART_PREFIX);
-  const headerLength = view.getBigUint64(0);
-  const dataLength = view.getBigUint64(8);
-  if (headerLength > BigInt(Number.MAX_SAFE_INTEGER) || dataLength > BigInt(Number.MAX_SAFE_INTEGER)) {
+  const headerHigh = view.getUint32(0);
+  const dataHigh = view.getUint32(8);
+  // Above 2^53 - 1 a length is not a safe integer: the high half must stay below 2^21.
+  if (headerHigh > SAFE_HIGH || dataHigh > SAFE_HIGH) {
     throw new ProtocolError("TwoPart part length out of range");
   }
-  return { headerLength: Number(headerLength), dataLength: Number(dataLength) };
+  return {
+    headerLength: headerHigh * 0x1_0000_0000 + view.getUint32(4),
+    dataLength: dataHigh * 0x1_0000_0000 + view.getUint32(12),
+  };
 }

@@ -25,14 +25,18 @@ export class InFlightLimit {
     this.#logger = logger;
   }
 
-  /** The `Server overloaded:` ACK when the dispatcher is at the limit; `undefined` admits. */
-  refusal(dispatcher: Dispatcher): string | undefined {
-    if (dispatcher.inFlight >= this.#max) {
+  /**
+   * The `Server overloaded:` ACK when the dispatcher is at the limit; `undefined` admits.
+   * `admitted`: requests let in but not dispatched yet (they count as in flight).
+   */
+  refusal(dispatcher: Dispatcher, admitted = 0): string | undefined {
+    const inFlight = dispatcher.inFlight + admitted;
+    if (inFlight >= this.#max) {
       if (!this.#overloaded) {
         this.#overloaded = true;
         this.#logger.warn("too many requests in flight; shedding load", { limit: this.#max });
       }
-      return ACK.overloaded(dispatcher.inFlight, this.#max);
+      return ACK.overloaded(inFlight, this.#max);
     }
     if (this.#overloaded) {
       this.#overloaded = false;

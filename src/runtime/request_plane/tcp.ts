@@ -16,14 +16,18 @@ import type { Logger } from "../../ops/log.ts";
 import { ByteReader } from "../codec/byte_reader.ts";
 import { utf8 } from "../codec/json.ts";
 import { readTwoPartPrefix, TWO_PART_PREFIX } from "../codec/two_part.ts";
+import { IdleTimer } from "../deadlines.ts";
 import { type Dispatcher, MAX_CONTROL_HEADER, type OversizedBody } from "../dispatcher.ts";
-import { detectLocalIp, formatSocketAddress, writeAllWithin } from "../net.ts";
+import type { Endpoint } from "../endpoint.ts";
+import { concat, detectLocalIp, formatSocketAddress, writeAllWithin } from "../net.ts";
 import { ACK, InFlightLimit } from "./admission.ts";
 import type { EndpointPath, RequestPlane } from "./request_plane.ts";
 
 export { ACK };
 
 const EMPTY_ACK = new Uint8Array(4);
+/** Frames ACKed together at most (a caller pipelining without pause still gets its ACKs). */
+const MAX_ACK_BATCH = 64;
 /** Frame prefixes and the small frames planners send fit; larger parts are read on their own. */
 const READ_BUFFER = 8 * 1024;
 const ACCEPT_BACKOFF_MIN_MS = 10;
@@ -163,20 +167,32 @@ export class TcpRequestPlane implements RequestPlane {
   async #serveConnection(conn: Deno.TcpConn, dispatcher: Dispatcher) {
     const reader = new ByteReader(conn, READ_BUFFER);
     const { maxMessageSize: max, idleTimeoutMs, writeTimeoutMs } = this.#settings;
-    let idle: ReturnType<typeof setTimeout> | undefined;
     let idledOut = false;
-    const armIdle = () => {
-      if (idleTimeoutMs <= 0) return;
-      clearTimeout(idle);
-      idle = setTimeout(() => {
+    const idle = idleTimeoutMs > 0
+      ? new IdleTimer(idleTimeoutMs, () => {
         idledOut = true;
         closeQuietly(conn);
-      }, idleTimeoutMs);
+      })
+      : undefined;
+    const armIdle = () => idle?.touch();
+    // ACKs of the frames that arrived together leave in one write (in frame order), and only
+    // then do their handlers start: what the caller sees is the same, with a write per batch
+    // instead of a write per frame. Nothing is held across a read that can block.
+    const acks: Uint8Array[] = [];
+    const admitted: [Endpoint, Record<string, string>, Uint8Array | OversizedBody][] = [];
+    const flush = async () => {
+      if (acks.length === 0) return;
+      const bytes = concat(acks);
+      acks.length = 0;
+      await writeAllWithin(conn, bytes, writeTimeoutMs);
+      for (const [endpoint, headers, body] of admitted) dispatcher.dispatch(endpoint, headers, body);
+      admitted.length = 0;
     };
-    const reply = (text: string) => writeAllWithin(conn, ack(text), writeTimeoutMs);
-    armIdle();
     try {
-      while (this.#accepting) {
+      while (true) {
+        // Frames read before a close are ACKed and run, as when each was ACKed on its own.
+        if (!this.#accepting || acks.length >= MAX_ACK_BATCH || !frameBuffered(reader.unread)) await flush();
+        if (!this.#accepting) return;
         const pathPrefix = await reader.readExact(2);
         if (pathPrefix === null) return;
         const pathLength = (pathPrefix[0] << 8) | pathPrefix[1];
@@ -190,14 +206,15 @@ export class TcpRequestPlane implements RequestPlane {
         if (total > max) {
           // The body is not read, so the stream cannot be resynchronised: answer and close.
           this.#logger.warn("request frame too large; closing the connection", { bytes: total, limit: max });
-          await reply(ACK.tooLarge(total, max));
+          acks.push(ack(ACK.tooLarge(total, max)));
+          await flush();
           return;
         }
         if (path === undefined) {
           await reader.skip(bodyLength);
           armIdle();
           this.#logger.warn("request path is not UTF-8", { bytes: pathLength });
-          await reply(ACK.invalidPath);
+          acks.push(ack(ACK.invalidPath));
           continue;
         }
         const endpoint = dispatcher.route(path);
@@ -207,22 +224,23 @@ export class TcpRequestPlane implements RequestPlane {
           // A 1.6.1 caller raises `Unavailable` on this text at once (and may fail over); a
           // stale discovery record after a restart on the same port is the usual cause.
           this.#logger.warn("request for an unknown endpoint", { path });
-          await reply(ACK.unknownEndpoint(path));
+          acks.push(ack(ACK.unknownEndpoint(path)));
           continue;
         }
-        const overloaded = this.#limit.refusal(dispatcher);
+        // Frames admitted in this batch count as in flight: they start once the batch is ACKed.
+        const overloaded = this.#limit.refusal(dispatcher, admitted.length);
         if (overloaded !== undefined) {
           await reader.skip(bodyLength);
           armIdle();
-          await reply(overloaded);
+          acks.push(ack(overloaded));
           continue;
         }
         const body = endpoint.maxRequestBytes !== undefined && bodyLength > endpoint.maxRequestBytes
           ? await readControlOnly(reader, bodyLength)
           : await reader.readOwned(bodyLength);
         armIdle();
-        await writeAllWithin(conn, EMPTY_ACK, writeTimeoutMs);
-        dispatcher.dispatch(endpoint, headers, body);
+        acks.push(EMPTY_ACK);
+        admitted.push([endpoint, headers, body]);
       }
     } catch (error) {
       if (idledOut) {
@@ -231,7 +249,7 @@ export class TcpRequestPlane implements RequestPlane {
         this.#logger.debug("request connection ended", { error: errorText(error) });
       }
     } finally {
-      clearTimeout(idle);
+      idle?.stop();
     }
   }
 }
@@ -276,6 +294,17 @@ async function readControlOnly(reader: ByteReader, bodyLength: number): Promise<
   return { bytes: bodyLength, control };
 }
 
+/** Whether `bytes` start with a whole request frame (so reading it cannot block). */
+export function frameBuffered(bytes: Uint8Array): boolean {
+  if (bytes.length < 2) return false;
+  let at = 2 + ((bytes[0] << 8) | bytes[1]);
+  if (bytes.length < at + 2) return false;
+  at += 2 + ((bytes[at] << 8) | bytes[at + 1]);
+  if (bytes.length < at + 4) return false;
+  const bodyLength = new DataView(bytes.buffer, bytes.byteOffset + at, 4).getUint32(0);
+  return bytes.length >= at + 4 + bodyLength;
+}
+
 function decodePath(bytes: Uint8Array): string | undefined {
   try {
     return pathDecoder.decode(bytes);
@@ -290,7 +319,8 @@ function decodePath(bytes: Uint8Array): string | undefined {
  */
 function parseHeaders(bytes: Uint8Array): Record<string, string> {
   const headers: Record<string, string> = {};
-  if (bytes.length === 0) return headers;
+  // `{}` (what 1.6.1 callers send without trace context) needs no parse.
+  if (bytes.length === 0 || (bytes.length === 2 && bytes[0] === 0x7b && bytes[1] === 0x7d)) return headers;
   try {
     const value = JSON.parse(pathDecoder.decode(bytes));
     if (value && typeof value === "object" && !Array.isArray(value)) {

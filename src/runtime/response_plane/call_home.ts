@@ -11,6 +11,7 @@ import { ByteReader } from "../codec/byte_reader.ts";
 import { fromUtf8, utf8 } from "../codec/json.ts";
 import type { PayloadCodec } from "../codec/payload_codec.ts";
 import { encodeTwoPart, readTwoPartPrefix, TWO_PART_PREFIX } from "../codec/two_part.ts";
+import { type Deadline, deadlineAfter } from "../deadlines.ts";
 import type { ResponseSink } from "../endpoint.ts";
 import { concat, parseSocketAddress, writeAllWithin } from "../net.ts";
 
@@ -18,6 +19,26 @@ export const CALL_HOME_TRANSPORT = "tcp_server";
 
 const PROLOGUE_OK = encodeTwoPart(utf8(`{"error":null}`));
 const SENTINEL = encodeTwoPart(utf8(`"sentinel"`));
+/** The final frame and the sentinel are the same bytes for every stream of a codec. */
+const _endFrames = new Map<PayloadCodec, Uint8Array>();
+function endFrames(codec: PayloadCodec): Uint8Array {
+  let frames = _endFrames.get(codec);
+  if (!frames) {
+    _endFrames.set(codec, frames = concat([encodeTwoPart(undefined, codec.encode(FINAL_ITEM)), SENTINEL]));
+  }
+  return frames;
+}
+/** Callers call home from one listener each: the last addresses parsed are kept. */
+const _addresses = new Map<string, { hostname: string; port: number } | null>();
+const ADDRESSES_KEPT = 64;
+function socketAddress(text: string): { hostname: string; port: number } | null {
+  let address = _addresses.get(text);
+  if (address === undefined) {
+    if (_addresses.size >= ADDRESSES_KEPT) _addresses.clear();
+    _addresses.set(text, address = parseSocketAddress(text));
+  }
+  return address;
+}
 /** The normal end of every stream: a constant, so no error (and stack) is built per request. */
 const CALLER_CLOSED = "caller closed";
 /** How long to wait for the caller to close after the sentinel. */
@@ -60,23 +81,19 @@ export async function openCallHome(
   logger: Logger,
   timeoutMs: number,
 ): Promise<ResponseSink> {
-  const address = parseSocketAddress(info.address);
+  const address = socketAddress(info.address);
   if (!address) throw new ProtocolError(`call-home address is not an IP socket address: ${info.address}`);
   const connecting = new AbortController();
-  const timer = setTimeout(
-    () =>
-      connecting.abort(
-        new SocketTimeout(`call-home connect to ${info.address} not done within ${timeoutMs} ms`),
-      ),
-    timeoutMs,
-  );
+  const deadline = deadlineAfter(timeoutMs, () =>
+    connecting.abort(
+      new SocketTimeout(`call-home connect to ${info.address} not done within ${timeoutMs} ms`),
+    ));
   let conn: Deno.TcpConn;
   try {
     conn = await Deno.connect({ hostname: address.hostname, port: address.port, signal: connecting.signal });
   } finally {
-    clearTimeout(timer);
+    deadline.cancel();
   }
-  conn.setNoDelay(true);
   const handshake = encodeTwoPart(
     utf8(JSON.stringify({ subject: info.subject, stream_type: "response" })),
   );
@@ -107,8 +124,9 @@ class CallHomeSink implements ResponseSink {
   #closed = false;
   #pending: Uint8Array[] = [];
   #flushing: Promise<void> | null = null;
-  #linger?: ReturnType<typeof setTimeout>;
+  #linger?: Deadline;
   #writeTimeoutMs: number;
+  #written = 0;
 
   constructor(
     conn: Deno.TcpConn,
@@ -139,15 +157,16 @@ class CallHomeSink implements ResponseSink {
 
   async end(): Promise<void> {
     if (!this.#closed && !this.#stop.signal.aborted) {
-      this.#pending.push(encodeTwoPart(undefined, this.#codec.encode(FINAL_ITEM)), SENTINEL);
+      this.#pending.push(endFrames(this.#codec));
       await this.#flushNow();
     }
     if (this.#closed) return;
     try {
       await this.#conn.closeWrite();
     } catch { /* the caller may already be gone */ }
+    if (this.#closed) return;
     // The read side (#watchCaller) closes the socket on EOF; give up waiting after LINGER_MS.
-    this.#linger = setTimeout(() => this.#close(), LINGER_MS);
+    this.#linger = deadlineAfter(LINGER_MS, () => this.#close());
   }
 
   abort(): void {
@@ -183,6 +202,9 @@ class CallHomeSink implements ResponseSink {
       const chunk = concat(this.#pending);
       this.#pending = [];
       try {
+        // Nagle holds a write back only while earlier data is unacknowledged: a one-write
+        // answer (the usual case) never waits, so the setsockopt is paid only by longer streams.
+        if (this.#written++ === 1) this.#conn.setNoDelay(true);
         await writeAllWithin(this.#conn, chunk, this.#writeTimeoutMs);
       } catch (error) {
         if (error instanceof SocketTimeout) {
@@ -201,7 +223,7 @@ class CallHomeSink implements ResponseSink {
 
   async #watchCaller(): Promise<void> {
     // Only `"stop"`/`"kill"` ever arrive here: a small buffer, not 64 KiB per request.
-    const reader = new ByteReader(this.#conn, 512);
+    const reader = new ByteReader(this.#conn, 64);
     try {
       while (true) {
         const prefix = await reader.readExact(TWO_PART_PREFIX);
@@ -225,7 +247,7 @@ class CallHomeSink implements ResponseSink {
   #close() {
     if (this.#closed) return;
     this.#closed = true;
-    clearTimeout(this.#linger);
+    this.#linger?.cancel();
     try {
       this.#conn.close();
     } catch { /* already closed */ }
