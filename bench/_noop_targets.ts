@@ -4,6 +4,7 @@
  * their caller, tests/interop/py/load_driver.py (real ai-dynamo-runtime 1.6.1). Private to bench/.
  */
 import { PYTHON, ROOT } from "./_util.ts";
+import { SERVICE_V8_FLAGS } from "../tests/support/service.ts";
 
 export const DRIVER = `${ROOT}/tests/interop/py/load_driver.py`;
 export const ECHO = `${ROOT}/tests/interop/py/echo_server.py`;
@@ -66,7 +67,7 @@ export function noopTargets(plane: Plane): Target[] {
       // Deno.execPath() is the deno binary itself: the child pid is the serving process.
       command: (env) =>
         new Deno.Command(Deno.execPath(), {
-          args: ["run", "-P=service", "--v8-flags=--max-semi-space-size=1,--max-old-space-size=96"]
+          args: ["run", "-P=service", `--v8-flags=${SERVICE_V8_FLAGS}`]
             .concat(["--quiet", "main.ts", "--no-operation"]),
           cwd: ROOT,
           env: { ...env, DYN_NAMESPACE: ns("ours") },

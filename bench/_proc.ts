@@ -1,5 +1,6 @@
 /** What the bench reads from /proc: memory and CPU of a server, the machine line. Private to bench/. */
 import { JsonLines } from "./_json_lines.ts";
+import { SERVICE_V8_FLAGS } from "../tests/support/service.ts";
 
 /** Deno needs --allow-all to read /proc/<pid>/*, so the files are read by `cat`. */
 export async function readProc(path: string): Promise<string> {
@@ -44,7 +45,7 @@ export async function emptyDenoRssKb(): Promise<number> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "eval",
-      "--v8-flags=--max-semi-space-size=1,--max-old-space-size=96",
+      `--v8-flags=${SERVICE_V8_FLAGS}`,
       "setInterval(() => {}, 1000); console.log(JSON.stringify({ up: true }));",
     ],
     stdin: "null",

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { parse as parseJsonc } from "jsonc-parser";
 import { PROJECT_ROOT } from "../support/paths.ts";
+import { SERVICE_V8_FLAGS } from "../support/service.ts";
 
 // Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
 // listener, timer and stream a test here opens must be closed by the time it ends.
@@ -210,4 +211,12 @@ Deno.test("deno.json: the compile task bakes in the `service` permission set, no
   assert.ok(config.permissions?.service, "permissions.service exists");
   const ignore = await Deno.readTextFile(`${PROJECT_ROOT}/.dockerignore`);
   assert.match(ignore, /^\*$/m, ".dockerignore starts from nothing");
+});
+
+Deno.test("deno.json: start and compile run with the V8 flags every test and bench service runs with", async () => {
+  const config = parseJsonc(await Deno.readTextFile(`${PROJECT_ROOT}/deno.json`));
+  for (const task of ["start", "compile"]) {
+    const flags = (config.tasks[task] as string).split(/\s+/).filter((a) => a.startsWith("--v8-flags="));
+    assert.deepEqual(flags, [`--v8-flags=${SERVICE_V8_FLAGS}`], task);
+  }
 });

@@ -4,6 +4,12 @@
  */
 import { PROJECT_ROOT } from "./paths.ts";
 
+/**
+ * The V8 flags of `deno task start` and `deno task compile` (deno.json; a unit test keeps them
+ * equal), so every service the tests and the bench start runs as deployed.
+ */
+export const SERVICE_V8_FLAGS = "--max-semi-space-size=1,--max-old-space-size=96,--single-threaded";
+
 export interface ServiceProcess {
   /** Parsed JSON log lines seen so far (non-JSON stderr lines are kept as `{raw}`). */
   logs: Record<string, unknown>[];
@@ -47,7 +53,7 @@ export function serviceCommand(
       ...(prefix.length ? [...prefix.slice(1), Deno.execPath()] : []),
       "run",
       "-P=service",
-      "--v8-flags=--max-semi-space-size=1,--max-old-space-size=96,--single-threaded",
+      `--v8-flags=${SERVICE_V8_FLAGS}`,
       "--quiet",
       "main.ts",
       ...args,
