@@ -135,10 +135,13 @@ export class KubeClient {
     const signal = signals.length > 1 ? AbortSignal.any(signals) : deadline;
     let text: string;
     let response: Response;
+    let received: Response | undefined;
     try {
-      response = await this.#send({ ...request, signal });
+      response = received = await this.#send({ ...request, signal });
       text = await response.text();
     } catch (error) {
+      // Aborted while the body was arriving: release it, or its stream stays open.
+      await received?.body?.cancel().catch(() => {});
       // The fence withdrew the permission while the write was in flight: say so.
       if (fenced?.aborted && !request.signal?.aborted) throw fenced.reason;
       throw this.#timedOut(request, deadline, error);

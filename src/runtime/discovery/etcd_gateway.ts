@@ -45,8 +45,9 @@ export class EtcdGateway {
     let lastError: unknown;
     for (let attempt = 0; attempt < this.#endpoints.length; attempt++) {
       const endpoint = this.#endpoints[this.#current];
+      let response: Response | undefined;
       try {
-        const response = await fetch(endpoint + path, {
+        response = await fetch(endpoint + path, {
           method: "POST",
           headers: {
             "content-type": "application/json",
@@ -61,6 +62,8 @@ export class EtcdGateway {
         // keepalive on the gateway streams newline-delimited results; the first one is ours.
         return JSON.parse(text.split("\n")[0]) as T;
       } catch (error) {
+        // Aborted while the body was arriving: release it, or its stream stays open.
+        await response?.body?.cancel().catch(() => {});
         if (signal?.aborted) throw error;
         lastError = error;
         this.#current = (this.#current + 1) % this.#endpoints.length;
