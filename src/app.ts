@@ -7,14 +7,14 @@ import { ConfigError } from "./errors.ts";
 import type { Config } from "./config/mod.ts";
 import type { KubeConnector, OpenedKubeClient } from "./kube/mod.ts";
 import { readStatusSettings } from "./config/status.ts";
-import { KubeLeaseApi, LeaderElector, leaderWriteFence } from "./kube/leader/mod.ts";
+import type { LeaderElector } from "./kube/leader/mod.ts";
 import { errorText } from "./errors.ts";
 import { pause } from "./timing.ts";
 import { createGlobalPlannerMetrics, type GlobalPlannerMetrics, isScaleReason } from "./ops/gp_metrics.ts";
 import type { Logger } from "./ops/log.ts";
 import { type Readiness, startStatusServer, type StatusServer } from "./ops/status_server.ts";
 import { type EndpointHost, startEndpointHost } from "./runtime/host.ts";
-import { BudgetPlanner } from "./service/budget_planner.ts";
+import type { BudgetPlanner } from "./service/budget_planner.ts";
 import {
   COMPONENT,
   createHealthHandler,
@@ -84,7 +84,9 @@ export async function startGlobalPlanner(
       logger.error("leader transition failed", { error: errorText(error) })
     );
   };
-  const startElection = (client: OpenedKubeClient["client"]): LeaderElector => {
+  const startElection = async (client: OpenedKubeClient["client"]): Promise<LeaderElector> => {
+    // Loaded only with --leader-elect, like the budget planner only with a budget.
+    const { KubeLeaseApi, LeaderElector, leaderWriteFence } = await import("./kube/leader/mod.ts");
     const e = new LeaderElector({
       ...election!,
       api: new KubeLeaseApi(client, config.podNamespace, election!.resourceName),
@@ -257,9 +259,11 @@ export async function startGlobalPlanner(
           : undefined,
         observeDecision: (seconds, inTurn) => metrics.recordDecision(seconds, inTurn),
       });
-      // The core's budget planner on top of the Kubernetes budget port, or the plain scaler.
-      scaler = kube.budgetPort
-        ? new BudgetPlanner({
+      // The core's budget planner on top of the Kubernetes budget port (loaded only with a
+      // budget), or the plain scaler.
+      if (kube.budgetPort) {
+        const { BudgetPlanner } = await import("./service/budget_planner.ts");
+        budgetPlanner = new BudgetPlanner({
           port: kube.budgetPort,
           bounds: { max: config.budget.maxTotalGpus, min: config.budget.minTotalGpus },
           intentTtlSeconds: config.budget.intentCacheTtlSeconds,
@@ -268,9 +272,11 @@ export async function startGlobalPlanner(
           dryRun: config.policy.dryRun,
           events: kube.events,
           decisions: { observe: (seconds, inTurn) => metrics.recordDecision(seconds, inTurn) },
-        })
-        : kube.kubeScaler;
-      if (scaler instanceof BudgetPlanner) budgetPlanner = scaler;
+        });
+        scaler = budgetPlanner;
+      } else {
+        scaler = kube.kubeScaler;
+      }
       lastProbe = Date.now();
       const reachable = await kube.client.probe();
       logger.info("Kubernetes connector ready", {
@@ -326,7 +332,7 @@ export async function startGlobalPlanner(
       standby: election !== undefined,
     });
     if (election && api) {
-      elector = startElection(api.client);
+      elector = await startElection(api.client);
     }
   } catch (error) {
     clearInterval(probeTimer);

@@ -30,6 +30,24 @@ async function info(): Promise<Info> {
   return JSON.parse(new TextDecoder().decode(out.stdout));
 }
 
+/** Our files (paths from the project root) reached from main.ts through static code imports. */
+function staticLocal(graph: Info): string[] {
+  const byUrl = new Map(graph.modules.map((m) => [m.specifier, m]));
+  const root = new URL(`file://${PROJECT_ROOT}/main.ts`).href;
+  const seen = new Set<string>([root]);
+  const queue = [root];
+  while (queue.length > 0) {
+    for (const dependency of byUrl.get(queue.pop()!)?.dependencies ?? []) {
+      const to = dependency.code?.specifier;
+      if (!to || dependency.isDynamic || !to.startsWith("file:") || seen.has(to)) continue;
+      seen.add(to);
+      queue.push(to);
+    }
+  }
+  const prefix = new URL(`file://${PROJECT_ROOT}/`).href;
+  return [...seen].map((u) => u.slice(prefix.length)).sort();
+}
+
 /** npm packages (`name@version`) reached from main.ts through static code imports of our files. */
 function staticNpm(graph: Info): string[] {
   const byUrl = new Map(graph.modules.map((m) => [m.specifier, m]));
@@ -92,6 +110,12 @@ Deno.test("YAML, MessagePack, the NATS plane and the call client are loaded on d
   ) {
     assert.ok(dynamic.some((s) => wanted.test(s)), `${wanted} is not imported dynamically: ${dynamic}`);
   }
+});
+
+Deno.test("the Kubernetes client, leader election and the budget planner load only when configured", () => {
+  const local = staticLocal(graph);
+  assert.ok(local.includes("src/app.ts") && local.includes("src/runtime/host.ts"), local.join(", "));
+  assert.deepEqual(local.filter((p) => p.startsWith("src/kube/") || p.startsWith("src/service/budget")), []);
 });
 
 Deno.test("@kubernetes/client-node is not in the module graph, not even for types", () => {
