@@ -8,7 +8,7 @@ import { PROJECT_ROOT } from "./paths.ts";
  * The V8 flags of `deno task start` and `deno task compile` (deno.json; a unit test keeps them
  * equal), so every service the tests and the bench start runs as deployed.
  */
-export const SERVICE_V8_FLAGS = "--max-semi-space-size=1,--max-old-space-size=96,--single-threaded";
+export const SERVICE_V8_FLAGS = "--max-semi-space-size=1,--max-old-space-size=96";
 
 export interface ServiceProcess {
   /** Parsed JSON log lines seen so far (non-JSON stderr lines are kept as `{raw}`). */
