@@ -2,9 +2,12 @@
  * Scale requests under a GPU budget: observe the fleet from the port's cache, run the
  * requester's own policy (pause, stale guard, annotations; src/service/budget_policy.ts),
  * arbitrate the adjusted targets (pure, partners bounded by their own policy), then apply the
- * approved writes in order — scale-downs first — through the port. Decisions and their writes
- * are serialized (every pool shares the one total, so any two budgeted requests overlap);
- * blocking waits happen after, so they delay nobody.
+ * approved writes in order — scale-downs first — through the port. Decisions are serialized
+ * (every pool shares the one total, so any two budgeted requests overlap). A standalone write
+ * leaves the queue as soon as it is issued: later decisions count it as landed and must hold
+ * whichever way it ends (src/service/budget/in_flight.ts), and one that cannot — or that moves
+ * partners — waits for the writes in flight first. Requests for one DGD run one after another,
+ * write included. Blocking waits happen after, so they delay nobody.
  *
  * Failures while applying: the first write failing answers for the whole request (`error`, or
  * `rejected` when not Ready) and nothing else is attempted; the requester's own write failing
@@ -14,18 +17,19 @@
  *
  * A dry run arbitrates on a copy of the intents (a dry run must not change later decisions),
  * sends every write with server-side dry run and records no Event. */
-import { BudgetBreach, errorText, NotReady, Paused, StaleRequest, TargetResolutionError } from "../errors.ts";
+import { BudgetBreach, errorText, TargetResolutionError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import {
   arbitrate,
   type BudgetBounds,
+  type InFlightDecision,
+  InFlightWrites,
   IntentCache,
   type ParticipantId,
   participantId,
   type ParticipantWrite,
   type Snapshot,
 } from "./budget/mod.ts";
-import type { WriteTarget } from "./budget/writes.ts";
 import {
   approvedVerdict,
   changesText,
@@ -34,6 +38,7 @@ import {
   type ParticipantState,
   partnerBounds,
   rejectedVerdict,
+  type RequesterGate,
 } from "./budget_policy.ts";
 import {
   type ScaleRequest,
@@ -42,11 +47,13 @@ import {
   tagReason,
   type TargetReplica,
 } from "./contract.ts";
-import { adjustmentText, ANNOTATION, type PolicyOutcome, Recommendations } from "./dgd_policy.ts";
+import { adjustmentText, ANNOTATION, Recommendations } from "./dgd_policy.ts";
+import { type AppliedDecision, type Moved, recordDecision, recordRefusal } from "./budget_records.ts";
 import type { Scaler } from "./handlers.ts";
 import { DecisionTimer, type DecisionTiming } from "./decision_timer.ts";
 import { scaledMessage } from "./messages.ts";
-import type { DecisionEvents, DecisionReason, WriteOptions } from "./scale_use_case.ts";
+import type { DecisionEvents, WriteOptions } from "./scale_use_case.ts";
+import { KeyedSerializer } from "./serial.ts";
 import { formatLastRequest, type LastRequest, RecentAnswers, requestKey } from "./stale_guard.ts";
 
 export type { ParticipantState };
@@ -88,23 +95,14 @@ export interface BudgetPlannerOptions<V = unknown> {
   decisions?: DecisionTiming;
 }
 
-/** A partner the arbitration moved. */
-interface Moved {
-  participant: ParticipantId;
-  before: Record<string, number>;
-  after: Record<string, number>;
-}
-
-interface Outcome {
+interface Outcome extends AppliedDecision {
   applied: { participant: ParticipantId; applied: unknown }[];
-  replicas: Record<string, number>;
   partnerFailures: string[];
-  before: Record<string, number>;
-  outcomes: PolicyOutcome[];
-  verdict: string;
-  moved: Moved[];
   duplicate?: LastRequest;
 }
+
+/** A decision's turn ends with its outcome, or with its write issued and still to be answered. */
+type Turn = Outcome | { writing: () => Promise<Outcome> };
 
 export class BudgetPlanner<V = unknown> implements Scaler {
   #options: BudgetPlannerOptions<V>;
@@ -112,6 +110,8 @@ export class BudgetPlanner<V = unknown> implements Scaler {
   #history = new Recommendations();
   #recent = new RecentAnswers<ScaleResponse>();
   #tail: Promise<unknown> = Promise.resolve();
+  #perDgd = new KeyedSerializer();
+  #inFlight = new InFlightWrites();
 
   constructor(options: BudgetPlannerOptions<V>) {
     this.#options = options;
@@ -119,6 +119,11 @@ export class BudgetPlanner<V = unknown> implements Scaler {
 
   get intents(): IntentCache {
     return this.#intents;
+  }
+
+  /** Writes issued whose answer is still awaited (for tests and metrics). */
+  get writesInFlight(): number {
+    return this.#inFlight.size;
   }
 
   async scale(request: ScaleRequest, signal: AbortSignal): Promise<ScaleResponse> {
@@ -132,12 +137,17 @@ export class BudgetPlanner<V = unknown> implements Scaler {
     const timer = new DecisionTimer(this.#options.decisions ?? {});
     let outcome;
     try {
-      outcome = await this.#serialized(async () => {
-        timer.turn();
-        // Inside the decision's turn, so a retry racing its original waits for the first answer.
-        const first = key ? this.#recent.get(key, this.#now()) : undefined;
-        if (first) return first;
-        return await this.#decideAndApply(participant, request, me, signal, timer);
+      // One DGD's requests in arrival order, each with its write answered: a decision never runs
+      // while its own DGD's earlier write is still in flight.
+      outcome = await this.#perDgd.run(participant, async () => {
+        const turn = await this.#serialized(async (): Promise<Turn | ScaleResponse> => {
+          timer.turn();
+          // Inside the decision's turn, so a retry racing its original waits for the first answer.
+          const first = key ? this.#recent.get(key, this.#now()) : undefined;
+          if (first) return first;
+          return await this.#decide(participant, request, me, signal, timer);
+        });
+        return "writing" in turn ? await turn.writing() : turn;
       });
     } finally {
       // Every answer decided without a write (rejections, duplicates, failures) ends here.
@@ -158,27 +168,37 @@ export class BudgetPlanner<V = unknown> implements Scaler {
     return response;
   }
 
-  async #decideAndApply(
+  /**
+   * Runs in the decision's turn. A standalone approval returns its write, to be awaited after the
+   * turn; a packing with partners applies its writes here, with nothing else in flight.
+   */
+  async #decide(
     participant: ParticipantId,
     request: ScaleRequest,
     me: LastRequest | undefined,
     signal: AbortSignal,
     timer: DecisionTimer,
-  ): Promise<Outcome> {
-    const { port, logger, dryRun } = this.#options;
+  ): Promise<Turn> {
+    const { port, dryRun } = this.#options;
     const snapshot = await port.snapshot(participant, request.target_replicas, signal);
     const state = port.state(participant);
     if (!state) throw new Error(`budget port knows no state of ${participant} after its snapshot`);
-    const now = this.#now();
     let verdict = "budget: not consulted";
+    const refused = (error: unknown): never => {
+      this.#recordRefusal(participant, state, request, error, verdict);
+      throw error;
+    };
+    let gate: RequesterGate;
+    let counted: Snapshot;
+    let writes: ParticipantWrite[];
     try {
-      const gate = gateRequester({
+      gate = gateRequester({
         dgd: participant,
         annotations: state.annotations,
         replicas: state.replicas,
         targets: request.target_replicas,
         me,
-        now,
+        now: this.#now(),
         history: this.#history,
       });
       if (gate.kind === "duplicate") {
@@ -193,45 +213,85 @@ export class BudgetPlanner<V = unknown> implements Scaler {
           duplicate: gate.last,
         };
       }
-      const own = gate.targets;
-      const targets: WriteTarget[] = own.map((t) => ({
-        role: t.sub_component_type,
-        desired: t.desired_replicas,
-        componentName: t.component_name,
-      }));
-      const decision = arbitrate({
-        snapshot,
-        request: { participant, targets },
-        // A dry run decides as a real one would, on a copy it then forgets.
-        intents: dryRun ? this.#intents.clone() : this.#intents,
-        bounds: this.#options.bounds,
-        ttl: this.#options.intentTtlSeconds,
-        now,
-        partnerBounds: partnerBounds((id) => port.state(id)?.annotations),
-      });
-      logger.info("budget decision", {
-        participant,
-        decision: decision.kind,
-        dry_run: dryRun || undefined,
-        total_gpus_before: snapshot.totalGpus,
-        total_gpus_after: decision.totalGpus,
-        writes: decision.kind === "approve" ? decision.writes.map(_describe) : undefined,
-      });
+      let view = this.#arbitrate(participant, gate.targets, snapshot);
+      if (view.decision.kind === "settle") {
+        // Holding the turn: no write can start meanwhile, so the second decision is certain.
+        await this.#inFlight.settled();
+        view = this.#arbitrate(
+          participant,
+          gate.targets,
+          await port.snapshot(participant, request.target_replicas, signal),
+        );
+      }
+      const { decision } = view;
+      if (decision.kind === "settle") {
+        throw new Error("budget decision still unsettled with no write in flight");
+      }
       if (decision.kind === "reject") {
         verdict = rejectedVerdict(decision.message);
         const adjusted = adjustmentText(gate.outcomes);
         throw new BudgetBreach(decision.message + (adjusted ? `; adjusted by policy: ${adjusted}` : ""));
       }
-      verdict = approvedVerdict(snapshot.totalGpus, decision.totalGpus, this.#options.bounds);
-      timer.decided();
-      const outcome = await this.#applyWrites(participant, own, me, decision.writes, signal);
-      const result = { ...outcome, before: state.replicas, outcomes: gate.outcomes, verdict };
-      this.#recordDecision(participant, state, request, result);
-      return result;
+      verdict = approvedVerdict(view.snapshot.totalGpus, decision.totalGpus, this.#options.bounds);
+      counted = view.snapshot;
+      writes = decision.writes;
     } catch (error) {
-      this.#recordRefusal(participant, state, request, error, verdict);
-      throw error;
+      return refused(error);
     }
+    const own = gate.targets;
+    const apply = async (): Promise<Outcome> => {
+      try {
+        const outcome = await this.#applyWrites(participant, own, me, writes, signal);
+        const result = { ...outcome, before: state.replicas, outcomes: gate.outcomes, verdict };
+        this.#recordDecision(participant, state, request, result);
+        return result;
+      } catch (error) {
+        return refused(error);
+      }
+    };
+    timer.decided();
+    if (writes.length > 1) return await apply();
+    // A dry run changes nothing, so it counts for no later decision.
+    const settle = dryRun ? () => {} : this.#inFlight.begin(counted, writes[0]);
+    return { writing: () => apply().finally(settle) };
+  }
+
+  /** Arbitrates on the fleet with the writes in flight counted as landed. */
+  #arbitrate(
+    participant: ParticipantId,
+    own: readonly TargetReplica[],
+    observed: Snapshot,
+  ): { snapshot: Snapshot; decision: InFlightDecision } {
+    const { port, logger, dryRun } = this.#options;
+    const { snapshot, spread } = this.#inFlight.view(observed);
+    const decision = arbitrate({
+      snapshot,
+      request: {
+        participant,
+        targets: own.map((t) => ({
+          role: t.sub_component_type,
+          desired: t.desired_replicas,
+          componentName: t.component_name,
+        })),
+      },
+      // A dry run decides as a real one would, on a copy it then forgets.
+      intents: dryRun ? this.#intents.clone() : this.#intents,
+      bounds: this.#options.bounds,
+      ttl: this.#options.intentTtlSeconds,
+      now: this.#now(),
+      partnerBounds: partnerBounds((id) => port.state(id)?.annotations),
+      inFlight: spread,
+    });
+    logger.info("budget decision", {
+      participant,
+      decision: decision.kind,
+      dry_run: dryRun || undefined,
+      total_gpus_before: snapshot.totalGpus,
+      total_gpus_after: decision.kind === "settle" ? undefined : decision.totalGpus,
+      writes_in_flight: this.#inFlight.size || undefined,
+      writes: decision.kind === "approve" ? decision.writes.map(_describe) : undefined,
+    });
+    return { snapshot, decision };
   }
 
   /** Scale-downs first; the first failing write (or the requester's own) answers for the request. */
@@ -302,39 +362,22 @@ export class BudgetPlanner<V = unknown> implements Scaler {
     return scaledMessage(name) + policy + failures;
   }
 
-  /** One Event on the requester (when something changed or the policy adjusted), one per partner moved. */
   #recordDecision(
     participant: ParticipantId,
     state: ParticipantState<V>,
     request: ScaleRequest,
-    outcome: Omit<Outcome, "duplicate">,
+    decision: AppliedDecision,
   ): void {
     const { events, dryRun, port } = this.#options;
-    if (!events || dryRun) return;
-    const adjusted = adjustmentText(outcome.outcomes);
-    const changed = Object.entries(outcome.replicas).some(([role, n]) => outcome.before[role] !== n);
-    if (changed || adjusted) {
-      events.emit({
-        ref: _ref(participant),
-        view: state.view,
-        reason: adjusted ? "Clamped" : "Scaled",
-        warning: false,
-        note: `caller ${request.caller_namespace}: ${changesText(outcome.before, outcome.replicas)}${
-          adjusted ? `; adjusted by policy: ${adjusted}` : ""
-        }; ${outcome.verdict}`,
-      });
-    }
-    for (const m of outcome.moved) {
-      const partner = port.state(m.participant);
-      if (!partner) continue;
-      events.emit({
-        ref: _ref(m.participant),
-        view: partner.view,
-        reason: "Scaled",
-        warning: false,
-        note: `moved by the GPU budget for the request of caller ${request.caller_namespace} on ` +
-          `${participant}: ${changesText(m.before, m.after)}; ${outcome.verdict}`,
-      });
+    if (events && !dryRun) {
+      recordDecision(
+        events,
+        (id) => port.state(id),
+        participant,
+        state,
+        request,
+        decision,
+      );
     }
   }
 
@@ -346,25 +389,7 @@ export class BudgetPlanner<V = unknown> implements Scaler {
     verdict: string,
   ): void {
     const { events, dryRun } = this.#options;
-    if (!events || dryRun) return;
-    const reason: DecisionReason = error instanceof Paused
-      ? "Paused"
-      : error instanceof StaleRequest
-      ? "Stale"
-      : error instanceof NotReady || error instanceof BudgetBreach
-      ? "ScaleRejected"
-      : "ScaleFailed";
-    const asked = request.target_replicas.map((t) => `${t.sub_component_type} → ${t.desired_replicas}`)
-      .join(", ");
-    // A budget rejection's text is the verdict itself; say it once.
-    const why = error instanceof BudgetBreach ? "" : `: ${errorText(error)}`;
-    events.emit({
-      ref: _ref(participant),
-      view: state.view,
-      reason,
-      warning: reason !== "Paused",
-      note: `caller ${request.caller_namespace}: ${asked} refused${why}; ${verdict}`,
-    });
+    if (events && !dryRun) recordRefusal(events, participant, state, request, error, verdict);
   }
 
   #now(): number {
@@ -394,9 +419,4 @@ function _describe(write: ParticipantWrite) {
     gpu_delta: write.gpuDelta,
     targets: Object.fromEntries(write.targets.map((t) => [t.role, t.desired])),
   };
-}
-
-function _ref(participant: ParticipantId): { namespace: string; name: string } {
-  const slash = participant.indexOf("/");
-  return { namespace: participant.slice(0, slash), name: participant.slice(slash + 1) };
 }

@@ -6,7 +6,7 @@
 
 /**
  * Seconds one decision took from the request's receipt, and from the start of its own turn
- * (after the decisions ahead of it, and their writes, were done).
+ * (after the decisions ahead of it were made; a turn may still wait for writes in flight).
  */
 export type DecisionObserver = (seconds: number, inTurnSeconds: number) => void;
 
@@ -27,7 +27,7 @@ export class DecisionTimer {
     this.#started = this.#now();
   }
 
-  /** The request's turn has come: nothing ahead of it is deciding or writing any more. */
+  /** The request's turn has come: nothing ahead of it is deciding any more. */
   turn(): void {
     this.#turn ??= this.#now();
   }

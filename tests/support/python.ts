@@ -28,15 +28,22 @@ export async function runDriver(
   args: string[],
   env: Record<string, string>,
   timeoutMs = 60_000,
+  /** Written to the driver's stdin, which is then closed (none: no stdin). */
+  input?: string,
 ): Promise<DriverResult> {
   await assertVenv();
   const child = new Deno.Command(VENV_PYTHON, {
     args: [`${PY_DRIVERS}/${script}`, ...args],
     env: { DYN_TCP_RESPONSE_STREAM_HOST: "127.0.0.1", ...env },
-    stdin: "null",
+    stdin: input === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  if (input !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(input));
+    await writer.close();
+  }
   const timer = setTimeout(() => {
     try {
       child.kill("SIGKILL");

@@ -1,4 +1,7 @@
-/** The budget planner over a fake port: serialization, apply order, failure reporting. */
+/**
+ * The budget planner over a fake port: apply order, failure reporting. Concurrent decisions:
+ * tests/unit/budget_planner_in_flight_test.ts.
+ */
 import assert from "node:assert/strict";
 import { BudgetBreach, NotReady } from "../../src/errors.ts";
 import { createLogger } from "../../src/ops/log.ts";
@@ -13,36 +16,6 @@ const logger = createLogger({ level: "error", sink: () => {} });
 
 const planner = (port: FakePort, max = 12, min = -1) =>
   new BudgetPlanner({ port, bounds: { max, min }, intentTtlSeconds: 300, logger, clock: () => 1000 });
-
-Deno.test("two concurrent requests can never both pass against the same pre-scale state", async () => {
-  const port = fleet();
-  // The first write is held until the second request has had every chance to decide: both
-  // would see total 11 if decisions were not serialized.
-  const applying = Promise.withResolvers<void>();
-  const release = Promise.withResolvers<void>();
-  port.beforeApply = (participant) => {
-    if (participant !== "ns/a") return Promise.resolve();
-    applying.resolve();
-    return release.promise;
-  };
-  const gp = planner(port);
-  const settled = Promise.allSettled([
-    gp.scale(request("a", { decode: 3 }), new AbortController().signal), // +1 → 12
-    gp.scale(request("b", { prefill: 2 }), new AbortController().signal), // +1 → 13 > 12
-  ]);
-  await applying.promise;
-  await new Promise((r) => setTimeout(r, 0)); // every queued microtask and timer has run
-  assert.equal(port.snapshots, 1, "the second request observed the fleet while the first was writing");
-  release.resolve();
-  const results = await settled;
-  assert.equal(results[0].status, "fulfilled");
-  assert.equal(results[1].status, "rejected");
-  assert.ok((results[1] as PromiseRejectedResult).reason instanceof BudgetBreach);
-  assert.equal(
-    (results[1] as PromiseRejectedResult).reason.message,
-    "GPU budget breach: total 13 exceeds ceiling (12); no feasible pair packing",
-  );
-});
 
 Deno.test("an approved pairing is applied scale-down first, and the requester's replicas come back", async () => {
   const port = fleet();

@@ -41,6 +41,13 @@
  *    below max(initial, final), so an in-band fleet never crosses the ceiling mid-apply.
  * 10. Budget off (`max < 0` and `min < 0`): approve standalone without looking at partners;
  *    intents are still recorded.
+ * 12. Writes in flight (`inFlight`; src/service/budget/in_flight.ts): the snapshot counts them
+ *    as landed, and a decision stands only when no outcome of them could change it. A standalone
+ *    approval needs the band to hold at both ends of the spread; a rejection needs the band
+ *    missed at both ends; anything else, and any decision that packs partners, is `settle`:
+ *    the caller waits for the writes in flight and decides again on the settled fleet. A write
+ *    that fails is not looked at as a partner it might have been: its own planner gets the error
+ *    and asks again.
  * 11. Literal consequences kept: packing takes EVERY candidate that keeps the total in band
  *    (not just enough to fit), so one request can carry many partners; a request whose
  *    standalone total is out of band is rejected even when it moves toward the band (e.g. a
@@ -49,7 +56,8 @@
  *    validated by configuration, so `min > max` is not handled here beyond the
  *    ceiling being checked first.
  */
-import { bandBreach, type BudgetBounds, budgetBreachMessage, budgetEnabled } from "./band.ts";
+import { bandBreach, type BudgetBounds, budgetBreachMessage, budgetEnabled, inBand } from "./band.ts";
+import { type InFlightSpread, NO_SPREAD } from "./in_flight.ts";
 import type { IntentCache } from "./intents.ts";
 import { packPartners, type PartnerBounds, partnerCandidates } from "./partners.ts";
 import { type ParticipantId, type Pool, type PoolKey, poolKey, type Snapshot } from "./pool.ts";
@@ -73,6 +81,8 @@ export interface ArbitrationInput {
   readonly now: number;
   /** Partners' own policy (pause, min/max); absent = every partner may move to its intent. */
   readonly partnerBounds?: PartnerBounds;
+  /** What writes in flight may still change in the snapshot's total; absent = nothing in flight. */
+  readonly inFlight?: InFlightSpread;
 }
 
 export type Decision =
@@ -93,7 +103,14 @@ export type Decision =
     readonly totalGpus: number;
   };
 
-export function arbitrate(input: ArbitrationInput): Decision {
+/** With writes in flight, `settle`: their outcome decides; wait for them and arbitrate again. */
+export type InFlightDecision = Decision | { readonly kind: "settle" };
+
+const SETTLE: InFlightDecision = Object.freeze({ kind: "settle" });
+
+export function arbitrate(input: ArbitrationInput & { readonly inFlight?: undefined }): Decision;
+export function arbitrate(input: ArbitrationInput): InFlightDecision;
+export function arbitrate(input: ArbitrationInput): InFlightDecision {
   const { snapshot, request, intents, bounds, ttl, now } = input;
   const requestPools = _requestPools(snapshot, request);
   for (const [key, { desired }] of requestPools) intents.record(key, desired, now);
@@ -101,7 +118,7 @@ export function arbitrate(input: ArbitrationInput): Decision {
 
   const shape = _requestShape(requestPools.values());
   const standaloneTotal = snapshot.totalGpus + shape.netDelta;
-  const approveStandalone = (): Decision => ({
+  const approveStandalone = (): InFlightDecision => ({
     kind: "approve",
     writes: planWrites(request.participant, request.targets, shape.netDelta, []),
     standalone: true,
@@ -128,7 +145,11 @@ export function arbitrate(input: ArbitrationInput): Decision {
     tolerance,
     bounds,
   });
+  const spread = input.inFlight ?? NO_SPREAD;
+  const uncertain = spread.raise > 0 || spread.lower > 0;
   if (packing.partners.length > 0) {
+    // A partner's move is judged on one total; which total it is still depends on the writes.
+    if (uncertain) return SETTLE;
     return {
       kind: "approve",
       writes: planWrites(request.participant, request.targets, shape.netDelta, packing.partners),
@@ -139,6 +160,18 @@ export function arbitrate(input: ArbitrationInput): Decision {
 
   const standaloneTolerance = shape.internallyPaired ? shape.changingTolerance : 0;
   const breach = bandBreach(standaloneTotal, standaloneTolerance, bounds);
+  if (uncertain) {
+    const highest = standaloneTotal + spread.raise;
+    const lowest = standaloneTotal - spread.lower;
+    if (breach === null) {
+      const holds = inBand(highest, standaloneTolerance, bounds) &&
+        inBand(lowest, standaloneTolerance, bounds);
+      return holds ? approveStandalone() : SETTLE;
+    }
+    const missed = (bounds.max >= 0 && lowest > bounds.max) ||
+      (bounds.min >= 0 && highest < bounds.min - standaloneTolerance);
+    if (!missed) return SETTLE;
+  }
   if (breach === null) return approveStandalone();
   return { kind: "reject", message: budgetBreachMessage(breach), totalGpus: standaloneTotal };
 }

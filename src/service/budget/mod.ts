@@ -1,6 +1,13 @@
 /** GPU budget arbitration: pure core. */
-export { arbitrate, type ArbitrationInput, type ArbitrationRequest, type Decision } from "./arbitrate.ts";
+export {
+  arbitrate,
+  type ArbitrationInput,
+  type ArbitrationRequest,
+  type Decision,
+  type InFlightDecision,
+} from "./arbitrate.ts";
 export { bandBreach, type BudgetBounds, budgetBreachMessage, budgetEnabled, inBand } from "./band.ts";
+export { type InFlightSpread, InFlightWrites, NO_SPREAD } from "./in_flight.ts";
 export { type Intent, IntentCache, isFresh, type RestoredIntents } from "./intents.ts";
 export {
   type AcceptedPartner,
