@@ -3,11 +3,11 @@
  * requester's own policy (pause, stale guard, annotations; src/service/budget_policy.ts),
  * arbitrate the adjusted targets (pure, partners bounded by their own policy), then apply the
  * approved writes in order — scale-downs first — through the port. Decisions are serialized
- * (every pool shares the one total, so any two budgeted requests overlap). A standalone write
- * leaves the queue as soon as it is issued: later decisions count it as landed and must hold
- * whichever way it ends (src/service/budget/in_flight.ts), and one that cannot — or that moves
- * partners — waits for the writes in flight first. Requests for one DGD run one after another,
- * write included. Blocking waits happen after, so they delay nobody.
+ * (every pool shares the one total, so any two budgeted requests overlap), their writes are not:
+ * a decision's writes leave the queue once issued, and later decisions count them as landed; an
+ * approval must hold whichever way they end (src/service/budget/in_flight.ts), else it waits for
+ * them, as does one that would move a DGD being written. Requests for one DGD run one after
+ * another, writes included. Blocking waits happen after, so they delay nobody.
  *
  * Failures while applying: the first write failing answers for the whole request (`error`, or
  * `rejected` when not Ready) and nothing else is attempted; the requester's own write failing
@@ -25,6 +25,7 @@ import {
   type InFlightDecision,
   InFlightWrites,
   IntentCache,
+  type IssuedWrites,
   type ParticipantId,
   participantId,
   type ParticipantWrite,
@@ -32,7 +33,6 @@ import {
 } from "./budget/mod.ts";
 import {
   approvedVerdict,
-  changesText,
   gateRequester,
   lastRequestOf,
   type ParticipantState,
@@ -48,10 +48,15 @@ import {
   type TargetReplica,
 } from "./contract.ts";
 import { adjustmentText, ANNOTATION, Recommendations } from "./dgd_policy.ts";
-import { type AppliedDecision, type Moved, recordDecision, recordRefusal } from "./budget_records.ts";
+import {
+  type AppliedDecision,
+  type Moved,
+  recordDecision,
+  recordRefusal,
+  successMessage,
+} from "./budget_records.ts";
 import type { Scaler } from "./handlers.ts";
 import { DecisionTimer, type DecisionTiming } from "./decision_timer.ts";
-import { scaledMessage } from "./messages.ts";
 import type { DecisionEvents, WriteOptions } from "./scale_use_case.ts";
 import { KeyedSerializer } from "./serial.ts";
 import { formatLastRequest, type LastRequest, RecentAnswers, requestKey } from "./stale_guard.ts";
@@ -162,15 +167,19 @@ export class BudgetPlanner<V = unknown> implements Scaler {
         ),
       );
     }
-    const response = scaleResponse("success", this.#message(request, outcome), outcome.replicas);
+    const response = scaleResponse(
+      "success",
+      successMessage(request.graph_deployment_name, outcome, dryRun === true),
+      outcome.replicas,
+    );
     if (outcome.duplicate) tagReason(response, "duplicate");
     if (key && !dryRun) this.#recent.put(key, response, this.#now());
     return response;
   }
 
   /**
-   * Runs in the decision's turn. A standalone approval returns its write, to be awaited after the
-   * turn; a packing with partners applies its writes here, with nothing else in flight.
+   * Runs in the decision's turn; an approval returns its writes, issued once the turn is over
+   * (they stay counted as in flight until answered).
    */
   async #decide(
     participant: ParticipantId,
@@ -180,6 +189,11 @@ export class BudgetPlanner<V = unknown> implements Scaler {
     timer: DecisionTimer,
   ): Promise<Turn> {
     const { port, dryRun } = this.#options;
+    if (this.#inFlight.has(participant)) {
+      // Moved as another request's partner: read it once that write is answered.
+      this.#options.logger.debug("waiting for the write in flight of this DGD", { participant });
+      await this.#inFlight.settledOf(participant);
+    }
     const snapshot = await port.snapshot(participant, request.target_replicas, signal);
     const state = port.state(participant);
     if (!state) throw new Error(`budget port knows no state of ${participant} after its snapshot`);
@@ -239,24 +253,25 @@ export class BudgetPlanner<V = unknown> implements Scaler {
       return refused(error);
     }
     const own = gate.targets;
+    // A dry run changes nothing, so it counts for no later decision.
+    const flight = dryRun ? undefined : this.#inFlight.begin(counted, writes);
     const apply = async (): Promise<Outcome> => {
       try {
-        const outcome = await this.#applyWrites(participant, own, me, writes, signal);
+        const outcome = await this.#applyWrites(participant, own, me, writes, signal, flight);
         const result = { ...outcome, before: state.replicas, outcomes: gate.outcomes, verdict };
         this.#recordDecision(participant, state, request, result);
         return result;
       } catch (error) {
         return refused(error);
+      } finally {
+        flight?.end();
       }
     };
     timer.decided();
-    if (writes.length > 1) return await apply();
-    // A dry run changes nothing, so it counts for no later decision.
-    const settle = dryRun ? () => {} : this.#inFlight.begin(counted, writes[0]);
-    return { writing: () => apply().finally(settle) };
+    return { writing: apply };
   }
 
-  /** Arbitrates on the fleet with the writes in flight counted as landed. */
+  /** Arbitrates on the fleet with the writes in flight counted as landed; logs the decision. */
   #arbitrate(
     participant: ParticipantId,
     own: readonly TargetReplica[],
@@ -264,7 +279,7 @@ export class BudgetPlanner<V = unknown> implements Scaler {
   ): { snapshot: Snapshot; decision: InFlightDecision } {
     const { port, logger, dryRun } = this.#options;
     const { snapshot, spread } = this.#inFlight.view(observed);
-    const decision = arbitrate({
+    const arbitrated = arbitrate({
       snapshot,
       request: {
         participant,
@@ -282,6 +297,11 @@ export class BudgetPlanner<V = unknown> implements Scaler {
       partnerBounds: partnerBounds((id) => port.state(id)?.annotations),
       inFlight: spread,
     });
+    // A partner being written by an earlier decision is moved again only once that is answered.
+    const decision: InFlightDecision = arbitrated.kind === "approve" &&
+        arbitrated.writes.some((w) => w.participant !== participant && this.#inFlight.has(w.participant))
+      ? { kind: "settle" }
+      : arbitrated;
     logger.info("budget decision", {
       participant,
       decision: decision.kind,
@@ -301,6 +321,7 @@ export class BudgetPlanner<V = unknown> implements Scaler {
     me: LastRequest | undefined,
     writes: ParticipantWrite[],
     signal: AbortSignal,
+    flight?: IssuedWrites,
   ): Promise<Pick<Outcome, "applied" | "replicas" | "partnerFailures" | "moved">> {
     const { port, logger, dryRun } = this.#options;
     const applied: { participant: ParticipantId; applied: unknown }[] = [];
@@ -333,33 +354,11 @@ export class BudgetPlanner<V = unknown> implements Scaler {
           participant: write.participant,
           error: errorText(error),
         });
+      } finally {
+        flight?.answered(write.participant);
       }
     }
     return { applied, replicas, partnerFailures, moved };
-  }
-
-  #message(request: ScaleRequest, outcome: Outcome): string {
-    const name = request.graph_deployment_name;
-    if (outcome.duplicate) {
-      return `${scaledMessage(name)} (a retry of the request applied at timestamp ` +
-        `${outcome.duplicate.timestamp}; nothing written again)`;
-    }
-    const adjusted = adjustmentText(outcome.outcomes);
-    const policy = adjusted ? `; adjusted by policy: ${adjusted}` : "";
-    const failures = outcome.partnerFailures.length
-      ? `; partner scaling failed (it will be retried by the partner's next request): ${
-        outcome.partnerFailures.join("; ")
-      }`
-      : "";
-    if (this.#options.dryRun) {
-      const partners = outcome.moved.map((m) =>
-        `; would also move ${m.participant}: ${changesText(m.before, m.after)}`
-      )
-        .join("");
-      return `Would scale ${name}: ${changesText(outcome.before, outcome.replicas)}${policy}; ` +
-        `${outcome.verdict}${partners}${failures} (nothing persisted)`;
-    }
-    return scaledMessage(name) + policy + failures;
   }
 
   #recordDecision(

@@ -1,13 +1,16 @@
 /**
- * The Kubernetes Events of budgeted decisions (`--record-events`): one on the requester when
- * something changed or its policy adjusted the request, one on every partner the budget moved,
- * and one on a refused request. Pure: the events port does the I/O.
+ * What a budgeted decision says: its success message, and its Kubernetes Events
+ * (`--record-events`): one on the requester when something changed or its policy adjusted the
+ * request, one on every partner the budget moved, and one on a refused request. Pure: the events
+ * port does the I/O.
  */
 import { BudgetBreach, errorText, NotReady, Paused, StaleRequest } from "../errors.ts";
 import type { ParticipantId } from "./budget/mod.ts";
 import { changesText, type ParticipantState } from "./budget_policy.ts";
 import type { ScaleRequest } from "./contract.ts";
 import { adjustmentText, type PolicyOutcome } from "./dgd_policy.ts";
+import { scaledMessage } from "./messages.ts";
+import type { LastRequest } from "./stale_guard.ts";
 import type { DecisionEvents, DecisionReason } from "./scale_use_case.ts";
 
 /** A partner the arbitration moved. */
@@ -24,6 +27,34 @@ export interface AppliedDecision {
   outcomes: PolicyOutcome[];
   verdict: string;
   moved: Moved[];
+}
+
+/** The `success` message: upstream's text, then what the policy adjusted and partners that failed. */
+export function successMessage(
+  name: string,
+  outcome: AppliedDecision & { partnerFailures: string[]; duplicate?: LastRequest },
+  dryRun: boolean,
+): string {
+  if (outcome.duplicate) {
+    return `${scaledMessage(name)} (a retry of the request applied at timestamp ` +
+      `${outcome.duplicate.timestamp}; nothing written again)`;
+  }
+  const adjusted = adjustmentText(outcome.outcomes);
+  const policy = adjusted ? `; adjusted by policy: ${adjusted}` : "";
+  const failures = outcome.partnerFailures.length
+    ? `; partner scaling failed (it will be retried by the partner's next request): ${
+      outcome.partnerFailures.join("; ")
+    }`
+    : "";
+  if (dryRun) {
+    const partners = outcome.moved.map((m) =>
+      `; would also move ${m.participant}: ${changesText(m.before, m.after)}`
+    )
+      .join("");
+    return `Would scale ${name}: ${changesText(outcome.before, outcome.replicas)}${policy}; ` +
+      `${outcome.verdict}${partners}${failures} (nothing persisted)`;
+  }
+  return scaledMessage(name) + policy + failures;
 }
 
 export function recordDecision<V>(

@@ -68,42 +68,40 @@ Deno.test("floor: a standalone approval needs the floor to hold if every scale-u
   assert.equal(kind(decide(1, { max: OFF, min: 13 }, { raise: 0, lower: 1 })), "approve");
 });
 
-Deno.test("a ceiling rejection stands only when the lowest outcome still breaches it", () => {
-  // 16 + 4 = 20; if a scale-up of 2 in flight fails: 18, in band → it depends.
-  assert.equal(kind(decide(4, { max: 18, min: OFF }, { raise: 0, lower: 2 })), "settle");
-  // Lowest 19 > 18: rejected whichever way; the message is the fleet with the writes landed.
-  const d = decide(4, { max: 18, min: OFF }, { raise: 5, lower: 1 });
-  assert.equal(d.kind, "reject");
+Deno.test("a rejection is judged on the fleet with the writes in flight landed", () => {
+  // 16 + 4 = 20 > 18, even though a failing scale-up of 2 would leave 18.
+  const over = decide(4, { max: 18, min: OFF }, { raise: 0, lower: 2 });
+  assert.equal(over.kind, "reject");
   assert.equal(
-    d.kind === "reject" && d.message,
+    over.kind === "reject" && over.message,
     "GPU budget breach: total 20 exceeds ceiling (18); no feasible pair packing",
   );
-});
-
-Deno.test("a floor rejection stands only when the highest outcome still misses it", () => {
-  // 16 − 4 = 12; if a scale-down of 2 in flight fails: 14, in band → it depends.
-  assert.equal(kind(decide(0, { max: OFF, min: 14 }, { raise: 2, lower: 0 })), "settle");
-  // Highest 13 < 14.
-  const d = decide(0, { max: OFF, min: 14 }, { raise: 1, lower: 9 });
-  assert.equal(d.kind, "reject");
+  // 16 − 4 = 12 < 14, even though a failing scale-down of 2 would leave 14.
+  const under = decide(0, { max: OFF, min: 14 }, { raise: 2, lower: 0 });
+  assert.equal(under.kind, "reject");
   assert.equal(
-    d.kind === "reject" && d.message,
+    under.kind === "reject" && under.message,
     "GPU budget breach: total 12 below floor (14); no feasible pair packing",
   );
 });
 
-Deno.test("a packing with partners is never decided with writes in flight", () => {
+Deno.test("a packing with partners stands only when its total holds at both ends of the spread", () => {
   const intents = () => {
     const cache = new IntentCache();
     cache.record(poolKey(B, "decode"), 1, 100); // −4
     return cache;
   };
   // 16 + 4 = 20 > 18; with ns/b decode 2 → 1: 16.
-  const settled = decide(4, { max: 18, min: OFF }, undefined, intents());
-  assert.equal(settled.kind, "approve");
-  assert.equal(settled.kind === "approve" && settled.standalone, false);
-  assert.equal(kind(decide(4, { max: 18, min: OFF }, { raise: 0, lower: 1 }, intents())), "settle");
-  assert.equal(kind(decide(4, { max: 18, min: OFF }, { raise: 1, lower: 0 }, intents())), "settle");
+  const packed = decide(4, { max: 18, min: OFF }, { raise: 2, lower: 9 }, intents());
+  assert.equal(packed.kind, "approve");
+  assert.equal(packed.kind === "approve" && packed.standalone, false);
+  assert.equal(packed.kind === "approve" && packed.totalGpus, 16);
+  // 16 + 3 = 19 > 18 if the scale-downs in flight fail.
+  assert.equal(kind(decide(4, { max: 18, min: OFF }, { raise: 3, lower: 0 }, intents())), "settle");
+  // Floor 14 with the packing's tolerance (the largest GPUs per replica moving: 4): 16 − 6 = 10
+  // holds, 16 − 7 = 9 does not.
+  assert.equal(kind(decide(4, { max: 18, min: 14 }, { raise: 0, lower: 6 }, intents())), "approve");
+  assert.equal(kind(decide(4, { max: 18, min: 14 }, { raise: 0, lower: 7 }, intents())), "settle");
 });
 
 Deno.test("no spread decides as with nothing in flight; a budget that is off ignores the spread", () => {

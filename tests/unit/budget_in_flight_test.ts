@@ -2,10 +2,17 @@
  * Writes in flight, as later budget decisions count them: landed in the snapshot, with the
  * spread their failures could still cause.
  *
- *   ns/a prefill 2 × 2 = 4,  ns/a decode 2 × 1 = 2,  ns/b decode 2 × 4 = 8   → total 14
+ *   ns/a prefill 2 × 2 = 4,  ns/a decode 2 × 1 = 2,  ns/b decode 2 × 4 = 8,  ns/c decode 1 × 1 = 1
+ *   → total 15
  */
 import assert from "node:assert/strict";
-import { InFlightWrites, makeSnapshot, NO_SPREAD, type Snapshot } from "../../src/service/budget/mod.ts";
+import {
+  InFlightWrites,
+  makeSnapshot,
+  NO_SPREAD,
+  type ParticipantWrite,
+  type Snapshot,
+} from "../../src/service/budget/mod.ts";
 
 // Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
 // listener, timer and stream a test here opens must be closed by the time it ends.
@@ -16,7 +23,15 @@ const fleet = (): Snapshot =>
     { participant: "ns/a", role: "prefill", replicas: 2, gpuPerReplica: 2 },
     { participant: "ns/a", role: "decode", replicas: 2, gpuPerReplica: 1 },
     { participant: "ns/b", role: "decode", replicas: 2, gpuPerReplica: 4 },
+    { participant: "ns/c", role: "decode", replicas: 1, gpuPerReplica: 1 },
   ]);
+
+/** `participant role=desired` (the declared gpuDelta is ignored: the snapshot decides). */
+const write = (participant: string, role: "prefill" | "decode", desired: number): ParticipantWrite => ({
+  participant,
+  targets: [{ role, desired }],
+  gpuDelta: 0,
+});
 
 Deno.test("nothing in flight: the snapshot itself, no spread", () => {
   const snapshot = fleet();
@@ -25,48 +40,81 @@ Deno.test("nothing in flight: the snapshot itself, no spread", () => {
   assert.deepEqual(view.spread, NO_SPREAD);
 });
 
-Deno.test("a scale-up in flight counts as landed; its failure could lower the total by its GPUs", () => {
+Deno.test("one scale-up in flight counts as landed; its failure could lower the total by its GPUs", () => {
   const writes = new InFlightWrites();
-  // ns/a prefill 2 → 3: +2 GPUs.
-  writes.begin(fleet(), { participant: "ns/a", targets: [{ role: "prefill", desired: 3 }], gpuDelta: 2 });
+  writes.begin(fleet(), [write("ns/a", "prefill", 3)]); // +2
   const { snapshot, spread } = writes.view(fleet());
-  assert.equal(snapshot.totalGpus, 16);
+  assert.equal(snapshot.totalGpus, 17);
   assert.equal(snapshot.pools.get("ns/a/prefill")?.replicas, 3);
   assert.deepEqual(spread, { raise: 0, lower: 2 });
 });
 
-Deno.test("a scale-down in flight: its failure could raise the total; the spreads of several writes add", () => {
+Deno.test("independent decisions: their spreads add", () => {
   const writes = new InFlightWrites();
-  // ns/b decode 2 → 1: −4.  ns/a decode 2 → 5: +3.
-  writes.begin(fleet(), { participant: "ns/b", targets: [{ role: "decode", desired: 1 }], gpuDelta: -4 });
-  writes.begin(fleet(), { participant: "ns/a", targets: [{ role: "decode", desired: 5 }], gpuDelta: 3 });
+  writes.begin(fleet(), [write("ns/b", "decode", 1)]); // −4
+  writes.begin(fleet(), [write("ns/a", "decode", 5)]); // +3
   const { snapshot, spread } = writes.view(fleet());
-  assert.equal(snapshot.totalGpus, 14 - 4 + 3);
+  assert.equal(snapshot.totalGpus, 15 - 4 + 3);
   assert.deepEqual(spread, { raise: 4, lower: 3 });
 });
 
 Deno.test("one write lands whole or not at all: its spread is its net change", () => {
   const writes = new InFlightWrites();
   // ns/a prefill 2 → 3 (+2) and decode 2 → 0 (−2): net 0.
-  writes.begin(fleet(), {
+  writes.begin(fleet(), [{
     participant: "ns/a",
     targets: [{ role: "prefill", desired: 3 }, { role: "decode", desired: 0 }],
     gpuDelta: 0,
-  });
+  }]);
   const { snapshot, spread } = writes.view(fleet());
-  assert.equal(snapshot.totalGpus, 14);
+  assert.equal(snapshot.totalGpus, 15);
   assert.equal(snapshot.pools.get("ns/a/decode")?.replicas, 0);
   assert.deepEqual(spread, NO_SPREAD);
 });
 
-Deno.test("a snapshot that already shows the write is not counted twice; unknown pools change nothing", () => {
+Deno.test("a pairing: nothing lands, or its first write and any of the rest", () => {
   const writes = new InFlightWrites();
-  writes.begin(fleet(), {
+  // b decode 2 → 1 (−4) first, then a prefill 2 → 4 (+4), then c decode 1 → 0 (−1): all landed = −1.
+  const issued = writes.begin(fleet(), [
+    write("ns/b", "decode", 1),
+    write("ns/a", "prefill", 4),
+    write("ns/c", "decode", 0),
+  ]);
+  // Outcomes against all landed (−1): none +1; b alone −3; b + a +1; b + c −4.
+  assert.deepEqual(writes.view(fleet()).spread, { raise: 1, lower: 4 });
+  assert.equal(writes.view(fleet()).snapshot.totalGpus, 14);
+  // b landed (the fleet's copy shows it): now any subset of a (+4) and c (−1).
+  issued.answered("ns/b");
+  const landedB = makeSnapshot(
+    [...fleet().pools.values()].map((p) => p.participant === "ns/b" ? { ...p, replicas: 1 } : p),
+  );
+  assert.deepEqual(writes.view(landedB).spread, { raise: 1, lower: 4 });
+  assert.equal(writes.view(landedB).snapshot.totalGpus, 14);
+  issued.answered("ns/a");
+  assert.deepEqual(writes.view(landedB).spread, { raise: 1, lower: 0 });
+  assert.equal(writes.has("ns/c"), true);
+  issued.answered("ns/c");
+  assert.equal(writes.size, 0);
+  assert.deepEqual(writes.view(landedB).spread, NO_SPREAD);
+});
+
+Deno.test("a pairing whose first write lands and nets zero: only its later writes are uncertain", () => {
+  const writes = new InFlightWrites();
+  // c decode 1 → 0 (−1), then a decode 2 → 3 (+1).
+  const issued = writes.begin(fleet(), [write("ns/c", "decode", 0), write("ns/a", "decode", 3)]);
+  assert.deepEqual(writes.view(fleet()).spread, { raise: 0, lower: 1 });
+  issued.answered("ns/c");
+  assert.deepEqual(writes.view(fleet()).spread, { raise: 0, lower: 1 });
+});
+
+Deno.test("a snapshot that already shows a write is not counted twice; unknown pools change nothing", () => {
+  const writes = new InFlightWrites();
+  writes.begin(fleet(), [{
     participant: "ns/a",
     targets: [{ role: "prefill", desired: 3 }, { role: "decode", desired: 7 }],
     gpuDelta: 0,
-  });
-  writes.begin(fleet(), { participant: "ns/z", targets: [{ role: "decode", desired: 9 }], gpuDelta: 0 });
+  }]);
+  writes.begin(fleet(), [write("ns/z", "decode", 9)]);
   const landed = makeSnapshot([
     { participant: "ns/a", role: "prefill", replicas: 3, gpuPerReplica: 2 },
     { participant: "ns/b", role: "decode", replicas: 2, gpuPerReplica: 4 },
@@ -80,40 +128,33 @@ Deno.test("a snapshot that already shows the write is not counted twice; unknown
   assert.deepEqual(spread, { raise: 0, lower: 7 });
 });
 
-Deno.test("settle forgets the write; settled() waits for the writes in flight when called, not later ones", async () => {
+Deno.test("end() forgets a decision's writes never answered; settled() waits for the decisions in flight when called", async () => {
   const writes = new InFlightWrites();
-  const settleA = writes.begin(fleet(), {
-    participant: "ns/a",
-    targets: [{ role: "prefill", desired: 3 }],
-    gpuDelta: 2,
-  });
+  const first = writes.begin(fleet(), [write("ns/b", "decode", 1), write("ns/a", "prefill", 3)]);
   const waited = writes.settled();
+  const waitedA = writes.settledOf("ns/a");
   let done = false;
   waited.then(() => (done = true));
-  const settleB = writes.begin(fleet(), {
-    participant: "ns/b",
-    targets: [{ role: "decode", desired: 3 }],
-    gpuDelta: 4,
-  });
+  const later = writes.begin(fleet(), [write("ns/c", "decode", 2)]);
+  first.answered("ns/b");
   await Promise.resolve();
-  assert.equal(done, false);
-  settleA();
+  assert.equal(done, false, "ns/a is still in flight");
+  first.end(); // ns/b's failure stops the rest, say: ns/a is never written
   await waited;
-  assert.equal(writes.size, 1);
+  await waitedA;
   assert.equal(writes.has("ns/a"), false);
-  assert.equal(writes.has("ns/b"), true);
-  settleB();
-  settleB(); // twice is harmless
+  assert.equal(writes.has("ns/c"), true);
+  later.end();
+  later.end(); // twice is harmless
+  first.answered("ns/a"); // after the end: nothing
   assert.equal(writes.size, 0);
   await writes.settled();
+  await writes.settledOf("ns/a");
 });
 
-Deno.test("a second write of one DGD while its first is in flight is a bug, said at once", () => {
+Deno.test("a second write of one DGD while one is in flight is a bug, said at once", () => {
   const writes = new InFlightWrites();
-  writes.begin(fleet(), { participant: "ns/a", targets: [{ role: "prefill", desired: 3 }], gpuDelta: 2 });
-  assert.throws(
-    () =>
-      writes.begin(fleet(), { participant: "ns/a", targets: [{ role: "prefill", desired: 4 }], gpuDelta: 4 }),
-    /already in flight/,
-  );
+  writes.begin(fleet(), [write("ns/b", "decode", 1), write("ns/a", "prefill", 3)]);
+  assert.throws(() => writes.begin(fleet(), [write("ns/a", "prefill", 4)]), /already in flight/);
+  assert.equal(writes.size, 2);
 });

@@ -1,8 +1,8 @@
 /**
- * The budget planner with writes in flight: a standalone write leaves the decision queue once
- * issued, later decisions count it as landed and hold whichever way it ends, or wait for it.
- * Fleet (tests/support/fake_budget_port.ts): a = prefill 2×2 + decode 2×1, b = prefill 1×1 +
- * decode 2×2 → total 11.
+ * The budget planner with writes in flight: a decision's writes leave the decision queue once
+ * issued; later decisions count them as landed, and an approval must hold whichever way they end
+ * or wait for them. Fleet (tests/support/fake_budget_port.ts): a = prefill 2×2 + decode 2×1,
+ * b = prefill 1×1 + decode 2×2 → total 11.
  */
 import assert from "node:assert/strict";
 import { BudgetBreach, NotReady } from "../../src/errors.ts";
@@ -16,14 +16,19 @@ Deno.test.sanitizer({ ops: true, resources: true });
 
 const signal = () => new AbortController().signal;
 
-/** A planner whose `budget decision` log lines resolve `settling` when one says `settle`. */
+/**
+ * A planner whose log resolves `settling` with the first participant whose decision says
+ * `settle`, and `waitingOwn` with the first that waits for its own DGD's write in flight.
+ */
 function planner(port: ReturnType<typeof fleet>, max: number, min = -1) {
   const settling = Promise.withResolvers<string>();
+  const waiting = Promise.withResolvers<string>();
   const logger = createLogger({
-    level: "info",
+    level: "debug",
     sink: (line) => {
       const { message, decision, participant } = JSON.parse(line);
       if (message === "budget decision" && decision === "settle") settling.resolve(participant);
+      if (message === "waiting for the write in flight of this DGD") waiting.resolve(participant);
     },
   });
   const gp = new BudgetPlanner({
@@ -33,7 +38,7 @@ function planner(port: ReturnType<typeof fleet>, max: number, min = -1) {
     logger,
     clock: () => 1000,
   });
-  return { gp, settling: settling.promise };
+  return { gp, settling: settling.promise, waitingOwn: waiting.promise };
 }
 
 /**
@@ -56,82 +61,62 @@ function hold(port: ReturnType<typeof fleet>, participant: string, failure?: Err
   };
 }
 
+/** Which comes first: `latch`, or `answer` settling ("answered"). */
+const first = (latch: Promise<string>, answer: Promise<unknown>) =>
+  Promise.race([latch, answer.then(() => "answered", () => "answered")]);
+
 Deno.test("two concurrent requests can never both pass against the same pre-scale state", async () => {
   const port = fleet();
-  const { gp, settling } = planner(port, 12);
+  const { gp } = planner(port, 12);
   const a = hold(port, "ns/a");
-  const first = gp.scale(request("a", { decode: 3 }), signal()); // 11 + 1 = 12
+  const scaling = gp.scale(request("a", { decode: 3 }), signal()); // 11 + 1 = 12
   await a.issued;
-  // 13 with a's write landed, 12 if it fails: b waits for it, then is judged on 12 + 1.
-  const second = gp.scale(request("b", { prefill: 2 }), signal());
-  second.catch(() => {});
-  assert.equal(await Promise.race([settling, second.then(() => "answered", () => "answered")]), "ns/b");
-  a.release();
-  assert.equal((await first).status, "success");
+  // Judged on 12 (a's write landed, the one outcome that is not a failure): 13 > 12.
   await assert.rejects(
-    second,
+    gp.scale(request("b", { prefill: 2 }), signal()),
     (e) =>
       e instanceof BudgetBreach &&
       e.message === "GPU budget breach: total 13 exceeds ceiling (12); no feasible pair packing",
   );
-});
-
-Deno.test("a decision that holds whichever way the write in flight ends is answered while it is in flight", async () => {
-  const port = fleet();
-  const { gp } = planner(port, 13);
-  const a = hold(port, "ns/a");
-  const first = gp.scale(request("a", { decode: 3 }), signal()); // 11 + 1 = 12
-  await a.issued;
-  assert.equal(gp.writesInFlight, 1);
-  // 12 + 1 = 13 ≤ 13, and 12 if a's write fails.
-  const second = await gp.scale(request("b", { prefill: 2 }), signal());
-  assert.equal(second.status, "success");
-  assert.deepEqual(port.applied, ["ns/b:prefill=2"]);
+  assert.equal(gp.writesInFlight, 1, "answered while a's write was in flight");
   a.release();
-  assert.equal((await first).status, "success");
+  assert.equal((await scaling).status, "success");
   assert.equal(gp.writesInFlight, 0);
 });
 
-Deno.test("a rejection that holds whichever way the write in flight ends is answered while it is in flight", async () => {
+Deno.test("an approval that holds whichever way the write in flight ends is answered while it is in flight", async () => {
   const port = fleet();
-  const { gp } = planner(port, 12);
+  const { gp } = planner(port, 13);
   const a = hold(port, "ns/a");
-  const first = gp.scale(request("a", { decode: 3 }), signal()); // 11 + 1 = 12
+  const scaling = gp.scale(request("a", { decode: 3 }), signal()); // 11 + 1 = 12
   await a.issued;
-  // +2: 14 with a's write landed, 13 if it fails; over 12 either way.
-  await assert.rejects(
-    gp.scale(request("b", { prefill: 3 }), signal()),
-    (e) =>
-      e instanceof BudgetBreach &&
-      e.message === "GPU budget breach: total 14 exceeds ceiling (12); no feasible pair packing",
-  );
-  assert.equal(gp.writesInFlight, 1, "answered while a's write was still in flight");
+  assert.equal(gp.writesInFlight, 1);
+  // 12 + 1 = 13 ≤ 13, and 12 if a's write fails.
+  assert.equal((await gp.scale(request("b", { prefill: 2 }), signal())).status, "success");
+  assert.deepEqual(port.applied, ["ns/b:prefill=2"]);
   a.release();
-  assert.equal((await first).status, "success");
+  assert.equal((await scaling).status, "success");
 });
 
-Deno.test("a decision the write in flight could change waits for it, then decides on the settled fleet", async (t) => {
+Deno.test("an approval the write in flight could break waits for it, then is decided on the settled fleet", async (t) => {
   for (const aLands of [true, false]) {
     await t.step(aLands ? "the write lands" : "the write fails", async () => {
       const port = fleet();
       const { gp, settling } = planner(port, 12);
       const notReady = new NotReady("DynamoGraphDeployment is not ready (name: 'a' in namespace 'ns')");
       const a = hold(port, "ns/a", aLands ? undefined : notReady);
-      const first = gp.scale(request("a", { decode: 1 }), signal()).catch((e) => e); // 11 − 1 = 10
+      const scaling = gp.scale(request("a", { decode: 1 }), signal()).catch((e) => e); // 11 − 1 = 10
       await a.issued;
-      let answered = false;
       // 10 + 2 = 12 if a's write lands; 13 if it fails.
-      const second = gp.scale(request("b", { prefill: 3 }), signal()).finally(() => (answered = true));
-      second.catch(() => {});
-      assert.equal(await Promise.race([settling, second.then(() => "answered", () => "answered")]), "ns/b");
-      assert.equal(answered, false);
+      const second = gp.scale(request("b", { prefill: 3 }), signal());
+      assert.equal(await first(settling, second), "ns/b");
       a.release();
       if (aLands) {
         assert.equal((await second).status, "success");
         assert.deepEqual(port.applied, ["ns/a:decode=1", "ns/b:prefill=3"]);
       } else {
         // 11 + 2 = 13 > 12 alone; a's fresh intent (decode 1) is now a partner that frees one.
-        assert.equal(await first, notReady);
+        assert.equal(await scaling, notReady);
         assert.equal((await second).status, "success");
         assert.deepEqual(port.applied, ["ns/a:decode=1", "ns/b:prefill=3"]);
       }
@@ -140,30 +125,82 @@ Deno.test("a decision the write in flight could change waits for it, then decide
   }
 });
 
-Deno.test("a packing with partners waits for the writes in flight", async () => {
+/** The fleet plus c = decode 1×1 (total 12), ceiling 13, with a's intent prefill → `intent`. */
+async function withIntent(intent: number) {
+  const port = fleet();
+  port.add("ns/c", "decode", 1, 1);
+  const planned = planner(port, 13);
+  await assert.rejects(planned.gp.scale(request("a", { prefill: intent }), signal()), BudgetBreach);
+  return { port, ...planned };
+}
+
+Deno.test("a packing with partners that holds whichever way the writes in flight end does not wait for them", async () => {
+  // a prefill 2 → 3 (+2) was rejected: 14 > 13.
+  const { port, gp } = await withIntent(3);
+  const c = hold(port, "ns/c");
+  const scaling = gp.scale(request("c", { decode: 2 }), signal()); // 13, standalone
+  await c.issued;
+  // b decode 2 → 1 frees 2 and a takes them: 13 − 2 + 2 = 13, or 12 if c's write fails.
+  assert.equal((await gp.scale(request("b", { decode: 1 }), signal())).status, "success");
+  assert.deepEqual(port.applied, ["ns/b:decode=1", "ns/a:prefill=3"]);
+  c.release();
+  assert.equal((await scaling).status, "success");
+});
+
+Deno.test("a packing with partners that a failing write in flight could push over the ceiling waits", async () => {
   const port = fleet();
   port.add("ns/c", "decode", 1, 1); // total 12
   const { gp, settling } = planner(port, 13);
-  // a: prefill 2 → 3 = 14 > 13, rejected; its intent stays.
-  await assert.rejects(gp.scale(request("a", { prefill: 3 }), signal()), BudgetBreach);
   const c = hold(port, "ns/c");
-  const first = gp.scale(request("c", { decode: 2 }), signal()); // 13, standalone
+  const scaling = gp.scale(request("c", { decode: 0 }), signal()); // 11, standalone
   await c.issued;
-  // b: decode 2 → 1 frees 2, a's intent takes them: a partner move, judged on the settled fleet.
-  const second = gp.scale(request("b", { decode: 1 }), signal());
-  assert.equal(await Promise.race([settling, second.then(() => "answered")]), "ns/b");
+  // a prefill 2 → 4: 11 + 4 = 15 > 13, rejected; its intent stays.
+  await assert.rejects(gp.scale(request("a", { prefill: 4 }), signal()), BudgetBreach);
+  // b decode 2 → 1 frees 2, a takes 4: 11 − 2 + 4 = 13, but 14 if c's scale-down fails.
+  const pairing = gp.scale(request("b", { decode: 1 }), signal());
+  assert.equal(await first(settling, pairing), "ns/b");
   assert.deepEqual(port.applied, []);
   c.release();
-  assert.equal((await first).status, "success");
-  assert.equal((await second).status, "success");
-  assert.deepEqual(port.applied, ["ns/c:decode=2", "ns/b:decode=1", "ns/a:prefill=3"]);
+  assert.equal((await scaling).status, "success");
+  assert.equal((await pairing).status, "success");
+  assert.deepEqual(port.applied, ["ns/c:decode=0", "ns/b:decode=1", "ns/a:prefill=4"]);
+});
+
+Deno.test("a DGD being written as a partner: its own request, and a packing that would move it, wait", async () => {
+  // a prefill 2 → 5 (+6) was rejected: 18 > 13.
+  const { port, gp, settling, waitingOwn } = await withIntent(5);
+  const a = hold(port, "ns/a");
+  // b decode 2 → 1 (−2 → 10); a partially, prefill → 3 (+2 → 12); b's write lands, a's is held.
+  const pairing = gp.scale(request("b", { decode: 1 }), signal());
+  await a.issued;
+  // c decode 1 → 0 (−1 → 11) would move a on to prefill 4 (13): a is being written, so it waits.
+  const moving = gp.scale(request("c", { decode: 0 }), signal());
+  assert.equal(await first(settling, moving), "ns/c");
+  a.release();
+  assert.equal((await pairing).status, "success");
+  assert.equal((await moving).status, "success");
+  assert.deepEqual(port.applied, ["ns/b:decode=1", "ns/a:prefill=3", "ns/c:decode=0", "ns/a:prefill=4"]);
+
+  // Now a's own request while a is moved as b's partner again.
+  const again = hold(port, "ns/a");
+  // b decode 1 → 0 (−2 → 11): a prefill 4 → 5 (+2 → 13).
+  const pairingAgain = gp.scale(request("b", { decode: 0 }), signal());
+  await again.issued;
+  const own = gp.scale(request("a", { decode: 1 }), signal()); // a's own: decode 2 → 1
+  assert.equal(await first(waitingOwn, own), "ns/a");
+  again.release();
+  assert.equal((await pairingAgain).status, "success");
+  const answer = await own;
+  assert.equal(answer.status, "success");
+  // Decided on a's copy with b's move landed: prefill 5.
+  assert.deepEqual(answer.current_replicas, { prefill: 5, decode: 1 });
 });
 
 Deno.test("a DGD's next request decides only once its write in flight is answered", async () => {
   const port = fleet();
   const { gp } = planner(port, 20);
   const a = hold(port, "ns/a");
-  const first = gp.scale(request("a", { decode: 3 }), signal());
+  const scaling = gp.scale(request("a", { decode: 3 }), signal());
   await a.issued;
   const again = gp.scale(request("a", { decode: 4 }), signal());
   // b arrives after a's second request; it is answered while a's first write is held, and
@@ -171,7 +208,7 @@ Deno.test("a DGD's next request decides only once its write in flight is answere
   assert.equal((await gp.scale(request("b", { decode: 3 }), signal())).status, "success");
   assert.equal(port.snapshots, 2);
   a.release();
-  await first;
+  await scaling;
   assert.equal((await again).status, "success");
   assert.deepEqual(port.applied, ["ns/b:decode=3", "ns/a:decode=3", "ns/a:decode=4"]);
 });
@@ -188,11 +225,11 @@ Deno.test("a dry run's write counts for no later decision", async () => {
     dryRun: true,
   });
   const a = hold(port, "ns/a");
-  const first = gp.scale(request("a", { decode: 3 }), signal()); // would be 12
+  const scaling = gp.scale(request("a", { decode: 3 }), signal()); // would be 12
   await a.issued;
   assert.equal(gp.writesInFlight, 0);
   // Judged on 11, as if a's dry run had not happened: 11 + 1 = 12.
   assert.equal((await gp.scale(request("b", { prefill: 2 }), signal())).status, "success");
   a.release();
-  assert.equal((await first).status, "success");
+  assert.equal((await scaling).status, "success");
 });

@@ -41,13 +41,6 @@
  *    below max(initial, final), so an in-band fleet never crosses the ceiling mid-apply.
  * 10. Budget off (`max < 0` and `min < 0`): approve standalone without looking at partners;
  *    intents are still recorded.
- * 12. Writes in flight (`inFlight`; src/service/budget/in_flight.ts): the snapshot counts them
- *    as landed, and a decision stands only when no outcome of them could change it. A standalone
- *    approval needs the band to hold at both ends of the spread; a rejection needs the band
- *    missed at both ends; anything else, and any decision that packs partners, is `settle`:
- *    the caller waits for the writes in flight and decides again on the settled fleet. A write
- *    that fails is not looked at as a partner it might have been: its own planner gets the error
- *    and asks again.
  * 11. Literal consequences kept: packing takes EVERY candidate that keeps the total in band
  *    (not just enough to fit), so one request can carry many partners; a request whose
  *    standalone total is out of band is rejected even when it moves toward the band (e.g. a
@@ -55,6 +48,13 @@
  *    with no known pool (net delta 0) is judged on the current fleet total. Bounds are
  *    validated by configuration, so `min > max` is not handled here beyond the
  *    ceiling being checked first.
+ * 12. Writes in flight (`inFlight`; src/service/budget/in_flight.ts): the snapshot counts them
+ *    as landed. An approval (standalone or with partners) stands only when its total is in band
+ *    at both ends of their spread, so no outcome of them can breach the band; otherwise the
+ *    decision is `settle`: the caller waits for the writes in flight and decides again on the
+ *    settled fleet. A rejection writes nothing, so it is judged on the fleet with them landed
+ *    (the one outcome that is not a failure): should one of them fail, the rejected planner's
+ *    next request sees that.
  */
 import { bandBreach, type BudgetBounds, budgetBreachMessage, budgetEnabled, inBand } from "./band.ts";
 import { type InFlightSpread, NO_SPREAD } from "./in_flight.ts";
@@ -146,10 +146,11 @@ export function arbitrate(input: ArbitrationInput): InFlightDecision {
     bounds,
   });
   const spread = input.inFlight ?? NO_SPREAD;
-  const uncertain = spread.raise > 0 || spread.lower > 0;
+  /** `total` stays in band whichever writes in flight fail. */
+  const holds = (total: number, tol: number): boolean =>
+    inBand(total + spread.raise, tol, bounds) && inBand(total - spread.lower, tol, bounds);
   if (packing.partners.length > 0) {
-    // A partner's move is judged on one total; which total it is still depends on the writes.
-    if (uncertain) return SETTLE;
+    if (!holds(packing.total, tolerance)) return SETTLE;
     return {
       kind: "approve",
       writes: planWrites(request.participant, request.targets, shape.netDelta, packing.partners),
@@ -160,19 +161,7 @@ export function arbitrate(input: ArbitrationInput): InFlightDecision {
 
   const standaloneTolerance = shape.internallyPaired ? shape.changingTolerance : 0;
   const breach = bandBreach(standaloneTotal, standaloneTolerance, bounds);
-  if (uncertain) {
-    const highest = standaloneTotal + spread.raise;
-    const lowest = standaloneTotal - spread.lower;
-    if (breach === null) {
-      const holds = inBand(highest, standaloneTolerance, bounds) &&
-        inBand(lowest, standaloneTolerance, bounds);
-      return holds ? approveStandalone() : SETTLE;
-    }
-    const missed = (bounds.max >= 0 && lowest > bounds.max) ||
-      (bounds.min >= 0 && highest < bounds.min - standaloneTolerance);
-    if (!missed) return SETTLE;
-  }
-  if (breach === null) return approveStandalone();
+  if (breach === null) return holds(standaloneTotal, standaloneTolerance) ? approveStandalone() : SETTLE;
   return { kind: "reject", message: budgetBreachMessage(breach), totalGpus: standaloneTotal };
 }
 

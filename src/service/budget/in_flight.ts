@@ -1,17 +1,18 @@
 /**
  * Writes the budget planner has issued and not yet seen answered. The planner stops holding its
- * decision queue once a standalone write is issued, so a later decision may run while earlier
- * writes are on the wire. It decides on the fleet as if each of them had landed (what it would see
- * by waiting), and `spread` says how far the total moves if some of them fail instead, so the band
+ * decision queue once a decision's writes are issued, so a later decision may run while earlier
+ * writes are on the wire. It decides on the fleet as if each of them lands (what it would see by
+ * waiting), and `spread` says how far the total moves if some of them fail instead, so an approval
  * can be checked against every outcome (src/service/budget/arbitrate.ts).
  *
- * One write is one API call per DGD: it lands whole or not at all, so each write's uncertainty is
- * its net GPU change, not the sum of its pools' moves.
+ * The outcomes of one decision follow how its writes are applied: one API call per DGD, which
+ * lands whole or not at all; the first write failing stops the rest; a later write failing stops
+ * nothing. So either nothing lands, or the first does and any subset of the others.
  */
 import { type ParticipantId, type Pool, poolGpus, type PoolKey, poolKey, type Snapshot } from "./pool.ts";
 import type { ParticipantWrite } from "./writes.ts";
 
-/** GPUs the fleet total may still gain (`raise`) or lose (`lower`) when in-flight writes fail. */
+/** GPUs the fleet total may still gain (`raise`) or lose (`lower`) when writes in flight fail. */
 export interface InFlightSpread {
   readonly raise: number;
   readonly lower: number;
@@ -19,77 +20,149 @@ export interface InFlightSpread {
 
 export const NO_SPREAD: InFlightSpread = Object.freeze({ raise: 0, lower: 0 });
 
-interface _Entry {
+interface _Write {
+  readonly participant: ParticipantId;
   /** The write's pools as they are once it lands. */
   readonly landed: readonly Pool[];
-  /** Net GPU change of the write (`landed` − the pools as the decision counted them). */
+  /** Net GPU change (`landed` − the pools as the decision counted them). */
   readonly gpuDelta: number;
-  readonly done: Promise<void>;
+}
+
+/** One decision's writes still awaited, in apply order; `first` while its first one is among them. */
+interface _Group {
+  pending: _Write[];
+  first: boolean;
+  readonly done: PromiseWithResolvers<void>;
+}
+
+/** A decision's writes in flight: say when each is answered, and when the decision is over. */
+export interface IssuedWrites {
+  /** `participant`'s write was answered (landed or failed), and the fleet's copy shows it. */
+  answered(participant: ParticipantId): void;
+  /** Nothing more will be written for this decision (also when writes were never attempted). */
+  end(): void;
 }
 
 export class InFlightWrites {
-  #entries = new Map<ParticipantId, _Entry>();
+  #groups = new Set<_Group>();
+  #byParticipant = new Map<ParticipantId, _Group>();
 
+  /** Participants with a write in flight. */
   get size(): number {
-    return this.#entries.size;
+    return this.#byParticipant.size;
   }
 
   has(participant: ParticipantId): boolean {
-    return this.#entries.has(participant);
+    return this.#byParticipant.has(participant);
   }
 
   /**
-   * Records `write` as issued, its pools taken from the snapshot the decision counted (pools the
-   * snapshot does not hold are unknown to the budget and change nothing). Returns `settle`, to be
-   * called once the write is answered, either way, and after the fleet's copy shows its outcome.
+   * Records a decision's `writes` (in apply order) as issued, their pools taken from the snapshot
+   * the decision counted; pools the snapshot does not hold are unknown to the budget.
    */
-  begin(snapshot: Snapshot, write: ParticipantWrite): () => void {
-    if (this.#entries.has(write.participant)) {
-      throw new Error(`a write of ${write.participant} is already in flight`);
+  begin(snapshot: Snapshot, writes: readonly ParticipantWrite[]): IssuedWrites {
+    for (const write of writes) {
+      if (this.#byParticipant.has(write.participant)) {
+        throw new Error(`a write of ${write.participant} is already in flight`);
+      }
     }
-    const landed: Pool[] = [];
-    let gpuDelta = 0;
-    for (const target of write.targets) {
-      const pool = snapshot.pools.get(poolKey(write.participant, target.role));
-      if (pool === undefined) continue;
-      landed.push({ ...pool, replicas: target.desired });
-      gpuDelta += poolGpus(pool, target.desired) - poolGpus(pool);
-    }
-    const done = Promise.withResolvers<void>();
-    const entry: _Entry = { landed, gpuDelta, done: done.promise };
-    this.#entries.set(write.participant, entry);
-    return () => {
-      if (this.#entries.get(write.participant) === entry) this.#entries.delete(write.participant);
-      done.resolve();
+    const group: _Group = {
+      pending: writes.map((w) => _write(snapshot, w)),
+      first: true,
+      done: Promise.withResolvers(),
+    };
+    this.#groups.add(group);
+    for (const write of writes) this.#byParticipant.set(write.participant, group);
+    return {
+      answered: (participant) => {
+        if (this.#byParticipant.get(participant) !== group) return;
+        this.#byParticipant.delete(participant);
+        if (group.pending[0]?.participant === participant) group.first = false;
+        group.pending = group.pending.filter((w) => w.participant !== participant);
+        if (group.pending.length === 0) this.#end(group);
+      },
+      end: () => this.#end(group),
     };
   }
 
   /**
-   * `snapshot` with every in-flight write counted as landed, and the spread their failures leave.
+   * `snapshot` with every write in flight counted as landed, and the spread their failures leave.
    * With nothing in flight, the snapshot itself (no copy).
    */
   view(snapshot: Snapshot): { snapshot: Snapshot; spread: InFlightSpread } {
-    if (this.#entries.size === 0) return { snapshot, spread: NO_SPREAD };
+    if (this.#groups.size === 0) return { snapshot, spread: NO_SPREAD };
     const pools = new Map<PoolKey, Pool>(snapshot.pools);
     let total = snapshot.totalGpus;
     let raise = 0;
     let lower = 0;
-    for (const entry of this.#entries.values()) {
-      for (const pool of entry.landed) {
-        const key = poolKey(pool.participant, pool.role);
-        const counted = pools.get(key);
-        if (counted === undefined) continue;
-        total += poolGpus(pool) - poolGpus(counted);
-        pools.set(key, pool);
+    for (const group of this.#groups) {
+      for (const write of group.pending) {
+        for (const pool of write.landed) {
+          const key = poolKey(pool.participant, pool.role);
+          const counted = pools.get(key);
+          if (counted === undefined) continue;
+          total += poolGpus(pool) - poolGpus(counted);
+          pools.set(key, pool);
+        }
       }
-      if (entry.gpuDelta > 0) lower += entry.gpuDelta;
-      else raise -= entry.gpuDelta;
+      const spread = _groupSpread(group);
+      raise += spread.raise;
+      lower += spread.lower;
     }
     return { snapshot: { pools, totalGpus: total }, spread: { raise, lower } };
   }
 
-  /** Resolves once every write in flight now has settled (writes issued later are not waited for). */
-  settled(): Promise<void> {
-    return Promise.all([...this.#entries.values()].map((e) => e.done)).then(() => {});
+  /** Resolves once `participant`'s write (if any is in flight now) is answered or abandoned. */
+  settledOf(participant: ParticipantId): Promise<void> {
+    const group = this.#byParticipant.get(participant);
+    return group ? group.done.promise : Promise.resolve();
   }
+
+  /** Resolves once every decision with writes in flight now is over (later ones are not waited for). */
+  settled(): Promise<void> {
+    return Promise.all([...this.#groups].map((g) => g.done.promise)).then(() => {});
+  }
+
+  #end(group: _Group): void {
+    if (!this.#groups.delete(group)) return;
+    for (const write of group.pending) {
+      if (this.#byParticipant.get(write.participant) === group) this.#byParticipant.delete(write.participant);
+    }
+    group.pending = [];
+    group.done.resolve();
+  }
+}
+
+function _write(snapshot: Snapshot, write: ParticipantWrite): _Write {
+  const landed: Pool[] = [];
+  let gpuDelta = 0;
+  for (const target of write.targets) {
+    const pool = snapshot.pools.get(poolKey(write.participant, target.role));
+    if (pool === undefined) continue;
+    landed.push({ ...pool, replicas: target.desired });
+    gpuDelta += poolGpus(pool, target.desired) - poolGpus(pool);
+  }
+  return { participant: write.participant, landed, gpuDelta };
+}
+
+/**
+ * How far below and above "everything lands" one decision's outcomes reach. With its first write
+ * pending: nothing at all, or the first and any subset of the rest. Once the first has landed: any
+ * subset of what is pending.
+ */
+function _groupSpread(group: _Group): InFlightSpread {
+  const rest = group.first ? group.pending.slice(1) : group.pending;
+  let raise = 0;
+  let lower = 0;
+  for (const write of rest) {
+    if (write.gpuDelta < 0) raise -= write.gpuDelta;
+    else lower += write.gpuDelta;
+  }
+  if (group.first) {
+    // Nothing landing undoes the whole decision.
+    const all = group.pending.reduce((sum, w) => sum + w.gpuDelta, 0);
+    raise = Math.max(raise, -all);
+    lower = Math.max(lower, all);
+  }
+  return { raise, lower };
 }

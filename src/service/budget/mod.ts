@@ -7,7 +7,7 @@ export {
   type InFlightDecision,
 } from "./arbitrate.ts";
 export { bandBreach, type BudgetBounds, budgetBreachMessage, budgetEnabled, inBand } from "./band.ts";
-export { type InFlightSpread, InFlightWrites, NO_SPREAD } from "./in_flight.ts";
+export { type InFlightSpread, InFlightWrites, type IssuedWrites, NO_SPREAD } from "./in_flight.ts";
 export { type Intent, IntentCache, isFresh, type RestoredIntents } from "./intents.ts";
 export {
   type AcceptedPartner,
