@@ -49,6 +49,8 @@ export function readyStatus(dgd: Json): Json {
 }
 
 export interface ReadyMark {
+  /** The generation written Ready. */
+  generation: number;
   /** Epoch ms: the watch showed the generation. */
   seen: number;
   /** Epoch ms: the Ready write was sent (nobody can have seen Ready before). */
@@ -89,7 +91,7 @@ export class ReadyOperator {
     const key = `${name}@${generation}`;
     if (this.#handled.has(key)) return;
     this.#handled.add(key);
-    const mark: ReadyMark = { seen: epochMs() };
+    const mark: ReadyMark = { generation, seen: epochMs() };
     this.marks.set(name, mark);
     const job = (async () => {
       await new Promise((r) => setTimeout(r, this.delayMs));

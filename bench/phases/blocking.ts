@@ -26,6 +26,7 @@ import { writeRows } from "../_rows.ts";
 import { PYTHON, type Started, startUpstream } from "../_upstream.ts";
 import { ReadyOperator } from "./_blocking_operator.ts";
 import { measurePatchLimit, type PatchLimit } from "./_blocking_limit.ts";
+import { type ReadyWatcher, startReadyWatcher } from "./_ready_watcher.ts";
 import { type Answer, blockingReport, type Measured, type Plan } from "./_blocking_report.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
@@ -70,6 +71,7 @@ async function measure(
   kv: string,
   plan: Plan,
   decode: Map<string, number>,
+  watcher: ReadyWatcher,
   service?: ServiceProcess,
 ): Promise<Measured> {
   const out: Measured = { plan, single: [], batches: [] };
@@ -113,11 +115,21 @@ async function measure(
       await lines.next("batch_done", 10_000);
       // The acknowledgement of a Ready write may reach this process after the answer line did.
       await operator.settle();
+      const raw = new Map<string, number>();
+      for (const n of names) {
+        const generation = operator.marks.get(n)?.generation;
+        raw.set(n, generation === undefined ? NaN : await watcher.seen(n, generation));
+      }
       const probes = new Map<string, number>();
       const answered = new Map<string, number>();
-      for (const l of service?.logs.slice(logsFrom) ?? []) {
-        if (l.message === WATCH_PROBE) probes.set(String(l.dgd), Date.parse(String(l.time)));
-        if (l.message === ANSWER_PROBE) answered.set(String(l.dgd), Date.parse(String(l.time)));
+      // Our log reaches this process through a pipe, possibly after the caller's answer line.
+      for (const until = Date.now() + 2_000; service && Date.now() < until;) {
+        for (const l of service.logs.slice(logsFrom)) {
+          if (l.message === WATCH_PROBE) probes.set(String(l.dgd), Date.parse(String(l.time)));
+          if (l.message === ANSWER_PROBE) answered.set(String(l.dgd), Date.parse(String(l.time)));
+        }
+        if (names.every((n) => answered.has(n))) break;
+        await new Promise((r) => setTimeout(r, 20));
       }
       return got.map((r) => {
         const dgd = String(r.dgd);
@@ -130,8 +142,10 @@ async function measure(
           dgd,
           ms: Number(r.ms),
           afterReadyMs: at - acked,
+          rawAfterReadyMs: (raw.get(dgd) ?? NaN) - acked,
           ...(service
             ? {
+              leftAfterReadyMs: answer - acked,
               watchAfterReadyMs: probe - acked,
               answerAfterWatchMs: answer - probe,
               callerAfterAnswerMs: at - answer,
@@ -168,6 +182,7 @@ async function main(): Promise<void> {
   let cluster: KubeCluster | undefined;
   let service: ServiceProcess | undefined;
   let operator: ReadyOperator | undefined;
+  let watcher: ReadyWatcher | undefined;
   let ours: Measured | undefined;
   let upstream: Measured | undefined;
   let limit: PatchLimit | undefined;
@@ -202,6 +217,7 @@ async function main(): Promise<void> {
     operator = new ReadyOperator(cluster, K8S_NS, OPERATOR_DELAY_MS);
     await operator.synced();
     await operator.settle();
+    watcher = await startReadyWatcher(cluster, K8S_NS);
     const decode = new Map<string, number>();
 
     const spawnPeer = (): Promise<Started> =>
@@ -233,7 +249,7 @@ async function main(): Promise<void> {
       },
       readyTimeoutMs: 60_000,
     });
-    ours = await measure(operator, "bench-block-ours", kv, PLAN.ours, decode, service);
+    ours = await measure(operator, "bench-block-ours", kv, PLAN.ours, decode, watcher, service);
     const logTo = Deno.env.get("BENCH_BLOCKING_LOG");
     if (logTo) await Deno.writeTextFile(logTo, service.logs.map((l) => JSON.stringify(l) + "\n").join(""));
     await service.stop("SIGTERM");
@@ -253,6 +269,7 @@ async function main(): Promise<void> {
         `${scratch}/kv-shared-bench-block-peer`,
         PLAN.upstream,
         decode,
+        watcher,
       );
     } catch (e) {
       const tail = await Deno.readTextFile(`${scratch}/upstream.stderr`).catch(() => "");
@@ -270,6 +287,7 @@ async function main(): Promise<void> {
   } finally {
     await peer?.stop();
     await service?.stop("SIGTERM");
+    await watcher?.stop().catch(() => {});
     await operator?.stop().catch(() => {});
     await cluster?.stop();
     await Deno.remove(scratch, { recursive: true }).catch(() => {});
