@@ -26,6 +26,15 @@ export function delay(ms: number, signal?: AbortSignal): Promise<void> {
   return promise;
 }
 
+/** `promise`, or a rejection with the signal's reason as soon as `signal` aborts first. */
+export function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  const { promise: aborted, reject } = Promise.withResolvers<never>();
+  const onAbort = () => reject(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  return Promise.race([promise, aborted]).finally(() => signal.removeEventListener("abort", onAbort));
+}
+
 /** Like `delay`, but an abort just ends the wait early (resolves `false`; `true` when it ran out). */
 export function pause(ms: number, signal?: AbortSignal): Promise<boolean> {
   return delay(ms, signal).then(() => true, () => false);

@@ -5,11 +5,13 @@
  * approved writes in order — scale-downs first — through the port. Decisions are serialized
  * (every pool shares the one total, so any two budgeted requests overlap), their writes are not:
  * a decision's writes leave the queue once issued, and later decisions count them as landed; an
- * approval must hold whichever way they end (src/service/budget/in_flight.ts), else it waits for
- * them, as does one that would move a DGD being written. Requests for one DGD run one after
- * another, writes included. Blocking waits happen after, so they delay nobody.
+ * approval must hold whichever way they end (src/service/budget/in_flight.ts), else it is decided
+ * again once the next of them is answered, as is one that would move a DGD being written. While
+ * it waits it steps aside, so the decisions queued behind it are not held up, a bounded number of
+ * times (`STEP_ASIDE_TURNS`), then holds its turn. Requests for one DGD run one after another,
+ * writes included. Blocking waits happen after, so they delay nobody.
  *
- * Failures while applying: the first write failing answers for the whole request (`error`, or
+ * Failures while applying (src/service/budget_writes.ts): the first write failing answers for the whole request (`error`, or
  * `rejected` when not Ready) and nothing else is attempted; the requester's own write failing
  * after partners were applied is also an `error` (the partners only moved toward their own
  * fresh requests); a partner failing later is logged and named in the success message — never
@@ -17,15 +19,15 @@
  *
  * A dry run arbitrates on a copy of the intents (a dry run must not change later decisions),
  * sends every write with server-side dry run and records no Event. */
-import { BudgetBreach, errorText, TargetResolutionError } from "../errors.ts";
+import { BudgetBreach, TargetResolutionError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
+import { abortable } from "../timing.ts";
 import {
   arbitrate,
   type BudgetBounds,
   type InFlightDecision,
   InFlightWrites,
   IntentCache,
-  type IssuedWrites,
   type ParticipantId,
   participantId,
   type ParticipantWrite,
@@ -47,19 +49,14 @@ import {
   tagReason,
   type TargetReplica,
 } from "./contract.ts";
-import { adjustmentText, ANNOTATION, Recommendations } from "./dgd_policy.ts";
-import {
-  type AppliedDecision,
-  type Moved,
-  recordDecision,
-  recordRefusal,
-  successMessage,
-} from "./budget_records.ts";
+import { adjustmentText, Recommendations } from "./dgd_policy.ts";
+import { type AppliedDecision, recordDecision, recordRefusal, successMessage } from "./budget_records.ts";
 import type { Scaler } from "./handlers.ts";
 import { DecisionTimer, type DecisionTiming } from "./decision_timer.ts";
 import type { DecisionEvents, WriteOptions } from "./scale_use_case.ts";
+import { applyWrites, type WritesApplied } from "./budget_writes.ts";
 import { KeyedSerializer } from "./serial.ts";
-import { formatLastRequest, type LastRequest, RecentAnswers, requestKey } from "./stale_guard.ts";
+import { type LastRequest, RecentAnswers, requestKey } from "./stale_guard.ts";
 
 export type { ParticipantState };
 
@@ -100,14 +97,23 @@ export interface BudgetPlannerOptions<V = unknown> {
   decisions?: DecisionTiming;
 }
 
-interface Outcome extends AppliedDecision {
-  applied: { participant: ParticipantId; applied: unknown }[];
-  partnerFailures: string[];
+interface Outcome extends AppliedDecision, WritesApplied {
   duplicate?: LastRequest;
 }
 
-/** A decision's turn ends with its outcome, or with its write issued and still to be answered. */
-type Turn = Outcome | { writing: () => Promise<Outcome> };
+/**
+ * A decision's turn ends with its outcome, with its write issued and still to be answered, or
+ * with the decision left open by writes in flight: `again` resolves when it is worth another turn.
+ */
+type Turn = Outcome | { writing: () => Promise<Outcome> } | { again: Promise<void> };
+
+/**
+ * Turns a decision left open by writes in flight gives up before it holds its turn until it is
+ * decided. Stepping aside lets the decisions queued behind it through; the bound keeps a busy
+ * fleet from overtaking one request forever (while held, no write can start, so every answer
+ * narrows what is open and the last one closes it).
+ */
+export const STEP_ASIDE_TURNS = 3;
 
 export class BudgetPlanner<V = unknown> implements Scaler {
   #options: BudgetPlannerOptions<V>;
@@ -145,14 +151,21 @@ export class BudgetPlanner<V = unknown> implements Scaler {
       // One DGD's requests in arrival order, each with its write answered: a decision never runs
       // while its own DGD's earlier write is still in flight.
       outcome = await this.#perDgd.run(participant, async () => {
-        const turn = await this.#serialized(async (): Promise<Turn | ScaleResponse> => {
-          timer.turn();
-          // Inside the decision's turn, so a retry racing its original waits for the first answer.
-          const first = key ? this.#recent.get(key, this.#now()) : undefined;
-          if (first) return first;
-          return await this.#decide(participant, request, me, signal, timer);
-        });
-        return "writing" in turn ? await turn.writing() : turn;
+        for (let turns = 1;; turns++) {
+          const hold = turns > STEP_ASIDE_TURNS;
+          const turn = await this.#serialized(async (): Promise<Turn | ScaleResponse> => {
+            timer.turn();
+            // Inside the decision's turn, so a retry racing its original waits for the first answer.
+            const first = key ? this.#recent.get(key, this.#now()) : undefined;
+            if (first) return first;
+            return await this.#decide(participant, request, me, signal, timer, hold);
+          });
+          if ("again" in turn) {
+            await abortable(turn.again, signal);
+            continue;
+          }
+          return "writing" in turn ? await turn.writing() : turn;
+        }
       });
     } finally {
       // Every answer decided without a write (rejections, duplicates, failures) ends here.
@@ -179,7 +192,8 @@ export class BudgetPlanner<V = unknown> implements Scaler {
 
   /**
    * Runs in the decision's turn; an approval returns its writes, issued once the turn is over
-   * (they stay counted as in flight until answered).
+   * (they stay counted as in flight until answered). Left open by writes in flight, it steps
+   * aside (`again`) unless told to `hold` its turn.
    */
   async #decide(
     participant: ParticipantId,
@@ -187,12 +201,14 @@ export class BudgetPlanner<V = unknown> implements Scaler {
     me: LastRequest | undefined,
     signal: AbortSignal,
     timer: DecisionTimer,
+    hold: boolean,
   ): Promise<Turn> {
     const { port, dryRun } = this.#options;
     if (this.#inFlight.has(participant)) {
       // Moved as another request's partner: read it once that write is answered.
       this.#options.logger.debug("waiting for the write in flight of this DGD", { participant });
-      await this.#inFlight.settledOf(participant);
+      if (!hold) return { again: this.#inFlight.settledOf(participant) };
+      await abortable(this.#inFlight.settledOf(participant), signal);
     }
     const snapshot = await port.snapshot(participant, request.target_replicas, signal);
     const state = port.state(participant);
@@ -228,9 +244,13 @@ export class BudgetPlanner<V = unknown> implements Scaler {
         };
       }
       let view = this.#arbitrate(participant, gate.targets, snapshot);
-      if (view.decision.kind === "settle") {
-        // Holding the turn: no write can start meanwhile, so the second decision is certain.
-        await this.#inFlight.settled();
+      while (view.decision.kind === "settle") {
+        if (this.#inFlight.size === 0) {
+          throw new Error("budget decision still unsettled with no write in flight");
+        }
+        if (!hold) return { again: this.#inFlight.changed() };
+        // Holding the turn: no write can start meanwhile, so this ends with the last answer.
+        await abortable(this.#inFlight.changed(), signal);
         view = this.#arbitrate(
           participant,
           gate.targets,
@@ -238,9 +258,6 @@ export class BudgetPlanner<V = unknown> implements Scaler {
         );
       }
       const { decision } = view;
-      if (decision.kind === "settle") {
-        throw new Error("budget decision still unsettled with no write in flight");
-      }
       if (decision.kind === "reject") {
         verdict = rejectedVerdict(decision.message);
         const adjusted = adjustmentText(gate.outcomes);
@@ -257,7 +274,7 @@ export class BudgetPlanner<V = unknown> implements Scaler {
     const flight = dryRun ? undefined : this.#inFlight.begin(counted, writes);
     const apply = async (): Promise<Outcome> => {
       try {
-        const outcome = await this.#applyWrites(participant, own, me, writes, signal, flight);
+        const outcome = await applyWrites(this.#options, { participant, own, me, writes, signal, flight });
         const result = { ...outcome, before: state.replicas, outcomes: gate.outcomes, verdict };
         this.#recordDecision(participant, state, request, result);
         return result;
@@ -314,53 +331,6 @@ export class BudgetPlanner<V = unknown> implements Scaler {
     return { snapshot, decision };
   }
 
-  /** Scale-downs first; the first failing write (or the requester's own) answers for the request. */
-  async #applyWrites(
-    participant: ParticipantId,
-    own: TargetReplica[],
-    me: LastRequest | undefined,
-    writes: ParticipantWrite[],
-    signal: AbortSignal,
-    flight?: IssuedWrites,
-  ): Promise<Pick<Outcome, "applied" | "replicas" | "partnerFailures" | "moved">> {
-    const { port, logger, dryRun } = this.#options;
-    const applied: { participant: ParticipantId; applied: unknown }[] = [];
-    const partnerFailures: string[] = [];
-    const moved: Moved[] = [];
-    let replicas: Record<string, number> = {};
-    for (const [index, write] of writes.entries()) {
-      const mine = write.participant === participant;
-      // The requester's own targets as its policy left them; partners get only their roles' counts.
-      const targets: TargetReplica[] = mine ? [...own, ..._extra(write, own)] : write.targets.map((t) => ({
-        sub_component_type: t.role,
-        desired_replicas: t.desired,
-        component_name: null,
-      }));
-      const options: WriteOptions = {
-        dryRun,
-        annotations: mine && me ? { [ANNOTATION.lastRequest]: formatLastRequest(me) } : undefined,
-      };
-      const before = mine ? undefined : port.state(write.participant)?.replicas;
-      try {
-        const result = await port.apply(write.participant, targets, signal, options);
-        applied.push({ participant: write.participant, applied: result.applied });
-        if (mine) replicas = result.replicas;
-        else moved.push({ participant: write.participant, before: before ?? {}, after: result.replicas });
-      } catch (error) {
-        if (index === 0 || mine) throw error;
-        const text = `${write.participant}: ${errorText(error)}`;
-        partnerFailures.push(text);
-        logger.warn("partner write failed; will self-correct on its next request", {
-          participant: write.participant,
-          error: errorText(error),
-        });
-      } finally {
-        flight?.answered(write.participant);
-      }
-    }
-    return { applied, replicas, partnerFailures, moved };
-  }
-
   #recordDecision(
     participant: ParticipantId,
     state: ParticipantState<V>,
@@ -400,16 +370,6 @@ export class BudgetPlanner<V = unknown> implements Scaler {
     this.#tail = result.catch(() => {});
     return result;
   }
-}
-
-/** Partner targets for the requester's own DGD (same-DGD pairing) beyond the request's roles. */
-function _extra(write: ParticipantWrite, own: readonly TargetReplica[]): TargetReplica[] {
-  const requested = new Set(own.map((t) => t.sub_component_type));
-  return write.targets.filter((t) => !requested.has(t.role)).map((t) => ({
-    sub_component_type: t.role,
-    desired_replicas: t.desired,
-    component_name: null,
-  }));
 }
 
 function _describe(write: ParticipantWrite) {

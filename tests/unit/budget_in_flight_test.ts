@@ -128,27 +128,41 @@ Deno.test("a snapshot that already shows a write is not counted twice; unknown p
   assert.deepEqual(spread, { raise: 0, lower: 7 });
 });
 
-Deno.test("end() forgets a decision's writes never answered; settled() waits for the decisions in flight when called", async () => {
-  const writes = new InFlightWrites();
-  const first = writes.begin(fleet(), [write("ns/b", "decode", 1), write("ns/a", "prefill", 3)]);
-  const waited = writes.settled();
-  const waitedA = writes.settledOf("ns/a");
+/** Whether `promise` has settled after the pending reactions ran. */
+async function isDone(promise: Promise<unknown>): Promise<boolean> {
   let done = false;
-  waited.then(() => (done = true));
+  promise.then(() => (done = true), () => (done = true));
+  for (let i = 0; i < 3; i++) await Promise.resolve();
+  return done;
+}
+
+Deno.test("changed() resolves at every answer and end, settledOf() at its decision's end; end() forgets writes never answered", async () => {
+  const writes = new InFlightWrites();
+  await writes.changed(); // nothing in flight: at once
+  const first = writes.begin(fleet(), [write("ns/b", "decode", 1), write("ns/a", "prefill", 3)]);
   const later = writes.begin(fleet(), [write("ns/c", "decode", 2)]);
+  const waitedA = writes.settledOf("ns/a");
+  const change = writes.changed();
+  assert.equal(await isDone(change), false, "nothing answered yet");
   first.answered("ns/b");
-  await Promise.resolve();
-  assert.equal(done, false, "ns/a is still in flight");
+  assert.equal(await isDone(change), true, "an answer is a change");
+  assert.equal(writes.has("ns/b"), false);
+  assert.equal(await isDone(waitedA), false, "ns/a is still in flight");
+  const next = writes.changed();
+  assert.notEqual(next, change, "a resolved change is not handed out again");
+  assert.equal(await isDone(next), false);
   first.end(); // ns/b's failure stops the rest, say: ns/a is never written
-  await waited;
+  assert.equal(await isDone(next), true, "a decision's end is a change");
   await waitedA;
   assert.equal(writes.has("ns/a"), false);
   assert.equal(writes.has("ns/c"), true);
-  later.end();
-  later.end(); // twice is harmless
+  const last = writes.changed();
+  later.answered("ns/c"); // its last write: the decision ends
+  assert.equal(await isDone(last), true);
+  later.end(); // after its last answer: harmless
   first.answered("ns/a"); // after the end: nothing
   assert.equal(writes.size, 0);
-  await writes.settled();
+  await writes.changed();
   await writes.settledOf("ns/a");
 });
 

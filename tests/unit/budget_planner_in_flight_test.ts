@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { BudgetBreach, NotReady } from "../../src/errors.ts";
 import { createLogger } from "../../src/ops/log.ts";
-import { BudgetPlanner } from "../../src/service/budget_planner.ts";
+import { BudgetPlanner, STEP_ASIDE_TURNS } from "../../src/service/budget_planner.ts";
 import { fleet, request } from "../support/fake_budget_port.ts";
 
 // Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
@@ -232,4 +232,148 @@ Deno.test("a dry run's write counts for no later decision", async () => {
   assert.equal((await gp.scale(request("b", { prefill: 2 }), signal())).status, "success");
   a.release();
   assert.equal((await scaling).status, "success");
+});
+
+/** Holds the first write of each of `participants` in `apply` until its `release`. */
+function holdEach(port: ReturnType<typeof fleet>, participants: string[]) {
+  const held = new Map(participants.map((p) => [p, {
+    issued: Promise.withResolvers<void>(),
+    release: Promise.withResolvers<void>(),
+    taken: false,
+  }]));
+  port.beforeApply = (p) => {
+    const h = held.get(p);
+    if (!h || h.taken) return Promise.resolve();
+    h.taken = true;
+    h.issued.resolve();
+    return h.release.promise;
+  };
+  return {
+    issued: (p: string) => held.get(p)!.issued.promise,
+    release: (p: string) => held.get(p)!.release.resolve(),
+  };
+}
+
+/**
+ * Whether `promise` has settled once everything that can run without I/O has: the port is in
+ * memory, so every promise chain that can progress does so within one macrotask turn (the
+ * microtask queue drains before a timer fires). Not a wait for time: nothing here is timed.
+ */
+async function isDone(promise: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  promise.then(() => (done = true), () => (done = true));
+  const turn = Promise.withResolvers<void>();
+  setTimeout(turn.resolve, 0);
+  await turn.promise;
+  return done;
+}
+
+/** A planner whose log resolves `settles(participant, n)` at `participant`'s n-th `settle`. */
+function countingPlanner(port: ReturnType<typeof fleet>, max: number) {
+  const seen = new Map<string, number>();
+  const waiters: { participant: string; n: number; latch: PromiseWithResolvers<void> }[] = [];
+  const logger = createLogger({
+    level: "info",
+    sink: (line) => {
+      const { message, decision, participant } = JSON.parse(line);
+      if (message !== "budget decision" || decision !== "settle") return;
+      const n = (seen.get(participant) ?? 0) + 1;
+      seen.set(participant, n);
+      for (const w of waiters) if (w.participant === participant && w.n === n) w.latch.resolve();
+    },
+  });
+  const gp = new BudgetPlanner({
+    port,
+    bounds: { max, min: -1 },
+    intentTtlSeconds: 300,
+    logger,
+    clock: () => 1000,
+  });
+  const settles = (participant: string, n: number) => {
+    const latch = Promise.withResolvers<void>();
+    if ((seen.get(participant) ?? 0) >= n) latch.resolve();
+    else waiters.push({ participant, n, latch });
+    return latch.promise;
+  };
+  return { gp, settles };
+}
+
+Deno.test("a decision left open by a write in flight steps aside: one queued behind it is answered meanwhile", async () => {
+  const port = fleet();
+  port.add("ns/c", "decode", 1, 1); // total 12
+  const { gp, settles } = countingPlanner(port, 13);
+  const held = holdEach(port, ["ns/a"]);
+  const scaling = gp.scale(request("a", { decode: 1 }), signal()); // 12 − 1 = 11
+  await held.issued("ns/a");
+  // 11 + 2 = 13 if a's write lands, 14 if it fails: open.
+  const open = gp.scale(request("b", { prefill: 3 }), signal());
+  await settles("ns/b", 1);
+  // Queued behind b, and decided on its own: 11 + 4 = 15 > 13.
+  await assert.rejects(
+    gp.scale(request("c", { decode: 5 }), signal()),
+    (e) =>
+      e instanceof BudgetBreach && e.message.startsWith("GPU budget breach: total 15 exceeds ceiling (13)"),
+  );
+  assert.equal(await isDone(open), false, "b still waits for a's write");
+  held.release("ns/a");
+  assert.equal((await scaling).status, "success");
+  assert.equal((await open).status, "success");
+  assert.deepEqual(port.applied, ["ns/a:decode=1", "ns/b:prefill=3"]);
+});
+
+Deno.test(`a decision still open after ${STEP_ASIDE_TURNS} answers holds its turn until it is decided`, async () => {
+  const port = fleet();
+  for (const dgd of ["c", "d", "e", "f"]) port.add(`ns/${dgd}`, "decode", 1, 1); // total 15
+  const { gp, settles } = countingPlanner(port, 16);
+  const held = holdEach(port, ["ns/a", "ns/d", "ns/e", "ns/f"]);
+  const writing = [gp.scale(request("a", { decode: 1 }), signal())]; // −1
+  await held.issued("ns/a");
+  for (const dgd of ["d", "e", "f"]) {
+    writing.push(gp.scale(request(dgd, { decode: 0 }), signal())); // −1 each
+    await held.issued(`ns/${dgd}`);
+  }
+  // Landed: 11 + 5 = 16 ≤ 16; open while a's write may fail (17), whatever d, e and f do.
+  const open = gp.scale(request("b", { prefill: 6 }), signal());
+  const overCeiling = () => assert.rejects(gp.scale(request("c", { decode: 9 }), signal()), BudgetBreach);
+  await settles("ns/b", 1);
+  for (const [turn, dgd] of ["d", "e", "f"].entries()) {
+    // b has stepped aside (turns 1 to 3): a request behind it is answered at once.
+    await overCeiling();
+    held.release(`ns/${dgd}`);
+    await settles("ns/b", turn + 2);
+  }
+  assert.equal(STEP_ASIDE_TURNS, 3, "one settle per turn: three steps aside, the fourth turn holds");
+  // b now holds its turn: c's request, which alone would be answered at once, waits behind it.
+  const behind = gp.scale(request("c", { decode: 9 }), signal());
+  assert.equal(await isDone(behind), false, "queued behind b's held turn");
+  assert.equal(await isDone(open), false);
+  held.release("ns/a");
+  assert.equal((await open).status, "success");
+  await assert.rejects(behind, BudgetBreach);
+  for (const answer of await Promise.all(writing)) assert.equal(answer.status, "success");
+  assert.deepEqual(port.applied, [
+    "ns/d:decode=0",
+    "ns/e:decode=0",
+    "ns/f:decode=0",
+    "ns/a:decode=1",
+    "ns/b:prefill=6",
+  ]);
+});
+
+Deno.test("a request aborted while it waits for writes in flight ends with the abort, and writes nothing", async () => {
+  const port = fleet();
+  const { gp, settles } = countingPlanner(port, 12);
+  const held = holdEach(port, ["ns/a"]);
+  const scaling = gp.scale(request("a", { decode: 1 }), signal()); // 11 − 1 = 10
+  await held.issued("ns/a");
+  const abort = new AbortController();
+  const open = gp.scale(request("b", { prefill: 3 }), abort.signal); // 12 if a lands, 13 if not
+  await settles("ns/b", 1);
+  const reason = new Error("caller went away");
+  abort.abort(reason);
+  await assert.rejects(open, (e) => e === reason);
+  held.release("ns/a");
+  assert.equal((await scaling).status, "success");
+  assert.deepEqual(port.applied, ["ns/a:decode=1"]);
+  assert.equal(gp.writesInFlight, 0);
 });

@@ -7,7 +7,7 @@ import { loadConfig } from "../../src/config/mod.ts";
 import { MAX_BLOCKING_TIMEOUT_SECONDS } from "../../src/config/config.ts";
 import { ConfigError } from "../../src/errors.ts";
 import { watchEvents, WatchLineTooLong } from "../../src/kube/watch_events.ts";
-import { backoffMs, delay, IdleDeadline, MAX_TIMER_MS, pause } from "../../src/timing.ts";
+import { abortable, backoffMs, delay, IdleDeadline, MAX_TIMER_MS, pause } from "../../src/timing.ts";
 
 // Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
 // listener, timer and stream a test here opens must be closed by the time it ends.
@@ -139,4 +139,19 @@ Deno.test("watch lines: splitting is linear (one 8 MiB line in 1 KiB chunks)", a
   // Quadratic re-scanning of 8 Ki chunks would take minutes; this completes in the test's run.
   assert.deepEqual(await collect(body), [{ type: "A", object: 0 }]);
   assert.equal(scanned, 8192);
+});
+
+Deno.test("abortable: the promise's own outcome, or the signal's reason as soon as it aborts", async () => {
+  const controller = new AbortController();
+  assert.equal(await abortable(Promise.resolve(7), controller.signal), 7);
+  const failure = new Error("own failure");
+  await assert.rejects(abortable(Promise.reject(failure), controller.signal), (e) => e === failure);
+  const never = Promise.withResolvers<number>();
+  const waiting = abortable(never.promise, controller.signal);
+  const reason = new Error("caller went away");
+  controller.abort(reason);
+  await assert.rejects(waiting, (e) => e === reason);
+  // Already aborted: at once, without looking at the promise.
+  await assert.rejects(abortable(Promise.resolve(1), controller.signal), (e) => e === reason);
+  never.resolve(0);
 });

@@ -51,10 +51,10 @@
  * 12. Writes in flight (`inFlight`; src/service/budget/in_flight.ts): the snapshot counts them
  *    as landed. An approval (standalone or with partners) stands only when its total is in band
  *    at both ends of their spread, so no outcome of them can breach the band; otherwise the
- *    decision is `settle`: the caller waits for the writes in flight and decides again on the
- *    settled fleet. A rejection writes nothing, so it is judged on the fleet with them landed
- *    (the one outcome that is not a failure): should one of them fail, the rejected planner's
- *    next request sees that.
+ *    decision is `settle`: the caller decides again as the writes in flight are answered (with
+ *    none left, the decision is never `settle`). A rejection writes nothing, so it is judged on
+ *    the fleet with them landed (the one outcome that is not a failure): should one of them
+ *    fail, the rejected planner's next request sees that.
  */
 import { bandBreach, type BudgetBounds, budgetBreachMessage, budgetEnabled, inBand } from "./band.ts";
 import { type InFlightSpread, NO_SPREAD } from "./in_flight.ts";

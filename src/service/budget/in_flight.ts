@@ -46,6 +46,7 @@ export interface IssuedWrites {
 export class InFlightWrites {
   #groups = new Set<_Group>();
   #byParticipant = new Map<ParticipantId, _Group>();
+  #change?: PromiseWithResolvers<void>;
 
   /** Participants with a write in flight. */
   get size(): number {
@@ -80,6 +81,7 @@ export class InFlightWrites {
         if (group.pending[0]?.participant === participant) group.first = false;
         group.pending = group.pending.filter((w) => w.participant !== participant);
         if (group.pending.length === 0) this.#end(group);
+        else this.#changed();
       },
       end: () => this.#end(group),
     };
@@ -118,9 +120,15 @@ export class InFlightWrites {
     return group ? group.done.promise : Promise.resolve();
   }
 
-  /** Resolves once every decision with writes in flight now is over (later ones are not waited for). */
-  settled(): Promise<void> {
-    return Promise.all([...this.#groups].map((g) => g.done.promise)).then(() => {});
+  /**
+   * Resolves at the next answer of any write in flight now (or the end of its decision), once the
+   * fleet's copy shows it; at once when nothing is in flight. A decision the writes in flight
+   * leave open can then be tried again without waiting for the slowest of them.
+   */
+  changed(): Promise<void> {
+    if (this.#groups.size === 0) return Promise.resolve();
+    this.#change ??= Promise.withResolvers();
+    return this.#change.promise;
   }
 
   #end(group: _Group): void {
@@ -130,6 +138,13 @@ export class InFlightWrites {
     }
     group.pending = [];
     group.done.resolve();
+    this.#changed();
+  }
+
+  #changed(): void {
+    const change = this.#change;
+    this.#change = undefined;
+    change?.resolve();
   }
 }
 
