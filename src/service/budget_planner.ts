@@ -11,11 +11,11 @@
  * times (`STEP_ASIDE_TURNS`), then holds its turn. Requests for one DGD run one after another,
  * writes included. Blocking waits happen after, so they delay nobody.
  *
- * Failures while applying (src/service/budget_writes.ts): the first write failing answers for the whole request (`error`, or
- * `rejected` when not Ready) and nothing else is attempted; the requester's own write failing
- * after partners were applied is also an `error` (the partners only moved toward their own
- * fresh requests); a partner failing later is logged and named in the success message — never
- * hidden.
+ * Failures while applying (src/service/budget_writes.ts): the first write failing answers for
+ * the whole request (`error`, or `rejected` when not Ready) and nothing else is attempted; the
+ * requester's own write failing after partners were applied is also an `error` (the partners
+ * only moved toward their own fresh requests); a partner failing later is logged and named in
+ * the success message — never hidden.
  *
  * A dry run arbitrates on a copy of the intents (a dry run must not change later decisions),
  * sends every write with server-side dry run and records no Event. */
