@@ -203,6 +203,8 @@ interface Window {
   decisions: Histogram;
   inTurn: Histogram;
   cpu: number;
+  /** How many service log lines there were. */
+  logLines: number;
 }
 
 async function window(s: Started, audit: string): Promise<Window> {
@@ -214,7 +216,19 @@ async function window(s: Started, audit: string): Promise<Window> {
     decisions: metrics.histogram(DECISION, 'span="receipt"'),
     inTurn: metrics.histogram(DECISION, 'span="turn"'),
     cpu: await cpuSeconds(s.service.pid),
+    logLines: s.service.logs.length,
   };
+}
+
+/** The service's "budget decision" lines between two windows, by decision (approve, reject, settle). */
+function decisionKinds(logs: Record<string, unknown>[], from: number, to: number): Record<string, number> {
+  const kinds: Record<string, number> = {};
+  for (const line of logs.slice(from, to)) {
+    if (line.message !== "budget decision") continue;
+    const kind = String(line.decision);
+    kinds[kind] = (kinds[kind] ?? 0) + 1;
+  }
+  return kinds;
 }
 
 function fmt(x: number | undefined): string {
@@ -275,7 +289,8 @@ async function main(): Promise<void> {
       const load = await command(full, "load", 900_000);
       const after = await window(full, audit);
       const rss = await rssMiB(full.service.pid);
-      result = { warm, load, before, after, rss };
+      const kinds = decisionKinds(full.service.logs, before.logLines, after.logLines);
+      result = { warm, load, before, after, rss, kinds };
     } finally {
       await stop(full, full.saDir);
     }
@@ -283,12 +298,13 @@ async function main(): Promise<void> {
     await cluster?.stop();
     if (!flags.json) await Deno.remove(scratch, { recursive: true }).catch(() => {});
   }
-  const { warm, load, before, after, rss } = result as {
+  const { warm, load, before, after, rss, kinds } = result as {
     warm: Summary;
     load: Summary;
     before: Window;
     after: Window;
     rss: number;
+    kinds: Record<string, number>;
   };
   const decisions = histogramDelta(before.decisions, after.decisions);
   // Beyond the last bucket: the last bound, a lower bound of the quantile (the table says so).
@@ -339,6 +355,10 @@ async function main(): Promise<void> {
     ],
     ["decision time, p99 (ms, histogram bucket bound)", `${over(0.99) ? ">" : "≤"} ${fmt(p99)}`],
     ["decision time, mean (ms)", fmt(decisions.sum / decisions.count * 1000)],
+    [
+      "budget decisions logged, by kind (`settle`: left open by writes in flight, decided again)",
+      JSON.stringify(kinds),
+    ],
     [
       "  of which in its own turn (after the decisions and writes ahead of it), p50 / p99 / mean (ms)",
       `≤ ${fmt(quantileBound(inTurn, 0.5) * 1000)} / ≤ ${fmt(quantileBound(inTurn, 0.99) * 1000)} / ${
