@@ -272,6 +272,10 @@ export async function startGlobalPlanner(
           dryRun: config.policy.dryRun,
           events: kube.events,
           decisions: { observe: (seconds, inTurn) => metrics.recordDecision(seconds, inTurn) },
+          observe: {
+            decision: (kind) => metrics.countBudgetDecision(kind),
+            writesInFlight: (writes) => metrics.setBudgetWritesInFlight(writes),
+          },
         });
         scaler = budgetPlanner;
       } else {

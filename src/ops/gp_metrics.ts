@@ -137,6 +137,10 @@ export interface GlobalPlannerMetrics extends MetricsSource {
    * total. Key DGDs uniquely, e.g. `<k8s_namespace>/<name>`.
    */
   setManagedGpus(byDgd: Readonly<Record<string, number>>): void;
+  /** One budget arbitration: `approve`, `reject`, or `settle` (left open by writes in flight). */
+  countBudgetDecision(decision: string): void;
+  /** DGDs with a budgeted write issued and not yet answered. */
+  setBudgetWritesInFlight(writes: number): void;
   setGpuBudget(budget: GpuBudget): void;
   setDiscoveryRegistered(registered: boolean): void;
   setDgdWatchUp(up: boolean): void;
@@ -188,6 +192,16 @@ export function createGlobalPlannerMetrics(options: GlobalPlannerMetricsOptions)
     labelNames: ["dgd"],
   });
   let shownGpus = new Map<string, number>();
+  const budgetDecisions = registry.counter({
+    name: name("budget_decisions_total"),
+    help: "GPU budget arbitrations by decision: approve, reject, or settle (left open by writes in " +
+      "flight; decided again as they are answered).",
+    labelNames: ["decision"],
+  });
+  const budgetWritesInFlight = registry.gauge({
+    name: name("budget_writes_in_flight"),
+    help: "DynamoGraphDeployments with a budgeted write issued and not yet answered.",
+  });
   const managedGpusTotal = registry.gauge({
     name: name("managed_gpus_total"),
     help: "GPUs used by all managed DynamoGraphDeployments together.",
@@ -240,6 +254,7 @@ export function createGlobalPlannerMetrics(options: GlobalPlannerMetricsOptions)
 
   for (const reason of SCALE_REASONS) scaleRequests.touch({ result: USUAL_RESULT[reason], reason });
   budgetMax.set(Infinity);
+  budgetWritesInFlight.set(0);
   buildInfo.set(1, { version: options.version, deno: options.denoVersion ?? Deno.version.deno });
 
   return {
@@ -267,6 +282,8 @@ export function createGlobalPlannerMetrics(options: GlobalPlannerMetricsOptions)
       shownGpus = next;
       managedGpusTotal.set(total);
     },
+    countBudgetDecision: (decision) => budgetDecisions.inc({ decision }),
+    setBudgetWritesInFlight: (writes) => budgetWritesInFlight.set(writes),
     setGpuBudget(budget) {
       budgetMax.set(budget.max ?? Infinity);
       budgetMin.set(budget.min ?? 0);

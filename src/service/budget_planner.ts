@@ -95,6 +95,11 @@ export interface BudgetPlannerOptions<V = unknown> {
   events?: DecisionEvents<V>;
   /** How long each `scale` took to decide (receipt → first write issued, or answer known). */
   decisions?: DecisionTiming;
+  /** Each arbitration's decision, and the count of writes in flight as it changes (metrics). */
+  observe?: {
+    decision?: (kind: InFlightDecision["kind"]) => void;
+    writesInFlight?: (writes: number) => void;
+  };
 }
 
 interface Outcome extends AppliedDecision, WritesApplied {
@@ -122,10 +127,11 @@ export class BudgetPlanner<V = unknown> implements Scaler {
   #recent = new RecentAnswers<ScaleResponse>();
   #tail: Promise<unknown> = Promise.resolve();
   #perDgd = new KeyedSerializer();
-  #inFlight = new InFlightWrites();
+  #inFlight: InFlightWrites;
 
   constructor(options: BudgetPlannerOptions<V>) {
     this.#options = options;
+    this.#inFlight = new InFlightWrites(options.observe?.writesInFlight);
   }
 
   get intents(): IntentCache {
@@ -328,6 +334,7 @@ export class BudgetPlanner<V = unknown> implements Scaler {
       writes_in_flight: this.#inFlight.size || undefined,
       writes: decision.kind === "approve" ? decision.writes.map(_describe) : undefined,
     });
+    this.#options.observe?.decision?.(decision.kind);
     return { snapshot, decision };
   }
 

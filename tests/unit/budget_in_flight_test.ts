@@ -137,7 +137,8 @@ async function isDone(promise: Promise<unknown>): Promise<boolean> {
 }
 
 Deno.test("changed() resolves at every answer and end, settledOf() at its decision's end; end() forgets writes never answered", async () => {
-  const writes = new InFlightWrites();
+  const sizes: number[] = [];
+  const writes = new InFlightWrites((size) => sizes.push(size));
   await writes.changed(); // nothing in flight: at once
   const first = writes.begin(fleet(), [write("ns/b", "decode", 1), write("ns/a", "prefill", 3)]);
   const later = writes.begin(fleet(), [write("ns/c", "decode", 2)]);
@@ -164,6 +165,8 @@ Deno.test("changed() resolves at every answer and end, settledOf() at its decisi
   assert.equal(writes.size, 0);
   await writes.changed();
   await writes.settledOf("ns/a");
+  // Every change of size, once: issued, answered, abandoned at the end of its decision.
+  assert.deepEqual(sizes, [2, 3, 2, 1, 0]);
 });
 
 Deno.test("a second write of one DGD while one is in flight is a bug, said at once", () => {

@@ -268,8 +268,12 @@ async function isDone(promise: Promise<unknown>): Promise<boolean> {
   return done;
 }
 
-/** A planner whose log resolves `settles(participant, n)` at `participant`'s n-th `settle`. */
+/**
+ * A planner whose log resolves `settles(participant, n)` at `participant`'s n-th `settle`;
+ * `observed` lists what it told its observer (decisions, and writes in flight as `writes=n`).
+ */
 function countingPlanner(port: ReturnType<typeof fleet>, max: number) {
+  const observed: string[] = [];
   const seen = new Map<string, number>();
   const waiters: { participant: string; n: number; latch: PromiseWithResolvers<void> }[] = [];
   const logger = createLogger({
@@ -288,6 +292,10 @@ function countingPlanner(port: ReturnType<typeof fleet>, max: number) {
     intentTtlSeconds: 300,
     logger,
     clock: () => 1000,
+    observe: {
+      decision: (kind) => observed.push(kind),
+      writesInFlight: (writes) => observed.push(`writes=${writes}`),
+    },
   });
   const settles = (participant: string, n: number) => {
     const latch = Promise.withResolvers<void>();
@@ -295,13 +303,13 @@ function countingPlanner(port: ReturnType<typeof fleet>, max: number) {
     else waiters.push({ participant, n, latch });
     return latch.promise;
   };
-  return { gp, settles };
+  return { gp, settles, observed };
 }
 
 Deno.test("a decision left open by a write in flight steps aside: one queued behind it is answered meanwhile", async () => {
   const port = fleet();
   port.add("ns/c", "decode", 1, 1); // total 12
-  const { gp, settles } = countingPlanner(port, 13);
+  const { gp, settles, observed } = countingPlanner(port, 13);
   const held = holdEach(port, ["ns/a"]);
   const scaling = gp.scale(request("a", { decode: 1 }), signal()); // 12 − 1 = 11
   await held.issued("ns/a");
@@ -319,6 +327,17 @@ Deno.test("a decision left open by a write in flight steps aside: one queued beh
   assert.equal((await scaling).status, "success");
   assert.equal((await open).status, "success");
   assert.deepEqual(port.applied, ["ns/a:decode=1", "ns/b:prefill=3"]);
+  // a approved (1 in flight), b open, c rejected, a answered (0), b approved and answered.
+  assert.deepEqual(observed, [
+    "approve",
+    "writes=1",
+    "settle",
+    "reject",
+    "writes=0",
+    "approve",
+    "writes=1",
+    "writes=0",
+  ]);
 });
 
 Deno.test(`a decision still open after ${STEP_ASIDE_TURNS} answers holds its turn until it is decided`, async () => {

@@ -143,6 +143,7 @@ Deno.test("Global Planner metrics: names, pre-created reasons, facade", () => {
   assert.match(fresh, /^dynamo_global_planner_build_info\{version="1.2.3",deno="9.9.9"\} 1$/m);
   assert.match(fresh, /^dynamo_global_planner_gpu_budget_max \+Inf$/m);
   assert.match(fresh, /^dynamo_global_planner_discovery_registered 0$/m);
+  assert.match(fresh, /^dynamo_global_planner_budget_writes_in_flight 0$/m);
   for (const line of fresh.split("\n").filter((l) => l && !l.startsWith("#"))) {
     assert.ok(line.startsWith(METRIC_PREFIX), line);
   }
@@ -153,6 +154,10 @@ Deno.test("Global Planner metrics: names, pre-created reasons, facade", () => {
   m.setGpuBudget({ max: 16, min: 2 });
   m.setDiscoveryRegistered(true);
   m.setDgdWatchUp(true);
+  m.countBudgetDecision("settle");
+  m.countBudgetDecision("approve");
+  m.countBudgetDecision("settle");
+  m.setBudgetWritesInFlight(3);
   const release = m.trackInflight();
   m.trackInflight();
   release();
@@ -175,6 +180,9 @@ Deno.test("Global Planner metrics: names, pre-created reasons, facade", () => {
   assert.match(text, /^dynamo_global_planner_discovery_registered 1$/m);
   assert.match(text, /^dynamo_global_planner_dgd_watch_up 1$/m);
   assert.match(text, /^dynamo_global_planner_inflight_requests 1$/m);
+  assert.match(text, /^dynamo_global_planner_budget_decisions_total\{decision="settle"\} 2$/m);
+  assert.match(text, /^dynamo_global_planner_budget_decisions_total\{decision="approve"\} 1$/m);
+  assert.match(text, /^dynamo_global_planner_budget_writes_in_flight 3$/m);
 });
 
 Deno.test("managed GPUs: each picture replaces the last (unchanged, changed, gone and new DGDs)", () => {

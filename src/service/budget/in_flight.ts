@@ -47,6 +47,12 @@ export class InFlightWrites {
   #groups = new Set<_Group>();
   #byParticipant = new Map<ParticipantId, _Group>();
   #change?: PromiseWithResolvers<void>;
+  #onSize?: (size: number) => void;
+
+  /** `onSize` hears every change of `size` (a gauge). */
+  constructor(onSize?: (size: number) => void) {
+    this.#onSize = onSize;
+  }
 
   /** Participants with a write in flight. */
   get size(): number {
@@ -74,10 +80,12 @@ export class InFlightWrites {
     };
     this.#groups.add(group);
     for (const write of writes) this.#byParticipant.set(write.participant, group);
+    this.#onSize?.(this.size);
     return {
       answered: (participant) => {
         if (this.#byParticipant.get(participant) !== group) return;
         this.#byParticipant.delete(participant);
+        this.#onSize?.(this.size);
         if (group.pending[0]?.participant === participant) group.first = false;
         group.pending = group.pending.filter((w) => w.participant !== participant);
         if (group.pending.length === 0) this.#end(group);
@@ -133,10 +141,12 @@ export class InFlightWrites {
 
   #end(group: _Group): void {
     if (!this.#groups.delete(group)) return;
+    const before = this.size;
     for (const write of group.pending) {
       if (this.#byParticipant.get(write.participant) === group) this.#byParticipant.delete(write.participant);
     }
     group.pending = [];
+    if (this.size !== before) this.#onSize?.(this.size);
     group.done.resolve();
     this.#changed();
   }
