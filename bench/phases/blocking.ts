@@ -5,7 +5,8 @@
  * (ai-dynamo 1.6.1, real Kubernetes path) one after the other on the same cluster and DGDs.
  *
  *   npx -y deno@2.9.6 run -P=test bench/phases/blocking.ts [--smoke] [--json FILE] [--rows FILE]
- *   (BENCH_BLOCKING_UPSTREAM=0 skips upstream; BENCH_BLOCKING_LOG=FILE keeps our service's log)
+ *   (BENCH_BLOCKING_UPSTREAM=0 skips upstream; BENCH_BLOCKING_LOG=FILE keeps our service's log;
+ *   BENCH_BLOCKING_DELAY_MS=N sets the operator's roll-out time, default 200)
  *
  * Real etcd + kube-apiserver; the bench is the stand-in operator (./_blocking_operator.ts): it
  * watches the DGDs and OPERATOR_DELAY_MS after a new generation shows it writes Ready for it,
@@ -34,7 +35,12 @@ const DRIVER = `${ROOT}/tests/interop/py/kube_scale_driver.py`;
 const K8S_NS = "bench-block";
 const SA_NS = "dynamo-system";
 const DGDS = 16;
-const OPERATOR_DELAY_MS = 200;
+/**
+ * The stand-in operator's roll-out time. 200 ms is far shorter than a real roll-out (pods start in
+ * seconds), so the 16-at-once ratio mostly shows the API server's own queueing on this machine;
+ * BENCH_BLOCKING_DELAY_MS sets a longer one.
+ */
+const OPERATOR_DELAY_MS = Number(Deno.env.get("BENCH_BLOCKING_DELAY_MS") ?? 200);
 /** What our watch logs (debug) when it shows the DGD Ready for what was written. */
 const WATCH_PROBE = "DGD ready for the written replicas";
 /** What we log as we answer. */
