@@ -332,8 +332,8 @@ export class DgdCache {
     const name = object?.metadata?.name;
     if (event.type === "BOOKMARK" || typeof name !== "string") return;
     if (event.type === "DELETED") {
-      this.#views.delete(name);
-      this.#unreadable.delete(name);
+      const held = this.#views.delete(name);
+      if (this.#unreadable.delete(name) || held) this.#member("removed", name, resourceVersion);
       this.#unfollowAll(name);
       this.#revision++;
     } else if (event.type === "ADDED" || event.type === "MODIFIED") {
@@ -341,10 +341,24 @@ export class DgdCache {
       if (_after(this.#views.get(name)?.resourceVersion, resourceVersion)) return;
       this.#read(object, this.#views, this.#unreadable);
       this.#revision++;
+      if (event.type === "ADDED" && (this.#views.has(name) || this.#unreadable.has(name))) {
+        this.#member("added", name, resourceVersion);
+      }
       const view = this.#views.get(name);
       const followers = this.#followers.get(name);
       if (followers) { for (const listener of [...followers]) view ? listener(view) : listener(undefined); }
     }
+  }
+
+  /**
+   * Says when the fleet the budget counts gains or loses a DGD after the first list: rare (no
+   * line per write), and the one sign that a decision after it judges the new fleet.
+   */
+  #member(change: "added" | "removed", name: string, resourceVersion: string | undefined): void {
+    this.#options.logger.debug(`DGD cache: DynamoGraphDeployment ${change}`, {
+      dgd: `${this.namespace}/${name}`,
+      resourceVersion,
+    });
   }
 
   /** Puts a readable, wanted object into `views` (else records why it is unreadable). */

@@ -5,11 +5,9 @@
  * sends all eight "decode 1 → 2" requests at once: whatever the interleaving, exactly three fit.
  */
 import assert from "node:assert/strict";
+import { startBudgetService } from "../support/budget_service.ts";
 import { createDgd, readDgd, replicasOf, v1beta1Dgd } from "../support/dgd_fixtures.ts";
-import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
-import { installRbac } from "../support/rbac.ts";
-import { assertVenv, runDriver } from "../support/python.ts";
-import { type ServiceProcess, startService } from "../support/service.ts";
+import { runDriver } from "../support/python.ts";
 
 // Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
 // listener, timer and stream a test here opens must be closed by the time it ends.
@@ -17,85 +15,68 @@ Deno.test.sanitizer({ ops: true, resources: true });
 
 const POOL = "pool";
 const GP_NS = "gp-budget-at-once";
-const SA_NS = "dynamo-system";
 const DGDS = Array.from({ length: 8 }, (_, i) => `dgd-${i}`);
 const CEILING = 19;
 
 Deno.test({
   name: "GPU budget: eight requests at once, room for three: exactly three land, the ceiling is met exactly",
   async fn() {
-    await assertVenv();
-    let cluster: KubeCluster | undefined;
-    let service: ServiceProcess | undefined;
-    const temp: string[] = [];
-    try {
-      cluster = await startKubeCluster();
-      await cluster.createNamespace(POOL);
-      const token = await installRbac(cluster);
-      const saDir = await Deno.makeTempDir({ dir: "/tmp", prefix: "gp-at-once-sa-" });
-      const kvDir = await Deno.makeTempDir({ dir: "/tmp", prefix: "gp-at-once-kv-" });
-      temp.push(saDir, kvDir);
-      await cluster.writeServiceAccountDir(saDir, SA_NS, token);
-      for (const name of DGDS) {
-        await createDgd(
-          cluster,
-          v1beta1Dgd(name, POOL, {
-            p: { role: "prefill", replicas: 1, gpu: 1 },
-            d: { role: "decode", replicas: 1, gpu: 1 },
-          }),
-        );
-      }
-      const discovery = { DYN_DISCOVERY_BACKEND: "file", DYN_FILE_KV: kvDir };
-      service = await startService({
-        args: ["--service-account-dir", saDir, "--max-total-gpus", String(CEILING)],
-        env: { ...discovery, ...cluster.inClusterEnv(), DYN_NAMESPACE: GP_NS, POD_NAMESPACE: POOL },
-      });
-      await service.waitForLog((l) => l.message === "DGD cache synced");
-
-      const batch = DGDS.map((dgd) => ({ dgd, decode: 2, caller: `${POOL}-${dgd}` }));
-      const result = await runDriver(
-        "kube_scale_driver.py",
-        [
-          "--endpoint",
-          `${GP_NS}.GlobalPlanner.scale_request`,
-          "--caller",
-          `${POOL}-${DGDS[0]}`,
-          "--dgd",
-          DGDS[0],
-          "--k8s-namespace",
-          POOL,
-        ],
-        discovery,
-        90_000,
-        JSON.stringify({ batch }) + "\n",
-      );
-      assert.equal(result.code, 0, result.stdout + result.stderr.slice(-2000));
-      const answers = result.lines.filter((l) => "result" in l).map((l) =>
-        l.result as { dgd: string; status?: string; message?: string; error?: string }
-      );
-      assert.equal(answers.length, DGDS.length, result.stdout);
-      const landed = answers.filter((a) => a.status === "success").map((a) => a.dgd).sort();
-      const refused = answers.filter((a) => a.status !== "success");
-      assert.equal(landed.length, 3, JSON.stringify(answers));
-      for (const answer of refused) {
-        assert.equal(answer.status, "rejected", JSON.stringify(answer));
-        // Judged on the fleet with the three landed: 19 + 1.
-        assert.match(answer.message ?? "", /total 20 exceeds ceiling \(19\)/);
-      }
-      // The API server holds exactly what the answers say.
-      let total = 0;
-      const written: string[] = [];
-      for (const name of DGDS) {
-        const replicas = replicasOf(await readDgd(cluster, "v1beta1", POOL, name));
-        total += replicas.p + replicas.d;
-        if (replicas.d === 2) written.push(name);
-      }
-      assert.deepEqual(written.sort(), landed);
-      assert.equal(total, CEILING);
-    } finally {
-      await service?.stop();
-      await cluster?.stop();
-      for (const dir of temp) await Deno.remove(dir, { recursive: true }).catch(() => {});
+    await using budget = await startBudgetService({
+      pool: POOL,
+      gpNamespace: GP_NS,
+      args: ["--max-total-gpus", String(CEILING)],
+      seed: async (cluster) => {
+        for (const name of DGDS) {
+          await createDgd(
+            cluster,
+            v1beta1Dgd(name, POOL, {
+              p: { role: "prefill", replicas: 1, gpu: 1 },
+              d: { role: "decode", replicas: 1, gpu: 1 },
+            }),
+          );
+        }
+      },
+    });
+    const { cluster, discovery } = budget;
+    const batch = DGDS.map((dgd) => ({ dgd, decode: 2, caller: `${POOL}-${dgd}` }));
+    const result = await runDriver(
+      "kube_scale_driver.py",
+      [
+        "--endpoint",
+        `${GP_NS}.GlobalPlanner.scale_request`,
+        "--caller",
+        `${POOL}-${DGDS[0]}`,
+        "--dgd",
+        DGDS[0],
+        "--k8s-namespace",
+        POOL,
+      ],
+      discovery,
+      90_000,
+      JSON.stringify({ batch }) + "\n",
+    );
+    assert.equal(result.code, 0, result.stdout + result.stderr.slice(-2000));
+    const answers = result.lines.filter((l) => "result" in l).map((l) =>
+      l.result as { dgd: string; status?: string; message?: string; error?: string }
+    );
+    assert.equal(answers.length, DGDS.length, result.stdout);
+    const landed = answers.filter((a) => a.status === "success").map((a) => a.dgd).sort();
+    const refused = answers.filter((a) => a.status !== "success");
+    assert.equal(landed.length, 3, JSON.stringify(answers));
+    for (const answer of refused) {
+      assert.equal(answer.status, "rejected", JSON.stringify(answer));
+      // Judged on the fleet with the three landed: 19 + 1.
+      assert.match(answer.message ?? "", /total 20 exceeds ceiling \(19\)/);
     }
+    // The API server holds exactly what the answers say.
+    let total = 0;
+    const written: string[] = [];
+    for (const name of DGDS) {
+      const replicas = replicasOf(await readDgd(cluster, "v1beta1", POOL, name));
+      total += replicas.p + replicas.d;
+      if (replicas.d === 2) written.push(name);
+    }
+    assert.deepEqual(written.sort(), landed);
+    assert.equal(total, CEILING);
   },
 });

@@ -15,20 +15,12 @@ import type { DgdView } from "../../src/kube/dgd.ts";
 import { createLogger } from "../../src/ops/log.ts";
 import { BudgetPlanner } from "../../src/service/budget_planner.ts";
 import type { ScaleResponse } from "../../src/service/contract.ts";
-import {
-  createDgd,
-  DGD_PATH,
-  readDgd,
-  replicasOf,
-  v1alpha1Dgd,
-  v1beta1Dgd,
-} from "../support/dgd_fixtures.ts";
+import { startBudgetService } from "../support/budget_service.ts";
+import { createAlphaBetaFleet, DGD_PATH, readDgd, replicasOf } from "../support/dgd_fixtures.ts";
 import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
 import { waitFor } from "../support/ports.ts";
-import { assertVenv, callConnector, type ConnectorOutcome } from "../support/python.ts";
 import { decode, eventsOn, policyConnector, prefill, scaleThrough } from "../support/policy_harness.ts";
-import { installRbac, SA_NAMESPACE } from "../support/rbac.ts";
-import { type ServiceProcess, startService } from "../support/service.ts";
+import { installRbac } from "../support/rbac.ts";
 
 // Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
 // listener, timer and stream a test here opens must be closed by the time it ends.
@@ -101,23 +93,6 @@ async function caughtUp(cluster: KubeCluster, kube: KubeConnector, name: Name) {
 const rv = async (cluster: KubeCluster, name: Name): Promise<string> =>
   (await readDgd(cluster, VERSION[name], POOL, name)).metadata.resourceVersion;
 
-async function createFleet(cluster: KubeCluster) {
-  await createDgd(
-    cluster,
-    v1alpha1Dgd("alpha", POOL, {
-      P: { role: "prefill", replicas: 2, gpu: 2 },
-      D: { role: "decode", replicas: 2, gpu: 1 },
-    }),
-  );
-  await createDgd(
-    cluster,
-    v1beta1Dgd("beta", POOL, {
-      p: { role: "prefill", replicas: 1, gpu: 1 },
-      d: { role: "decode", replicas: 2, gpu: 2 },
-    }),
-  );
-}
-
 Deno.test({
   name: "policies with a GPU budget on a real API server: pause, clamp, partners, stale, dry run, Events",
   async fn(t) {
@@ -126,7 +101,7 @@ Deno.test({
     try {
       await cluster.createNamespace(POOL);
       const token = await installRbac(cluster);
-      await createFleet(cluster);
+      await createAlphaBetaFleet(cluster, POOL);
       const kube = await connector(cluster, token, {
         rejectStale: true,
         dryRun: false,
@@ -357,98 +332,66 @@ Deno.test({
 Deno.test({
   name: "upstream GlobalPlannerConnector with a GPU budget, --reject-stale and --record-events",
   async fn(t) {
-    await assertVenv();
-    const GP_NS = "gp-policy-budget";
-    let cluster: KubeCluster | undefined;
-    let service: ServiceProcess | undefined;
-    const temp: string[] = [];
-    try {
-      cluster = await startKubeCluster();
-      await cluster.createNamespace(POOL);
-      const token = await installRbac(cluster);
-      const saDir = await Deno.makeTempDir({ dir: "/tmp", prefix: "gp-pbudget-sa-" });
-      const kvDir = await Deno.makeTempDir({ dir: "/tmp", prefix: "gp-pbudget-kv-" });
-      temp.push(saDir, kvDir);
-      await cluster.writeServiceAccountDir(saDir, SA_NAMESPACE, token);
-      await createFleet(cluster);
-      await cluster.request("PATCH", DGD_PATH("v1alpha1", POOL, "alpha"), {
-        metadata: { annotations: { [`${P}decode-max-replicas`]: "3" } },
-      });
-      const discovery = { DYN_DISCOVERY_BACKEND: "file", DYN_FILE_KV: kvDir };
-      service = await startService({
-        args: [
-          "--service-account-dir",
-          saDir,
-          "--max-total-gpus",
-          String(MAX),
-          "--reject-stale",
-          "--record-events",
-        ],
-        env: { ...discovery, ...cluster.inClusterEnv(), DYN_NAMESPACE: GP_NS, POD_NAMESPACE: POOL },
-      });
-      await service.waitForLog((l) => l.message === "DGD cache synced");
-      const plan = (dgd: string, targets: { prefill?: number; decode?: number }): Promise<ConnectorOutcome> =>
-        callConnector(discovery, {
-          gpNamespace: GP_NS,
-          caller: `${POOL}-${dgd}`,
-          dgd,
-          k8sNamespace: POOL,
-          ...targets,
+    await using budget = await startBudgetService({
+      pool: POOL,
+      gpNamespace: "gp-policy-budget",
+      args: ["--max-total-gpus", String(MAX), "--reject-stale", "--record-events"],
+      seed: async (cluster) => {
+        await createAlphaBetaFleet(cluster, POOL);
+        const r = await cluster.request("PATCH", DGD_PATH("v1alpha1", POOL, "alpha"), {
+          metadata: { annotations: { [`${P}decode-max-replicas`]: "3" } },
         });
-
-      await t.step(
-        "a request clamped into the band is approved; the connector's timestamp is kept",
-        async () => {
-          const outcome = await plan("alpha", { decode: 5 });
-          assert.equal(outcome.raised, null, JSON.stringify(outcome));
-          assert.deepEqual(outcome.response, {
-            status: "success",
-            message:
-              `Scaled alpha successfully; adjusted by policy: decode 5 → 3 (${P}decode-max-replicas 3)`,
-            current_replicas: { prefill: 2, decode: 3 },
-          });
-          const dgd = await readDgd(cluster!, "v1alpha1", POOL, "alpha");
-          assert.equal(replicasOf(dgd).D, 3);
-          const last = JSON.parse(dgd.metadata.annotations[`${P}last-request`]);
-          assert.equal(last.timestamp, outcome.request?.timestamp);
-          assert.equal(last.caller, `${POOL}-alpha`);
-        },
-      );
-
-      await t.step("a breach is rejected without raising, and leaves a ScaleRejected Event", async () => {
-        const outcome = await plan("beta", { prefill: 3 });
-        assert.equal(outcome.raised, null, "a rejection must not raise in the planner");
+        assert.ok(r.ok, r.text);
+      },
+    });
+    const { cluster, service, plan } = budget;
+    await t.step(
+      "a request clamped into the band is approved; the connector's timestamp is kept",
+      async () => {
+        const outcome = await plan("alpha", { decode: 5 });
+        assert.equal(outcome.raised, null, JSON.stringify(outcome));
         assert.deepEqual(outcome.response, {
-          status: "rejected",
-          message: "GPU budget breach: total 14 exceeds ceiling (12); no feasible pair packing",
-          current_replicas: {},
+          status: "success",
+          message: `Scaled alpha successfully; adjusted by policy: decode 5 → 3 (${P}decode-max-replicas 3)`,
+          current_replicas: { prefill: 2, decode: 3 },
         });
-      });
+        const dgd = await readDgd(cluster, "v1alpha1", POOL, "alpha");
+        assert.equal(replicasOf(dgd).D, 3);
+        const last = JSON.parse(dgd.metadata.annotations[`${P}last-request`]);
+        assert.equal(last.timestamp, outcome.request?.timestamp);
+        assert.equal(last.caller, `${POOL}-alpha`);
+      },
+    );
 
-      await t.step("Events with the budget verdict, read back from the API server", async () => {
-        // deno-lint-ignore no-explicit-any
-        let alpha: any[] = [], beta: any[] = [];
-        await waitFor(async () => {
-          alpha = await eventsOf(cluster!, "alpha");
-          beta = await eventsOf(cluster!, "beta");
-          return alpha.length >= 1 && beta.length >= 1;
-        }, "the Events of both decisions");
-        assert.deepEqual(alpha.map((e) => [e.reason, e.note]), [[
-          "Clamped",
-          `caller ${POOL}-alpha: prefill 2 → 2, decode 2 → 3; adjusted by policy: decode 5 → 3 ` +
-          `(${P}decode-max-replicas 3); budget: approved, total 11 → 12 GPUs (max 12)`,
-        ]]);
-        assert.deepEqual(beta.map((e) => [e.reason, e.type, e.note]), [[
-          "ScaleRejected",
-          "Warning",
-          `caller ${POOL}-beta: prefill → 3 refused; budget: rejected: GPU budget breach: total 14 exceeds ` +
-          "ceiling (12); no feasible pair packing",
-        ]]);
+    await t.step("a breach is rejected without raising, and leaves a ScaleRejected Event", async () => {
+      const outcome = await plan("beta", { prefill: 3 });
+      assert.equal(outcome.raised, null, "a rejection must not raise in the planner");
+      assert.deepEqual(outcome.response, {
+        status: "rejected",
+        message: "GPU budget breach: total 14 exceeds ceiling (12); no feasible pair packing",
+        current_replicas: {},
       });
-    } finally {
-      await service?.stop("SIGTERM");
-      await cluster?.stop();
-      for (const dir of temp) await Deno.remove(dir, { recursive: true }).catch(() => {});
-    }
+    });
+
+    await t.step("Events with the budget verdict, read back from the API server", async () => {
+      // Events are written after the answer, off the request path: wait until the service says so.
+      const recorded = (dgd: string) =>
+        service.waitForLog((l) => l.message === "Kubernetes Event recorded" && l.dgd === dgd);
+      await recorded("alpha");
+      await recorded("beta");
+      const alpha = await eventsOf(cluster, "alpha");
+      const beta = await eventsOf(cluster, "beta");
+      assert.deepEqual(alpha.map((e) => [e.reason, e.note]), [[
+        "Clamped",
+        `caller ${POOL}-alpha: prefill 2 → 2, decode 2 → 3; adjusted by policy: decode 5 → 3 ` +
+        `(${P}decode-max-replicas 3); budget: approved, total 11 → 12 GPUs (max 12)`,
+      ]]);
+      assert.deepEqual(beta.map((e) => [e.reason, e.type, e.note]), [[
+        "ScaleRejected",
+        "Warning",
+        `caller ${POOL}-beta: prefill → 3 refused; budget: rejected: GPU budget breach: total 14 exceeds ` +
+        "ceiling (12); no feasible pair packing",
+      ]]);
+    });
   },
 });

@@ -7,6 +7,27 @@ import { type ServiceProcess, startService } from "../support/service.ts";
 // listener, timer and stream a test here opens must be closed by the time it ends.
 Deno.test.sanitizer({ ops: true, resources: true });
 
+/**
+ * Starts watching `dir`; the returned wait resolves once it holds `count` published records (the
+ * writer's `.tmp_*` names do not count), checked on each change, and throws after `timeoutMs`.
+ */
+function watchRecords(dir: string): (count: number, timeoutMs?: number) => Promise<void> {
+  const watcher = Deno.watchFs(dir);
+  const held = () => [...Deno.readDirSync(dir)].filter((e) => !e.name.startsWith(".")).length;
+  return async (count, timeoutMs = 10_000) => {
+    let timedOut = false;
+    const timer = setTimeout(() => (timedOut = true, watcher.close()), timeoutMs);
+    try {
+      if (held() === count) return;
+      for await (const _ of watcher) if (held() === count) return;
+      throw new Error(`${dir} did not hold ${count} records${timedOut ? ` within ${timeoutMs} ms` : ""}`);
+    } finally {
+      clearTimeout(timer);
+      if (!timedOut) watcher.close();
+    }
+  };
+}
+
 Deno.test({
   name: "status server: /health and /live ready after registration, /metrics counts outcomes, 404 otherwise",
   async fn() {
@@ -97,7 +118,11 @@ Deno.test({
     } finally {
       await service?.stop("SIGKILL");
     }
-    // With DYN_LOG=warn the ready line is not printed, so wait for the registration instead.
+    // With DYN_LOG=warn the ready line is not printed, so wait for the registration instead,
+    // watching the records' directory from before the service starts so no write goes unseen.
+    const records = `${kv}/v1/instances`;
+    await Deno.mkdir(records, { recursive: true });
+    const published = watchRecords(records);
     const quiet = new Deno.Command(Deno.execPath(), {
       args: ["run", "-P=service", "--quiet", "main.ts", "--no-operation"],
       cwd: new URL("../../", import.meta.url).pathname,
@@ -112,11 +137,11 @@ Deno.test({
       stderr: "piped",
       stdout: "null",
     }).spawn();
-    for (let i = 0; i < 100; i++) {
-      if ([...Deno.readDirSync(kv + "/v1/instances")].length === 2) break;
-      await new Promise((r) => setTimeout(r, 100));
+    try {
+      await published(2);
+    } finally {
+      quiet.kill("SIGTERM");
     }
-    quiet.kill("SIGTERM");
     const out = await quiet.output();
     const lines = new TextDecoder().decode(out.stderr).split("\n").filter((l) => l.startsWith("{"));
     assert.deepEqual(lines.filter((l) => JSON.parse(l).level === "info"), []);

@@ -137,3 +137,24 @@ export async function applyManifest(cluster: KubeCluster, docs: Record<string, a
     }
   }
 }
+
+/**
+ * The two-DGD fleet of the budget tests, one of each API version: alpha (v1alpha1) prefill
+ * 2×2 GPUs + decode 2×1 = 6; beta (v1beta1) prefill 1×1 + decode 2×2 = 5; 11 in all.
+ */
+export async function createAlphaBetaFleet(cluster: KubeCluster, ns: string): Promise<void> {
+  await createDgd(
+    cluster,
+    v1alpha1Dgd("alpha", ns, {
+      P: { role: "prefill", replicas: 2, gpu: 2 },
+      D: { role: "decode", replicas: 2, gpu: 1 },
+    }),
+  );
+  await createDgd(
+    cluster,
+    v1beta1Dgd("beta", ns, {
+      p: { role: "prefill", replicas: 1, gpu: 1 },
+      d: { role: "decode", replicas: 2, gpu: 2 },
+    }),
+  );
+}

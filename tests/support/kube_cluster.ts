@@ -424,13 +424,11 @@ export async function startKubeCluster(opts: KubeClusterOptions = {}): Promise<K
 
     // The serving chain (leaf + self-signed CA) appears in --cert-dir before the port opens.
     const crtPath = `${dir}/certs/apiserver.crt`;
-    await waitFor(
-      "kube-apiserver serving certificate",
-      timeoutMs,
-      api,
-      () => Promise.resolve(exists(crtPath)),
-    );
-    await sleep(100); // written with a single WriteFile, but be tolerant of a partial read
+    // Written with one WriteFile: a reader may still catch it created but not yet (fully)
+    // written, so it counts as there once it ends with a whole PEM block.
+    const whole = (): boolean =>
+      exists(crtPath) && /-----END CERTIFICATE-----\s*$/.test(Deno.readTextFileSync(crtPath));
+    await waitFor("kube-apiserver serving certificate", timeoutMs, api, () => Promise.resolve(whole()));
     const chain = Deno.readTextFileSync(crtPath);
     const blocks = chain.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
     if (blocks.length === 0) throw new Error(`no certificate in ${crtPath}`);

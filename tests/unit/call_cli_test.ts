@@ -306,8 +306,17 @@ async function _rawServer(kv: string, mode: Mode) {
       }
       home.close();
     }
-    await new Promise((r) => setTimeout(r, mode === "silent" ? 1500 : 50));
+    // Held open until the caller drops it (answered, refused, or given up at its deadline); a
+    // caller that never gives up sees the connection close after 10 s and fails on the message.
+    const drain = new Uint8Array(64);
+    const dropped = (async () => {
+      while ((await conn.read(drain)) !== null) { /* nothing more is expected */ }
+    })();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([dropped, new Promise((r) => (timer = setTimeout(r, 10_000)))]);
+    clearTimeout(timer);
     conn.close();
+    await dropped.catch(() => {});
     return { path, headers, control, payload };
   })();
   return { seen, close: () => listener.close() };

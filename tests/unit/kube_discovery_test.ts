@@ -158,7 +158,6 @@ class ScriptedApi implements WorkerMetadataApi {
   #rv = 0;
   #events: WatchedChange[] = [];
   #wake?: () => void;
-  watches = 0;
 
   apply(object: WorkerMetadataObject): Promise<WorkerMetadataObject> {
     this.applied.push(object);
@@ -185,7 +184,6 @@ class ScriptedApi implements WorkerMetadataApi {
   }
 
   async *watch(_ns: string, _name: string, _rv: string, signal: AbortSignal): AsyncGenerator<WatchedChange> {
-    this.watches++;
     while (!signal.aborted) {
       const next = this.#events.shift();
       if (next) {
@@ -330,6 +328,8 @@ Deno.test("watch: a failing watch backs off and re-applies before watching again
   const api = new ScriptedApi();
   let failures = 2;
   const original = api.watch.bind(api);
+  let watching!: () => void;
+  const watched = new Promise<void>((r) => (watching = r));
   api.watch = (ns, name, rv, signal) => {
     if (failures-- > 0) {
       // deno-lint-ignore require-yield -- a watch that fails before its first event
@@ -337,12 +337,13 @@ Deno.test("watch: a failing watch backs off and re-applies before watching again
         throw httpError(500);
       })();
     }
+    watching();
     return original(ns, name, rv, signal);
   };
   const { discovery, sleeps, logs } = setup(api);
   await discovery.register(RECORDS);
   // Wait for the third watch (the first that works), reached through two failures.
-  while (api.watches < 1) await new Promise((r) => setTimeout(r, 0));
+  await watched;
   assert.deepEqual(sleeps, [250, 500]);
   assert.equal(api.applied.length, 3, "each failure is followed by an apply");
   assert.equal(
@@ -359,10 +360,19 @@ Deno.test("readiness: unhealthy from a detected deletion until the re-apply succ
   let pausedResolve!: () => void;
   const paused = new Promise<void>((r) => (pausedResolve = r));
   const logs: string[] = [];
+  let reapply!: () => void;
+  const reapplied = new Promise<void>((r) => (reapply = r));
   const discovery = new KubernetesDiscovery({
     identity: IDENTITY,
     api,
-    logger: createLogger({ level: "debug", sink: (line) => logs.push(JSON.parse(line).message) }),
+    logger: createLogger({
+      level: "debug",
+      sink: (line) => {
+        const message = JSON.parse(line).message;
+        logs.push(message);
+        if (message === "DynamoWorkerMetadata re-applied") reapply();
+      },
+    }),
     // The re-apply's backoff blocks until the test releases it.
     sleep: () => {
       pausedResolve();
@@ -378,7 +388,7 @@ Deno.test("readiness: unhealthy from a detected deletion until the re-apply succ
   assert.equal(discovery.healthy, false, "not ready while the CR is gone");
   assert.ok(logs.includes("DynamoWorkerMetadata deleted by someone else; re-applying"));
   release();
-  while (!logs.includes("DynamoWorkerMetadata re-applied")) await new Promise((r) => setTimeout(r, 0));
+  await reapplied;
   assert.equal(discovery.healthy, true);
   await discovery.close();
 });
