@@ -25,6 +25,7 @@ Deno.test({
       pool: POOL,
       gpNamespace: GP_NS,
       args: ["--max-total-gpus", String(CEILING)],
+      env: { DYN_SYSTEM_PORT: "0", DYN_SYSTEM_HOST: "127.0.0.1" },
       seed: async (cluster) => {
         for (const name of DGDS) {
           await createDgd(
@@ -78,5 +79,13 @@ Deno.test({
     }
     assert.deepEqual(written.sort(), landed);
     assert.equal(total, CEILING);
+    // The metrics tell the same: three approvals, five rejections, nothing left in flight.
+    const status = await budget.service.waitForLog((l) => l.message === "system status server listening");
+    const metrics = await (await fetch(`http://127.0.0.1:${status.port}/metrics`)).text();
+    const sample = (series: string) =>
+      Number(metrics.match(new RegExp(`^dynamo_global_planner_${series} (\\S+)$`, "m"))?.[1] ?? NaN);
+    assert.equal(sample('budget_decisions_total{decision="approve"}'), 3, metrics);
+    assert.equal(sample('budget_decisions_total{decision="reject"}'), 5, metrics);
+    assert.equal(sample("budget_writes_in_flight"), 0, metrics);
   },
 });

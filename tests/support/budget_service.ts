@@ -18,6 +18,8 @@ export interface BudgetServiceOptions {
   args: string[];
   /** Creates the fleet (and anything else the API server must hold) before the service starts. */
   seed(cluster: KubeCluster): Promise<void>;
+  /** More environment for the service (e.g. its system status server). */
+  env?: Record<string, string>;
 }
 
 export interface BudgetService {
@@ -58,6 +60,7 @@ export async function startBudgetService(options: BudgetServiceOptions): Promise
         ...cluster.inClusterEnv(),
         DYN_NAMESPACE: options.gpNamespace,
         POD_NAMESPACE: options.pool,
+        ...options.env,
       },
     });
     await service.waitForLog((l) => l.message === "DGD cache synced");
