@@ -1,5 +1,6 @@
 /** What the bench reads from /proc: memory and CPU of a server, the machine line. Private to bench/. */
 import { JsonLines } from "./_json_lines.ts";
+import { median } from "./_util.ts";
 import { SERVICE_V8_FLAGS } from "../tests/support/service.ts";
 
 /** Deno needs --allow-all to read /proc/<pid>/*, so the files are read by `cat`. */
@@ -38,10 +39,19 @@ export async function machine(): Promise<string> {
 }
 
 /**
- * The memory floor: an empty Deno process (the same binary and V8 flags as `deno task start`,
- * a timer keeping it alive), read as the targets are, once its RSS has stopped moving.
+ * The memory floor: the median of `samples` empty Deno processes (the same binary and V8 flags as
+ * `deno task start`, a timer keeping each alive), each read once its RSS has stopped moving.
+ * One process is not enough: with the same binary, flags and env, processes land in two modes
+ * ~3.5 MiB apart (more or fewer of the binary's code pages resident; cause not found;
+ * docs/benchmarks.md, "What the growth under load is").
  */
-export async function emptyDenoRssKb(): Promise<number> {
+export async function emptyDenoRssKb(samples = 5): Promise<{ medianKb: number; samplesKb: number[] }> {
+  const samplesKb: number[] = [];
+  for (let i = 0; i < samples; i++) samplesKb.push(await oneEmptyDenoRssKb());
+  return { medianKb: median(samplesKb), samplesKb };
+}
+
+async function oneEmptyDenoRssKb(): Promise<number> {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "eval",

@@ -178,6 +178,7 @@ const started = Date.now();
 const scratch = await Deno.makeTempDir({ prefix: "gp-bench-noop-" });
 const cells: Record<string, { full: boolean; results: Record<Key, TargetResult> }> = {};
 let emptyKb: number | undefined;
+let empty: { medianKb: number; samplesKb: number[] } | undefined;
 const discovery = await startDiscovery(DISCOVERY, scratch);
 try {
   const cell = async (plane: Plane) => {
@@ -187,7 +188,10 @@ try {
   // One plane at a time even in smoke runs: with the orchestrator overlapping phases, more
   // Python runtimes starting at once on 2 cores took over a minute each.
   for (const plane of CELL_PLANES) await cell(plane);
-  if (Object.values(cells).some((c) => c.full)) emptyKb = await emptyDenoRssKb();
+  if (Object.values(cells).some((c) => c.full)) {
+    empty = await emptyDenoRssKb(SMOKE ? 1 : 5);
+    emptyKb = empty.medianKb;
+  }
 } finally {
   await discovery.stop();
   if (!flags.json) await Deno.remove(scratch, { recursive: true }).catch(() => {});
@@ -209,14 +213,18 @@ for (const plane of CELL_PLANES) {
     "startup samples (ms): " +
       (["ours", "peer", "echo"] as Key[]).map((k) =>
         `${k} ${c.results[k].startupMs.map((x) => x.toFixed(0)).join(", ") || "—"}`
-      ).join("; ") + (c.results.ours.exe ? `; ours exe ${c.results.ours.exe}` : "") + "\n",
+      ).join("; ") + (c.results.ours.exe ? `; ours exe ${c.results.ours.exe}` : "") +
+      (c.full && empty
+        ? `; empty Deno RSS (MiB) ${empty.samplesKb.map((kb) => (kb / 1024).toFixed(1)).join(", ")}`
+        : "") +
+      "\n",
   );
   await writeRows(flags.rows, rows);
 }
 if (flags.json) {
   await Deno.writeTextFile(
     flags.json,
-    JSON.stringify({ plan: PLAN, smoke: SMOKE, discovery: DISCOVERY, emptyKb, cells }, null, 2),
+    JSON.stringify({ plan: PLAN, smoke: SMOKE, discovery: DISCOVERY, emptyKb, empty, cells }, null, 2),
   );
   console.error(`noop bench: raw figures in ${flags.json}; server logs in ${scratch}`);
 }
