@@ -137,6 +137,8 @@ export interface GlobalPlannerMetrics extends MetricsSource {
    * total. Key DGDs uniquely, e.g. `<k8s_namespace>/<name>`.
    */
   setManagedGpus(byDgd: Readonly<Record<string, number>>): void;
+  /** Sets the DGDs in `byDgd` (the others as they were) and moves the total with them. */
+  updateManagedGpus(byDgd: Readonly<Record<string, number>>): void;
   setGpuBudget(budget: GpuBudget): void;
   setDiscoveryRegistered(registered: boolean): void;
   setDgdWatchUp(up: boolean): void;
@@ -188,6 +190,7 @@ export function createGlobalPlannerMetrics(options: GlobalPlannerMetricsOptions)
     labelNames: ["dgd"],
   });
   let shownGpus = new Map<string, number>();
+  let shownTotal = 0;
   const managedGpusTotal = registry.gauge({
     name: name("managed_gpus_total"),
     help: "GPUs used by all managed DynamoGraphDeployments together.",
@@ -265,7 +268,18 @@ export function createGlobalPlannerMetrics(options: GlobalPlannerMetricsOptions)
       }
       for (const dgd of shownGpus.keys()) if (!next.has(dgd)) managedGpus.remove({ dgd });
       shownGpus = next;
+      shownTotal = total;
       managedGpusTotal.set(total);
+    },
+    updateManagedGpus(byDgd) {
+      for (const [dgd, gpus] of Object.entries(byDgd)) {
+        const was = shownGpus.get(dgd);
+        if (was === gpus) continue;
+        shownTotal += gpus - (was ?? 0);
+        shownGpus.set(dgd, gpus);
+        managedGpus.set(gpus, { dgd });
+      }
+      managedGpusTotal.set(shownTotal);
     },
     setGpuBudget(budget) {
       budgetMax.set(budget.max ?? Infinity);
