@@ -100,6 +100,9 @@ export function partnerCandidates(
     if (pool.gpuPerReplica <= 0 || requestKeys.has(key)) continue;
     const intent = intents.fresh(key, now, ttlSeconds);
     if (intent === undefined || intent.lastDesired === pool.replicas) continue;
+    // Bounds only shorten a move, never turn it: a pool moving the request's way is no
+    // candidate whatever they say, so its policy is not asked for (most open intents, at scale).
+    if (Math.sign(intent.lastDesired - pool.replicas) !== -Math.sign(netDelta)) continue;
     const desired = bounds ? boundedDesired(pool, intent.lastDesired, bounds(pool)) : intent.lastDesired;
     if (desired === null) continue;
     const gpuDelta = (desired - pool.replicas) * pool.gpuPerReplica;
