@@ -18,12 +18,12 @@
  */
 import { GpuCountUnknown, KubeError } from "../errors.ts";
 import type { BudgetPort, ParticipantState } from "../service/budget_planner.ts";
-import { type ParticipantId, type Pool, poolKey, type Snapshot } from "../service/budget/mod.ts";
+import type { ParticipantId, Snapshot } from "../service/budget/mod.ts";
 import type { TargetReplica } from "../service/contract.ts";
 import type { DgdCache } from "./cache.ts";
 import type { KubeClient } from "./client.ts";
-import { currentReplicas, type DgdView, resolveTargets, viewDgd } from "./dgd.ts";
-import { FleetPools } from "./fleet_pools.ts";
+import { currentReplicas, type DgdView, viewDgd } from "./dgd.ts";
+import { fallbackPools, FleetPools, gpusByDgd } from "./fleet_pools.ts";
 import { dgdRequest, type ObjectRef } from "./resources.ts";
 import type { Applied } from "./scaler.ts";
 import type { ScaleUseCase, WriteOptions } from "../service/scale_use_case.ts";
@@ -204,10 +204,10 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
       );
     }
     // A requested role served by a `component_name` fallback is a pool too (it holds GPUs).
-    const ownPools = this.#fallbackPools(this.#withPending(own), requester, targets, pools);
+    const ownPools = fallbackPools(this.#withPending(own), requester, targets, pools);
     const snapshot = snapshotWith(ownPools);
     // The same snapshot as the last decision's: nothing moved, no metrics update.
-    if (snapshot !== this.#last?.snapshot) this.#options.onPools?.(_gpusByDgd(snapshot.pools.values()), true);
+    if (snapshot !== this.#last?.snapshot) this.#options.onPools?.(gpusByDgd(snapshot.pools.values()), true);
     // Read again: mapping the views may have ended pending adapter values.
     this.#last = { snapshot, plain: ownPools.length === 0, revision: this.#revision() };
     this.#dirty.all = false;
@@ -405,31 +405,6 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
     });
     return changed ? { ...view, components } : view;
   }
-
-  #fallbackPools(
-    own: DgdView,
-    requester: ParticipantId,
-    targets: readonly TargetReplica[],
-    pools: Pool[],
-  ): Pool[] {
-    const extra: Pool[] = [];
-    for (const resolved of resolveTargets(own, targets)) {
-      if (resolved.component.role === resolved.role) continue;
-      if (pools.some((p) => poolKey(p.participant, p.role) === poolKey(requester, resolved.role))) continue;
-      if (resolved.component.gpus.kind === "unknown") {
-        throw new GpuCountUnknown(
-          `GPU budget cannot be checked: DynamoGraphDeployment '${requester}' component '${resolved.component.name}': ${resolved.component.gpus.reason}`,
-        );
-      }
-      extra.push({
-        participant: requester,
-        role: resolved.role,
-        replicas: resolved.component.replicas,
-        gpuPerReplica: resolved.component.gpus.perReplica,
-      });
-    }
-    return extra;
-  }
 }
 
 function _id(ref: ObjectRef): ParticipantId {
@@ -444,10 +419,4 @@ function _refOf(participant: ParticipantId): ObjectRef {
 function _ref(participant: ParticipantId): [string, string] {
   const slash = participant.indexOf("/");
   return [participant.slice(0, slash), participant.slice(slash + 1)];
-}
-
-function _gpusByDgd(pools: Iterable<Pool>): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const p of pools) out[p.participant] = (out[p.participant] ?? 0) + p.replicas * p.gpuPerReplica;
-  return out;
 }

@@ -13,7 +13,9 @@ import {
   poolKey,
   type Snapshot,
 } from "../service/budget/mod.ts";
-import type { DgdView } from "./dgd.ts";
+import { GpuCountUnknown } from "../errors.ts";
+import type { TargetReplica } from "../service/contract.ts";
+import { type DgdView, resolveTargets } from "./dgd.ts";
 import { type PoolSnapshot, snapshotPools, type UnknownPool } from "./participants.ts";
 
 export interface DerivedPools {
@@ -154,4 +156,40 @@ function _index(views: readonly DgdView[]): Map<ParticipantId, number> | undefin
     index.set(id, i);
   }
   return index;
+}
+
+/**
+ * A requester's pools served by a `component_name` fallback (a role its DGD has no component
+ * for, served by the named one): pools too, as they hold GPUs; `pools` are the fleet's.
+ */
+export function fallbackPools(
+  own: DgdView,
+  requester: ParticipantId,
+  targets: readonly TargetReplica[],
+  pools: readonly Pool[],
+): Pool[] {
+  const extra: Pool[] = [];
+  for (const resolved of resolveTargets(own, targets)) {
+    if (resolved.component.role === resolved.role) continue;
+    if (pools.some((p) => poolKey(p.participant, p.role) === poolKey(requester, resolved.role))) continue;
+    if (resolved.component.gpus.kind === "unknown") {
+      throw new GpuCountUnknown(
+        `GPU budget cannot be checked: DynamoGraphDeployment '${requester}' component '${resolved.component.name}': ${resolved.component.gpus.reason}`,
+      );
+    }
+    extra.push({
+      participant: requester,
+      role: resolved.role,
+      replicas: resolved.component.replicas,
+      gpuPerReplica: resolved.component.gpus.perReplica,
+    });
+  }
+  return extra;
+}
+
+/** GPUs per participant over `pools` (the metrics' picture). */
+export function gpusByDgd(pools: Iterable<Pool>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const p of pools) out[p.participant] = (out[p.participant] ?? 0) + p.replicas * p.gpuPerReplica;
+  return out;
 }
