@@ -242,7 +242,8 @@ export async function startGlobalPlanner(
         ? {
           podNamespace: config.podNamespace,
           managedNamespaces: config.managedNamespaces,
-          onPools: (gpus: Record<string, number>) => metrics.setManagedGpus(gpus),
+          onPools: (gpus: Record<string, number>, replace: boolean) =>
+            replace ? metrics.setManagedGpus(gpus) : metrics.updateManagedGpus(gpus),
         }
         : undefined;
       if (budget) {

@@ -5,6 +5,10 @@
  *
  *   npx -y deno@2.9.6 run -P=test bench/phases/scale.ts [--smoke] [--json FILE] [--rows FILE]
  *
+ * BENCH_SCALE_CPU_PROF=DIR: the loaded service writes a V8 CPU profile into DIR on exit;
+ * BENCH_SCALE_LOG=FILE: its log lines (JSON, one a line) are kept in FILE (e.g. to count the
+ * `budget decision` lines by `decision`).
+ *
  * Real etcd + kube-apiserver (audit log on); deploy/rbac.yaml's ServiceAccount; ours in in-cluster
  * mode, POD_NAMESPACE = the first namespace (the budget's watch cache), the other namespaces' DGDs
  * join the budget on their first request. tests/interop/py/scale_mix_driver.py (real
@@ -293,6 +297,9 @@ async function main(): Promise<void> {
       result = { warm, load, before, after, rss, kinds };
     } finally {
       await stop(full, full.saDir);
+      // BENCH_SCALE_LOG=FILE: the loaded service's log lines, one JSON object a line.
+      const log = Deno.env.get("BENCH_SCALE_LOG");
+      if (log) await Deno.writeTextFile(log, full.service.logs.map((l) => JSON.stringify(l) + "\n").join(""));
     }
   } finally {
     await cluster?.stop();

@@ -18,12 +18,12 @@
  */
 import { GpuCountUnknown, KubeError } from "../errors.ts";
 import type { BudgetPort, ParticipantState } from "../service/budget_planner.ts";
-import { type ParticipantId, type Pool, poolKey, type Snapshot } from "../service/budget/mod.ts";
+import type { ParticipantId, Snapshot } from "../service/budget/mod.ts";
 import type { TargetReplica } from "../service/contract.ts";
 import type { DgdCache } from "./cache.ts";
 import type { KubeClient } from "./client.ts";
-import { currentReplicas, type DgdView, resolveTargets, viewDgd } from "./dgd.ts";
-import { FleetPools } from "./fleet_pools.ts";
+import { currentReplicas, type DgdView, viewDgd } from "./dgd.ts";
+import { fallbackPools, FleetPools, gpusByDgd } from "./fleet_pools.ts";
 import { dgdRequest, type ObjectRef } from "./resources.ts";
 import type { Applied } from "./scaler.ts";
 import type { ScaleUseCase, WriteOptions } from "../service/scale_use_case.ts";
@@ -42,6 +42,8 @@ export interface WatchedDgds {
   record(view: DgdView): void;
   /** Changes whenever any watched copy may have changed. */
   revision(): string;
+  /** Calls `listener` with each DGD whose copy may have changed; `undefined`: any may have. */
+  onChange(listener: (ref: ObjectRef | undefined) => void): () => void;
 }
 
 export interface KubeBudgetPortOptions {
@@ -50,8 +52,11 @@ export interface KubeBudgetPortOptions {
   scaler: ScaleUseCase<DgdView, ResolvedTarget, Applied>;
   client: KubeClient;
   version: () => Promise<DgdApiVersion>;
-  /** Called whenever the per-DGD GPU picture changes (metrics). */
-  onPools?: (gpusByDgd: Record<string, number>) => void;
+  /**
+   * Called whenever the per-DGD GPU picture changes (metrics): with every DGD (`replace`), or
+   * with just the DGDs whose GPUs may have changed since the last call (the others as they were).
+   */
+  onPools?: (gpusByDgd: Record<string, number>, replace: boolean) => void;
   /** How old a joined participant's copy may get before a decision reads it again (default 30 s). */
   joinedRefreshMs?: number;
   /** Milliseconds since the epoch (injectable for tests). */
@@ -89,11 +94,22 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
   #last?: { snapshot: Snapshot; plain: boolean; revision: string };
   /** Grows with every change of `#joined` or `#pendingAdapter`. */
   #ownRevision = 0;
+  /**
+   * Participants whose counted view may have changed since the last snapshot (`all`: any may
+   * have), so a decision after a write maps one DGD, not the fleet.
+   */
+  #dirty = { all: true, ids: new Set<ParticipantId>() };
+  #states = new WeakMap<DgdView, ParticipantState<DgdView>>();
+  /** No joined copy is due for a refresh before this clock time. */
+  #nextRefreshAt = Infinity;
 
   constructor(options: KubeBudgetPortOptions) {
     this.#options = options;
     this.#clock = options.clock ?? Date.now;
     this.#refreshMs = options.joinedRefreshMs ?? DEFAULT_JOINED_REFRESH_MS;
+    const namespace = options.cache.namespace;
+    options.cache.onChange((name) => this.#touched(name === undefined ? undefined : `${namespace}/${name}`));
+    options.watched?.onChange((ref) => this.#touched(ref && _id(ref)));
   }
 
   /** Participants outside the cache currently counted (for tests and metrics). */
@@ -134,6 +150,7 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
       const before = applied.view.components.find((c) => c.name === component)?.replicas ?? 0;
       this.#pendingAdapter.set(`${id}/${component}`, { value: applied.written.get(component)!, before });
       this.#ownRevision++;
+      this.#touched(id);
     }
   }
 
@@ -169,6 +186,12 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
     if (this.#last?.plain && this.#last.revision === revision && this.#requestsNoFallback(own, targets)) {
       return this.#last.snapshot;
     }
+    if (this.#last?.plain && this.#requestsNoFallback(own, targets)) {
+      const updated = this.#updated();
+      if (updated) return updated;
+    }
+    // Every view is read now; until this snapshot is built, only a full derive may follow.
+    this.#dirty = { all: true, ids: new Set() };
     const { pools, unknown, snapshot: snapshotWith } = this.#fleet.derive(this.#views());
     const unreadable = this.#options.cache.unreadable();
     if (unknown.length > 0 || unreadable.length > 0) {
@@ -181,13 +204,49 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
       );
     }
     // A requested role served by a `component_name` fallback is a pool too (it holds GPUs).
-    const ownPools = this.#fallbackPools(this.#withPending(own), requester, targets, pools);
+    const ownPools = fallbackPools(this.#withPending(own), requester, targets, pools);
     const snapshot = snapshotWith(ownPools);
     // The same snapshot as the last decision's: nothing moved, no metrics update.
-    if (snapshot !== this.#last?.snapshot) this.#options.onPools?.(_gpusByDgd(snapshot.pools.values()));
+    if (snapshot !== this.#last?.snapshot) this.#options.onPools?.(gpusByDgd(snapshot.pools.values()), true);
     // Read again: mapping the views may have ended pending adapter values.
     this.#last = { snapshot, plain: ownPools.length === 0, revision: this.#revision() };
+    this.#dirty.all = false;
     return snapshot;
+  }
+
+  /**
+   * The last plain snapshot with only the changed participants' views mapped again; `undefined`
+   * when a full derive must tell (see `FleetPools.update`).
+   */
+  #updated(): Snapshot | undefined {
+    const dirty = this.#dirty;
+    if (dirty.all || this.#options.cache.unreadable().length > 0) return undefined;
+    // A pending adapter value can end on any read of its view: those are looked at every time.
+    for (const key of this.#pendingAdapter.keys()) dirty.ids.add(key.slice(0, key.lastIndexOf("/")));
+    const changed = new Map<ParticipantId, DgdView | undefined>();
+    for (const id of dirty.ids) changed.set(id, this.#counted(id));
+    const updated = this.#fleet.update(changed);
+    if (!updated) return undefined;
+    this.#dirty = { all: false, ids: new Set() };
+    const { snapshot, gpusByDgd } = updated;
+    if (snapshot !== this.#last?.snapshot) this.#options.onPools?.(gpusByDgd, false);
+    this.#last = { snapshot, plain: true, revision: this.#revision() };
+    return snapshot;
+  }
+
+  /** The view `#views` counts for one participant (`undefined`: none). */
+  #counted(id: ParticipantId): DgdView | undefined {
+    const [namespace, name] = _ref(id);
+    const cached = this.#options.cache.get(namespace, name);
+    if (cached) return this.#withPending(cached);
+    const joined = this.#joined.get(id);
+    return joined && this.#withPending(this.#options.watched?.peek(joined.ref) ?? joined.view);
+  }
+
+  /** `id`'s counted view may have changed (`undefined`: any participant's may have). */
+  #touched(id: ParticipantId | undefined): void {
+    if (id === undefined) this.#dirty.all = true;
+    else this.#dirty.ids.add(id);
   }
 
   /** Every view the budget counts: the cache's, then the joined participants' (pending values in). */
@@ -211,13 +270,22 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
     return { replicas: applied.replicas, applied };
   }
 
-  /** The participant's copy the decision counts (pending adapter values included). */
+  /**
+   * The participant's copy the decision counts (pending adapter values included). One object
+   * per copy: partner bounds ask this of every pool with an open intent, on every decision.
+   */
   state(participant: ParticipantId): ParticipantState<DgdView> | undefined {
     const [namespace, name] = _ref(participant);
     const view = this.viewOf({ namespace, name });
     if (!view) return undefined;
     const counted = this.#withPending(view);
-    return { view: counted, annotations: counted.annotations, replicas: currentReplicas(counted) };
+    let state = this.#states.get(counted);
+    if (!state) {
+      const replicas = Object.freeze(currentReplicas(counted));
+      state = { view: counted, annotations: counted.annotations, replicas };
+      this.#states.set(counted, state);
+    }
+    return state;
   }
 
   waitApplied(participant: ParticipantId, applied: Applied, signal: AbortSignal): Promise<void> {
@@ -255,14 +323,23 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
    */
   async #refreshJoined(signal: AbortSignal): Promise<void> {
     const now = this.#clock();
+    if (now < this.#nextRefreshAt) return;
+    this.#nextRefreshAt = Infinity;
     const stale: ParticipantId[] = [];
     for (const [id, j] of this.#joined) {
-      if (now - j.at < this.#refreshMs) continue;
+      if (now - j.at < this.#refreshMs) {
+        this.#nextRefreshAt = Math.min(this.#nextRefreshAt, j.at + this.#refreshMs);
+        continue;
+      }
       const ref = j.ref;
       const watched = this.#options.watched?.watching(ref) ? this.#options.watched.peek(ref) : undefined;
       // A connected watch holds it: that copy is as fresh as a read.
       if (watched) this.#setJoined(id, j.ref, watched, now);
-      else stale.push(id);
+      else {
+        stale.push(id);
+        // Read again on the next decision, should this read fail.
+        this.#nextRefreshAt = now;
+      }
     }
     await Promise.all(stale.map(async (id) => {
       try {
@@ -292,12 +369,17 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
   #setJoined(id: ParticipantId, ref: ObjectRef, view: DgdView, at: number): void {
     const was = this.#joined.get(id);
     this.#joined.set(id, { ref, view, at });
-    if (was?.view !== view) this.#ownRevision++;
+    this.#nextRefreshAt = Math.min(this.#nextRefreshAt, at + this.#refreshMs);
+    if (was?.view !== view) {
+      this.#ownRevision++;
+      this.#touched(was ? id : undefined);
+    }
   }
 
   #forget(id: ParticipantId): void {
     this.#joined.delete(id);
     this.#ownRevision++;
+    this.#touched(undefined);
     for (const key of [...this.#pendingAdapter.keys()]) {
       if (key.startsWith(`${id}/`)) this.#pendingAdapter.delete(key);
     }
@@ -315,37 +397,13 @@ export class KubeBudgetPort implements BudgetPort<Applied, DgdView> {
         // The operator caught up, or someone else changed the count since our write.
         this.#pendingAdapter.delete(key);
         this.#ownRevision++;
+        this.#touched(id);
         return c;
       }
       changed = true;
       return { ...c, replicas: pending.value };
     });
     return changed ? { ...view, components } : view;
-  }
-
-  #fallbackPools(
-    own: DgdView,
-    requester: ParticipantId,
-    targets: readonly TargetReplica[],
-    pools: Pool[],
-  ): Pool[] {
-    const extra: Pool[] = [];
-    for (const resolved of resolveTargets(own, targets)) {
-      if (resolved.component.role === resolved.role) continue;
-      if (pools.some((p) => poolKey(p.participant, p.role) === poolKey(requester, resolved.role))) continue;
-      if (resolved.component.gpus.kind === "unknown") {
-        throw new GpuCountUnknown(
-          `GPU budget cannot be checked: DynamoGraphDeployment '${requester}' component '${resolved.component.name}': ${resolved.component.gpus.reason}`,
-        );
-      }
-      extra.push({
-        participant: requester,
-        role: resolved.role,
-        replicas: resolved.component.replicas,
-        gpuPerReplica: resolved.component.gpus.perReplica,
-      });
-    }
-    return extra;
   }
 }
 
@@ -361,10 +419,4 @@ function _refOf(participant: ParticipantId): ObjectRef {
 function _ref(participant: ParticipantId): [string, string] {
   const slash = participant.indexOf("/");
   return [participant.slice(0, slash), participant.slice(slash + 1)];
-}
-
-function _gpusByDgd(pools: Iterable<Pool>): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const p of pools) out[p.participant] = (out[p.participant] ?? 0) + p.replicas * p.gpuPerReplica;
-  return out;
 }

@@ -99,6 +99,8 @@ export class DgdCache {
   #relisted: (() => void)[] = [];
   /** `follow` listeners by DGD name. */
   #followers = new Map<string, Set<(view: DgdView | undefined) => void>>();
+  /** `onChange` listeners. */
+  #changeListeners = new Set<(name: string | undefined) => void>();
 
   constructor(options: DgdCacheOptions) {
     this.#options = options;
@@ -139,6 +141,16 @@ export class DgdCache {
     return this.#revision;
   }
 
+  /**
+   * Calls `listener` whenever `revision` grows, with the DGD whose view may have changed, or
+   * `undefined` when any may have (a fresh list), so a reader can redo only what changed.
+   * Returns the function that stops the calls.
+   */
+  onChange(listener: (name: string | undefined) => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
+  }
+
   unreadable(): UnreadableDgd[] {
     return [...this.#unreadable].map(([name, reason]) => ({ dgd: `${this.namespace}/${name}`, reason }));
   }
@@ -152,7 +164,7 @@ export class DgdCache {
     if (_after(this.#views.get(view.name)?.resourceVersion, view.resourceVersion)) return;
     this.#views.set(view.name, view);
     this.#unreadable.delete(view.name);
-    this.#revision++;
+    this.#changed(view.name);
   }
 
   /**
@@ -268,7 +280,7 @@ export class DgdCache {
       if (cached && _after(cached.resourceVersion, view.resourceVersion)) views.set(name, cached);
     }
     this.#views = views;
-    this.#revision++;
+    this.#changed(undefined);
     this.#unreadable = unreadable;
     this.#apiVersion = version;
     this.#resourceVersion = resourceVersion ?? "0";
@@ -335,12 +347,12 @@ export class DgdCache {
       const held = this.#views.delete(name);
       if (this.#unreadable.delete(name) || held) this.#member("removed", name, resourceVersion);
       this.#unfollowAll(name);
-      this.#revision++;
+      this.#changed(name);
     } else if (event.type === "ADDED" || event.type === "MODIFIED") {
       // The scaler may have fed back a newer copy (`upsert`) before this event arrived.
       if (_after(this.#views.get(name)?.resourceVersion, resourceVersion)) return;
       this.#read(object, this.#views, this.#unreadable);
-      this.#revision++;
+      this.#changed(name);
       if (event.type === "ADDED" && (this.#views.has(name) || this.#unreadable.has(name))) {
         this.#member("added", name, resourceVersion);
       }
@@ -359,6 +371,11 @@ export class DgdCache {
       dgd: `${this.namespace}/${name}`,
       resourceVersion,
     });
+  }
+
+  #changed(name: string | undefined): void {
+    this.#revision++;
+    for (const listener of this.#changeListeners) listener(name);
   }
 
   /** Puts a readable, wanted object into `views` (else records why it is unreadable). */

@@ -6,6 +6,7 @@
  */
 import { KubeError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
+import { deadlineAfter } from "../runtime/deadlines.ts";
 import { IdleDeadline } from "../timing.ts";
 import type { KubeCredentials } from "./credentials.ts";
 import { type WatchEvent, watchEvents } from "./watch_events.ts";
@@ -130,7 +131,14 @@ export class KubeClient {
    */
   async json<T = Record<string, unknown>>(request: KubeRequest): Promise<T> {
     const fenced = request.method !== "GET" ? this.#fence?.(request) : undefined;
-    const deadline = AbortSignal.timeout(this.#requestTimeoutMs);
+    // Cancelled once answered: an `AbortSignal.timeout` would still fire later, building a
+    // DOMException (stack trace included) for every call long after it was answered.
+    const timeout = new AbortController();
+    const deadline = timeout.signal;
+    const timer = deadlineAfter(
+      this.#requestTimeoutMs,
+      () => timeout.abort(new DOMException("request deadline", "TimeoutError")),
+    );
     const signals = [deadline, ...(request.signal ? [request.signal] : []), ...(fenced ? [fenced] : [])];
     const signal = signals.length > 1 ? AbortSignal.any(signals) : deadline;
     let text: string;
@@ -145,6 +153,8 @@ export class KubeClient {
       // The fence withdrew the permission while the write was in flight: say so.
       if (fenced?.aborted && !request.signal?.aborted) throw fenced.reason;
       throw this.#timedOut(request, deadline, error);
+    } finally {
+      timer.cancel();
     }
     if (!response.ok) throw this.#error(request, response.status, text);
     return (text ? JSON.parse(text) : {}) as T;

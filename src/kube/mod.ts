@@ -54,7 +54,7 @@ export async function openKubeClient(
 export interface BudgetWiring {
   podNamespace: string;
   managedNamespaces: readonly string[] | null;
-  onPools?: (gpusByDgd: Record<string, number>) => void;
+  onPools?: (gpusByDgd: Record<string, number>, replace: boolean) => void;
 }
 
 /** Our opt-in policies as the connector applies them. */

@@ -53,6 +53,7 @@ export class TouchedDgdCaches {
   #closed = false;
   /** Namespaces opened or stopped so far. */
   #opened = 0;
+  #changeListeners = new Set<(ref: ObjectRef | undefined) => void>();
 
   constructor(options: TouchedCachesOptions) {
     this.#options = options;
@@ -95,6 +96,16 @@ export class TouchedDgdCaches {
     let out = String(this.#opened);
     for (const entry of this.#entries.values()) out += `:${entry.cache.revision}`;
     return out;
+  }
+
+  /**
+   * Calls `listener` whenever `revision` changes, with the DGD whose copy may have changed, or
+   * `undefined` when any may have (a namespace opened, stopped or listed afresh). Returns the
+   * function that stops the calls.
+   */
+  onChange(listener: (ref: ObjectRef | undefined) => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
   }
 
   /** Namespaces watched right now (for tests and diagnostics). */
@@ -147,10 +158,12 @@ export class TouchedDgdCaches {
       clock: this.#options.clock,
       watchTimeoutSeconds: this.#options.watchTimeoutSeconds,
     });
+    cache.onChange((name) => this.#changed(name === undefined ? undefined : { namespace, name }));
     // A failed start is logged by the cache, which keeps retrying; meanwhile requests read.
     cache.start().catch(() => {});
     this.#options.logger.debug("watching DGDs of a namespace", { k8s_namespace: namespace });
     this.#opened++;
+    this.#changed(undefined);
     return { cache, names, lastUsed: this.#clock() };
   }
 
@@ -159,6 +172,7 @@ export class TouchedDgdCaches {
     if (!entry) return;
     this.#entries.delete(namespace);
     this.#opened++;
+    this.#changed(undefined);
     const stopped = entry.cache.stop().finally(() => this.#stopping.delete(stopped));
     this.#stopping.add(stopped);
     this.#options.logger.debug("no longer watching DGDs of a namespace", {
@@ -169,5 +183,9 @@ export class TouchedDgdCaches {
       clearInterval(this.#sweeper);
       this.#sweeper = undefined;
     }
+  }
+
+  #changed(ref: ObjectRef | undefined): void {
+    for (const listener of this.#changeListeners) listener(ref);
   }
 }

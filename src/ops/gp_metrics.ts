@@ -141,6 +141,8 @@ export interface GlobalPlannerMetrics extends MetricsSource {
   countBudgetDecision(decision: string): void;
   /** DGDs with a budgeted write issued and not yet answered. */
   setBudgetWritesInFlight(writes: number): void;
+  /** Sets the DGDs in `byDgd` (the others as they were) and moves the total with them. */
+  updateManagedGpus(byDgd: Readonly<Record<string, number>>): void;
   setGpuBudget(budget: GpuBudget): void;
   setDiscoveryRegistered(registered: boolean): void;
   setDgdWatchUp(up: boolean): void;
@@ -202,6 +204,7 @@ export function createGlobalPlannerMetrics(options: GlobalPlannerMetricsOptions)
     name: name("budget_writes_in_flight"),
     help: "DynamoGraphDeployments with a budgeted write issued and not yet answered.",
   });
+  let shownTotal = 0;
   const managedGpusTotal = registry.gauge({
     name: name("managed_gpus_total"),
     help: "GPUs used by all managed DynamoGraphDeployments together.",
@@ -280,10 +283,21 @@ export function createGlobalPlannerMetrics(options: GlobalPlannerMetricsOptions)
       }
       for (const dgd of shownGpus.keys()) if (!next.has(dgd)) managedGpus.remove({ dgd });
       shownGpus = next;
+      shownTotal = total;
       managedGpusTotal.set(total);
     },
     countBudgetDecision: (decision) => budgetDecisions.inc({ decision }),
     setBudgetWritesInFlight: (writes) => budgetWritesInFlight.set(writes),
+    updateManagedGpus(byDgd) {
+      for (const [dgd, gpus] of Object.entries(byDgd)) {
+        const was = shownGpus.get(dgd);
+        if (was === gpus) continue;
+        shownTotal += gpus - (was ?? 0);
+        shownGpus.set(dgd, gpus);
+        managedGpus.set(gpus, { dgd });
+      }
+      managedGpusTotal.set(shownTotal);
+    },
     setGpuBudget(budget) {
       budgetMax.set(budget.max ?? Infinity);
       budgetMin.set(budget.min ?? 0);

@@ -110,7 +110,7 @@ export function partnerBounds(
     let policy = policies.get(pool.participant);
     if (policy === undefined) {
       const annotations = annotationsOf(pool.participant);
-      policy = annotations === undefined ? null : _readOrNull(annotations, pool.participant);
+      policy = annotations === undefined ? null : _policyOf(annotations, pool.participant);
       policies.set(pool.participant, policy);
     }
     return partnerBound(policy, pool.role);
@@ -134,6 +134,19 @@ export function rejectedVerdict(message: string): string {
 /** `prefill 1 → 3, decode 2 → 2`: what the DGD showed and what it has (or would have) now. */
 export function changesText(before: Record<string, number>, after: Record<string, number>): string {
   return Object.entries(after).map(([role, n]) => `${role} ${before[role] ?? "?"} → ${n}`).join(", ");
+}
+
+/**
+ * Policies read, by annotations object: a DGD's copy (and its annotations) is replaced, never
+ * changed in place, so one read serves every decision until the DGD changes.
+ */
+const _policies = new WeakMap<Readonly<Record<string, string>>, DgdPolicy | null>();
+
+/** `_readOrNull`, once per annotations object (the name only shapes error texts, which are dropped). */
+function _policyOf(annotations: Readonly<Record<string, string>>, dgd: string): DgdPolicy | null {
+  let policy = _policies.get(annotations);
+  if (policy === undefined) _policies.set(annotations, policy = _readOrNull(annotations, dgd));
+  return policy;
 }
 
 function _readOrNull(annotations: Readonly<Record<string, string>>, dgd: string): DgdPolicy | null {

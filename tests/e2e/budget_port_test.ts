@@ -139,19 +139,20 @@ Deno.test({
       });
 
       await t.step("an unchanged fleet reuses the last snapshot; a change rebuilds it", async () => {
-        let updates = 0;
+        const updates: [Record<string, number>, boolean][] = [];
         const counting = new KubeBudgetPort({
           cache,
           scaler,
           client,
           version: async () => (await versions()).dgd,
           clock: () => now,
-          onPools: () => updates++,
+          onPools: (gpus, replace) => updates.push([gpus, replace]),
         });
         const first = await counting.snapshot(`${POOL}/local`, DECODE, signal);
         const second = await counting.snapshot(`${POOL}/local`, DECODE, signal);
         assert.equal(second, first, "nothing moved: the same snapshot");
-        assert.equal(updates, 1, "and no second metrics update");
+        assert.equal(updates.length, 1, "and no second metrics update");
+        assert.equal(updates[0][1], true, "the first picture is whole");
         const r = await cluster.request("PATCH", DGD_PATH("v1alpha1", POOL, "local"), {
           spec: { services: { D: { replicas: 4 } } },
         });
@@ -164,7 +165,17 @@ Deno.test({
         assert.notEqual(third, first);
         assert.equal(third.pools.get(`${POOL}/local/decode`)?.replicas, 4);
         assert.equal(third.totalGpus, first.totalGpus + 3);
-        assert.equal(updates, 2);
+        // Only the changed DGD was mapped again: the metrics get it alone.
+        assert.deepEqual(updates.slice(1), [[{ [`${POOL}/local`]: 5 }, false]]);
+        const fresh = new KubeBudgetPort({
+          cache,
+          scaler,
+          client,
+          version: async () => (await versions()).dgd,
+        });
+        assert.deepEqual([...third.pools], [
+          ...(await fresh.snapshot(`${POOL}/local`, DECODE, signal)).pools,
+        ]);
       });
 
       await t.step("a joined DGD a watch holds counts its watched copy, and is not read again", async () => {

@@ -53,6 +53,42 @@ Deno.test("candidates: same participant first, then a stable sort by |delta|", (
   assert.deepEqual(partnerCandidates(snapshot, new Set(), "ns/a", 0, intents, 10, 30), []);
 });
 
+Deno.test("candidates: a pool's bounds are asked for only when its intent moves against the request", () => {
+  const snapshot = makeSnapshot([
+    pool("ns/a", "decode", 2, 1), // the request's pool
+    pool("ns/b", "decode", 4, 1), // → 2: against the request
+    pool("ns/c", "decode", 1, 1), // → 3: the request's way
+    pool("ns/d", "decode", 2, 1), // → 2: satisfied
+  ]);
+  const intents = new IntentCache();
+  for (const [p, desired] of [["ns/b", 2], ["ns/c", 3], ["ns/d", 2]] as const) {
+    intents.record(poolKey(p, "decode"), desired, 0);
+  }
+  const asked: string[] = [];
+  const candidates = partnerCandidates(
+    snapshot,
+    new Set([poolKey("ns/a", "decode")]),
+    "ns/a",
+    +1,
+    intents,
+    10,
+    30,
+    (p) => {
+      asked.push(p.participant);
+      return { min: 3 };
+    },
+  );
+  assert.deepEqual(asked, ["ns/b"]);
+  assert.deepEqual(candidates.map((c) => [c.pool.participant, c.desired, c.gpuDelta]), [["ns/b", 3, -1]]);
+  // A scale-down asks about the other way's pool only.
+  asked.length = 0;
+  partnerCandidates(snapshot, new Set([poolKey("ns/a", "decode")]), "ns/a", -1, intents, 10, 30, (p) => {
+    asked.push(p.participant);
+    return undefined;
+  });
+  assert.deepEqual(asked, ["ns/c"]);
+});
+
 Deno.test("partial K: scale-up partner bounded by the ceiling's headroom", () => {
   const up = { pool: pool("ns/b", "decode", 1, 4), desired: 4 };
   // headroom 19 − 12 = 7 → K = min(4, 1 + 1) = 2.

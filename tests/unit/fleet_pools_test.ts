@@ -59,3 +59,41 @@ Deno.test("fleet pools: another DGD in a place, more DGDs, or a request's fallba
   // The fallback pools were this request's only: the next plain decision does not count them.
   same(fleet.derive(grown).snapshot([]), scratch(grown));
 });
+
+Deno.test("fleet pools: an update with the changed participants gives what a full build would", () => {
+  const fleet = new FleetPools();
+  const views = [dgd("a", 1, 2, "1"), dgd("b", 2, 2, "2"), dgd("c", 1, 1, "3", 2)];
+  const first = fleet.derive(views).snapshot([]);
+  assert.deepEqual(fleet.update(new Map([["ns/b", views[1]]])), { snapshot: first, gpusByDgd: {} });
+  const b = dgd("b", 2, 5, "4");
+  const c = dgd("c", 3, 1, "5", 2);
+  const second = fleet.update(new Map([["ns/b", b], ["ns/c", c]]))!;
+  same(second.snapshot, scratch([views[0], b, c]));
+  assert.deepEqual(second.gpusByDgd, { "ns/b": 7, "ns/c": 8 });
+  assert.equal(first.pools.get("ns/b/decode")?.replicas, 2, "the last snapshot is never modified");
+  // Kept: the next update starts from the updated views, and a full derive agrees with it.
+  const a = dgd("a", 0, 2, "6");
+  same(fleet.update(new Map([["ns/a", a]]))!.snapshot, scratch([a, b, c]));
+  assert.equal(fleet.derive([a, b, c]).snapshot([]).totalGpus, scratch([a, b, c]).totalGpus);
+});
+
+Deno.test("fleet pools: an update cannot tell a new, gone or reshaped participant, nor follow a fallback", () => {
+  const fleet = new FleetPools();
+  const views = [dgd("a", 1, 2, "1"), dgd("b", 2, 2, "2")];
+  assert.equal(fleet.update(new Map([["ns/a", views[0]]])), undefined, "no snapshot yet");
+  fleet.derive(views).snapshot([]);
+  assert.equal(fleet.update(new Map([["ns/z", dgd("z", 1, 1, "3")]])), undefined, "new");
+  assert.equal(fleet.update(new Map([["ns/a", undefined]])), undefined, "gone");
+  const reshaped = viewDgd({
+    apiVersion: "nvidia.com/v1alpha1",
+    kind: "DynamoGraphDeployment",
+    metadata: { name: "a", namespace: "ns", resourceVersion: "4" },
+    spec: {
+      services: { D: { subComponentType: "decode", replicas: 1, resources: { limits: { gpu: "1" } } } },
+    },
+  });
+  assert.equal(fleet.update(new Map([["ns/a", reshaped]])), undefined, "other roles");
+  const extra = { participant: "ns/x", role: "decode" as const, replicas: 2, gpuPerReplica: 3 };
+  fleet.derive(views).snapshot([extra]);
+  assert.equal(fleet.update(new Map([["ns/a", views[0]]])), undefined, "after a fallback snapshot");
+});

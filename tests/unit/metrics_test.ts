@@ -203,3 +203,24 @@ Deno.test("managed GPUs: each picture replaces the last (unchanged, changed, gon
   assert.deepEqual(series(), {});
   assert.match(m.render(), /^dynamo_global_planner_managed_gpus_total 0$/m);
 });
+
+Deno.test("managed GPUs: an update sets only the DGDs it names and moves the total with them", () => {
+  const m = createGlobalPlannerMetrics({ version: "1.2.3", denoVersion: "9.9.9" });
+  const series = () =>
+    Object.fromEntries(
+      [...m.render().matchAll(/^dynamo_global_planner_managed_gpus\{dgd="([^"]+)"\} (\S+)$/gm)].map((
+        x,
+      ) => [x[1], Number(x[2])]),
+    );
+  m.setManagedGpus({ "ns/a": 4, "ns/b": 2 });
+  m.updateManagedGpus({ "ns/b": 5, "ns/c": 1 });
+  assert.deepEqual(series(), { "ns/a": 4, "ns/b": 5, "ns/c": 1 });
+  assert.match(m.render(), /^dynamo_global_planner_managed_gpus_total 10$/m);
+  m.updateManagedGpus({ "ns/a": 4 });
+  assert.match(m.render(), /^dynamo_global_planner_managed_gpus_total 10$/m);
+  // A later whole picture still replaces everything, the updated DGDs included.
+  m.setManagedGpus({ "ns/c": 2 });
+  assert.deepEqual(series(), { "ns/c": 2 });
+  m.updateManagedGpus({ "ns/c": 3 });
+  assert.match(m.render(), /^dynamo_global_planner_managed_gpus_total 3$/m);
+});

@@ -5,7 +5,7 @@
  * Everything here is O(n) over the snapshot plus O(k log k) for the k candidates.
  */
 import { type BudgetBounds, inBand } from "./band.ts";
-import type { IntentCache } from "./intents.ts";
+import { type IntentCache, isFresh } from "./intents.ts";
 import type { ParticipantId, Pool, PoolKey, Snapshot } from "./pool.ts";
 
 /**
@@ -96,14 +96,20 @@ export function partnerCandidates(
   if (netDelta === 0) return [];
   const sameParticipant: PartnerCandidate[] = [];
   const otherParticipants: PartnerCandidate[] = [];
+  const against = -Math.sign(netDelta);
+  // One pass over every pool on every decision: the cheapest tests come first.
   for (const [key, pool] of snapshot.pools) {
-    if (pool.gpuPerReplica <= 0 || requestKeys.has(key)) continue;
-    const intent = intents.fresh(key, now, ttlSeconds);
+    if (pool.gpuPerReplica <= 0) continue;
+    const intent = intents.get(key);
     if (intent === undefined || intent.lastDesired === pool.replicas) continue;
+    // Bounds only shorten a move, never turn it: a pool moving the request's way is no
+    // candidate whatever they say, so its policy is not asked for (most open intents, at scale).
+    if (Math.sign(intent.lastDesired - pool.replicas) !== against) continue;
+    if (!isFresh(intent, now, ttlSeconds) || requestKeys.has(key)) continue;
     const desired = bounds ? boundedDesired(pool, intent.lastDesired, bounds(pool)) : intent.lastDesired;
     if (desired === null) continue;
     const gpuDelta = (desired - pool.replicas) * pool.gpuPerReplica;
-    if (Math.sign(gpuDelta) !== -Math.sign(netDelta)) continue;
+    if (Math.sign(gpuDelta) !== against) continue;
     const candidate = { pool, desired, gpuDelta };
     (pool.participant === participant ? sameParticipant : otherParticipants).push(candidate);
   }
