@@ -175,3 +175,36 @@ Deno.test("a second write of one DGD while one is in flight is a bug, said at on
   assert.throws(() => writes.begin(fleet(), [write("ns/a", "prefill", 4)]), /already in flight/);
   assert.equal(writes.size, 2);
 });
+
+Deno.test("decisions between two changes share one view; a write issued, answered or abandoned, or a new snapshot, makes a new one", () => {
+  const writes = new InFlightWrites();
+  const snapshot = fleet();
+  const first = writes.begin(snapshot, [write("ns/b", "decode", 1), write("ns/a", "prefill", 3)]);
+  const shared = writes.view(snapshot);
+  assert.equal(writes.view(snapshot), shared, "nothing changed: the same view");
+  // b decode 2 → 1 (−4), a prefill 2 → 3 (+2): 15 − 2 = 13; nothing lands → 15, b alone → 11.
+  assert.equal(shared.snapshot.totalGpus, 13);
+  assert.deepEqual(shared.spread, { raise: 2, lower: 2 });
+
+  const later = writes.begin(snapshot, [write("ns/c", "decode", 2)]); // +1
+  const issued = writes.view(snapshot);
+  assert.notEqual(issued, shared);
+  assert.equal(issued.snapshot.totalGpus, 14);
+  assert.deepEqual(issued.spread, { raise: 2, lower: 3 });
+
+  first.answered("ns/b"); // landed: the snapshot the next decision observes would show it
+  const answered = writes.view(snapshot);
+  assert.notEqual(answered, issued);
+  // Only a (+2) and c (+1) are pending now, each may fail alone.
+  assert.deepEqual(answered.spread, { raise: 0, lower: 3 });
+
+  first.end(); // a abandoned
+  const abandoned = writes.view(snapshot);
+  assert.notEqual(abandoned, answered);
+  assert.deepEqual(abandoned.spread, { raise: 0, lower: 1 });
+
+  const observed = fleet(); // another (equal) snapshot object: not assumed to be the same fleet
+  assert.notEqual(writes.view(observed), abandoned);
+  later.end();
+  assert.equal(writes.view(snapshot).snapshot, snapshot, "nothing in flight: the snapshot itself");
+});
