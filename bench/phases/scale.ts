@@ -235,6 +235,11 @@ function decisionKinds(logs: Record<string, unknown>[], from: number, to: number
   return kinds;
 }
 
+/** Observations at or below `bound` (a bucket bound of the histogram; NaN when it is none). */
+function within(h: Histogram, bound: number): number {
+  return h.buckets.find(([le]) => Math.abs(le - bound) < 1e-12)?.[1] ?? NaN;
+}
+
 function fmt(x: number | undefined): string {
   if (x === undefined || !Number.isFinite(x)) return "—";
   return Math.abs(x) >= 100 ? x.toFixed(0) : x.toFixed(2);
@@ -362,6 +367,12 @@ async function main(): Promise<void> {
     ],
     ["decision time, p99 (ms, histogram bucket bound)", `${over(0.99) ? ">" : "≤"} ${fmt(p99)}`],
     ["decision time, mean (ms)", fmt(decisions.sum / decisions.count * 1000)],
+    [
+      "decisions within 2 ms (the target's bound; cumulative bucket count)",
+      `${within(decisions, 0.002)} of ${decisions.count} (${
+        fmt(within(decisions, 0.002) / decisions.count * 100)
+      } %)`,
+    ],
     [
       "budget decisions logged, by kind (`settle`: left open by writes in flight, decided again)",
       JSON.stringify(kinds),

@@ -20,7 +20,8 @@
 import { errorText, GlobalPlannerError, KubeError } from "../errors.ts";
 import type { Logger } from "../ops/log.ts";
 import { type KubeClient, SERVER_WATCH_TIMEOUT_SECONDS, WatchStalled } from "./client.ts";
-import { DGD_KIND, type DgdApiVersion, type DgdView, viewDgd } from "./dgd.ts";
+import { DGD_KIND, type DgdApiVersion, type DgdView } from "./dgd.ts";
+import { DgdStore, type UnreadableDgd } from "./dgd_store.ts";
 import { DGD, GROUP } from "./resources.ts";
 import type { WatchEvent } from "./watch_events.ts";
 import { backoffMs, pause } from "../timing.ts";
@@ -67,20 +68,14 @@ export interface DgdCacheState {
   unreadable: number;
 }
 
-export interface UnreadableDgd {
-  /** `"{namespace}/{name}"`. */
-  dgd: string;
-  reason: string;
-}
+export type { UnreadableDgd };
 
 export class DgdCache {
   readonly namespace: string;
   #options: DgdCacheOptions;
   #clock: () => number;
   #downBoundMs: number;
-  #views = new Map<string, DgdView>();
-  #revision = 0;
-  #unreadable = new Map<string, string>();
+  #store: DgdStore;
   #resourceVersion?: string;
   #apiVersion?: DgdApiVersion;
   #synced = false;
@@ -97,16 +92,13 @@ export class DgdCache {
   /** Set by `relist()`: the next pass lists from scratch. */
   #relist = false;
   #relisted: (() => void)[] = [];
-  /** `follow` listeners by DGD name. */
-  #followers = new Map<string, Set<(view: DgdView | undefined) => void>>();
-  /** `onChange` listeners. */
-  #changeListeners = new Set<(name: string | undefined) => void>();
 
   constructor(options: DgdCacheOptions) {
     this.#options = options;
     this.namespace = options.namespace;
     this.#clock = options.clock ?? Date.now;
     this.#downBoundMs = options.downBoundMs ?? DEFAULT_DOWN_BOUND_MS;
+    this.#store = new DgdStore(options.namespace, options.filter, options.logger);
   }
 
   /** Starts listing and watching; resolves after the first successful list (see the module doc). */
@@ -129,16 +121,16 @@ export class DgdCache {
   }
 
   get(namespace: string, name: string): DgdView | undefined {
-    return namespace === this.namespace ? this.#views.get(name) : undefined;
+    return namespace === this.namespace ? this.#store.get(name) : undefined;
   }
 
   views(): Iterable<DgdView> {
-    return this.#views.values();
+    return this.#store.views();
   }
 
   /** Grows whenever the cached views may have changed (a cheap "anything new?" for readers). */
   get revision(): number {
-    return this.#revision;
+    return this.#store.revision;
   }
 
   /**
@@ -147,12 +139,11 @@ export class DgdCache {
    * Returns the function that stops the calls.
    */
   onChange(listener: (name: string | undefined) => void): () => void {
-    this.#changeListeners.add(listener);
-    return () => this.#changeListeners.delete(listener);
+    return this.#store.onChange(listener);
   }
 
   unreadable(): UnreadableDgd[] {
-    return [...this.#unreadable].map(([name, reason]) => ({ dgd: `${this.namespace}/${name}`, reason }));
+    return this.#store.unreadable();
   }
 
   /**
@@ -160,11 +151,7 @@ export class DgdCache {
    * DGDs outside the namespace or the filter are ignored; an older copy never replaces a newer one.
    */
   upsert(view: DgdView): void {
-    if (view.namespace !== this.namespace || !this.#options.filter(view.name)) return;
-    if (_after(this.#views.get(view.name)?.resourceVersion, view.resourceVersion)) return;
-    this.#views.set(view.name, view);
-    this.#unreadable.delete(view.name);
-    this.#changed(view.name);
+    this.#store.upsert(view);
   }
 
   /**
@@ -175,16 +162,8 @@ export class DgdCache {
    * `undefined` when this cache cannot follow it (not watching right now, or filtered out).
    */
   follow(name: string, listener: (view: DgdView | undefined) => void): (() => void) | undefined {
-    if (!this.#watching || !this.#synced || !this.#options.filter(name)) return undefined;
-    let set = this.#followers.get(name);
-    if (!set) this.#followers.set(name, set = new Set());
-    set.add(listener);
-    const current = this.#views.get(name);
-    if (current) listener(current);
-    return () => {
-      set.delete(listener);
-      if (set.size === 0 && this.#followers.get(name) === set) this.#followers.delete(name);
-    };
+    if (!this.#watching || !this.#synced || !this.#store.wants(name)) return undefined;
+    return this.#store.follow(name, listener);
   }
 
   state(): DgdCacheState {
@@ -201,8 +180,8 @@ export class DgdCache {
       ...(degraded
         ? { message: `DGD watch down for ${downS} s: ${cause}; GPU budget cache may be stale` }
         : {}),
-      dgds: this.#views.size,
-      unreadable: this.#unreadable.size,
+      dgds: this.#store.size,
+      unreadable: this.#store.unreadableCount,
     };
   }
 
@@ -255,8 +234,7 @@ export class DgdCache {
     const version = await this.#options.version().catch((error) => {
       throw error instanceof KubeError ? error : new _SetupError(error);
     });
-    const views = new Map<string, DgdView>();
-    const unreadable = new Map<string, string>();
+    const listing = this.#store.listing();
     let token: string | undefined;
     let resourceVersion: string | undefined;
     do {
@@ -269,19 +247,13 @@ export class DgdCache {
       for (const item of page.items ?? []) {
         // Items of a list may omit apiVersion/kind (typed lists do); viewDgd needs them.
         const object = { apiVersion: `${GROUP}/${version}`, kind: DGD_KIND, ...item as object };
-        this.#read(object, views, unreadable);
+        listing.add(object);
       }
       token = page.metadata?.continue || undefined;
       resourceVersion = page.metadata?.resourceVersion;
     } while (token);
     // A view the scaler fed back after this list was taken is newer than the listed copy.
-    for (const [name, view] of views) {
-      const cached = this.#views.get(name);
-      if (cached && _after(cached.resourceVersion, view.resourceVersion)) views.set(name, cached);
-    }
-    this.#views = views;
-    this.#changed(undefined);
-    this.#unreadable = unreadable;
+    const { dgds, unreadable } = listing.commit();
     this.#apiVersion = version;
     this.#resourceVersion = resourceVersion ?? "0";
     this.#synced = true;
@@ -291,8 +263,8 @@ export class DgdCache {
     this.#options.logger.info("DGD cache listed", {
       namespace: this.namespace,
       apiVersion: version,
-      dgds: views.size,
-      unreadable: unreadable.size,
+      dgds,
+      unreadable,
       resourceVersion: this.#resourceVersion,
     });
   }
@@ -338,61 +310,11 @@ export class DgdCache {
   }
 
   #apply(event: WatchEvent): void {
-    const object = event.object as { metadata?: { name?: string; resourceVersion?: string } } | undefined;
-    const resourceVersion = object?.metadata?.resourceVersion;
+    const resourceVersion = (event.object as { metadata?: { resourceVersion?: string } } | undefined)
+      ?.metadata
+      ?.resourceVersion;
     if (resourceVersion) this.#resourceVersion = resourceVersion;
-    const name = object?.metadata?.name;
-    if (event.type === "BOOKMARK" || typeof name !== "string") return;
-    if (event.type === "DELETED") {
-      const held = this.#views.delete(name);
-      if (this.#unreadable.delete(name) || held) this.#member("removed", name, resourceVersion);
-      this.#unfollowAll(name);
-      this.#changed(name);
-    } else if (event.type === "ADDED" || event.type === "MODIFIED") {
-      // The scaler may have fed back a newer copy (`upsert`) before this event arrived.
-      if (_after(this.#views.get(name)?.resourceVersion, resourceVersion)) return;
-      this.#read(object, this.#views, this.#unreadable);
-      this.#changed(name);
-      if (event.type === "ADDED" && (this.#views.has(name) || this.#unreadable.has(name))) {
-        this.#member("added", name, resourceVersion);
-      }
-      const view = this.#views.get(name);
-      const followers = this.#followers.get(name);
-      if (followers) { for (const listener of [...followers]) view ? listener(view) : listener(undefined); }
-    }
-  }
-
-  /**
-   * Says when the fleet the budget counts gains or loses a DGD after the first list: rare (no
-   * line per write), and the one sign that a decision after it judges the new fleet.
-   */
-  #member(change: "added" | "removed", name: string, resourceVersion: string | undefined): void {
-    this.#options.logger.debug(`DGD cache: DynamoGraphDeployment ${change}`, {
-      dgd: `${this.namespace}/${name}`,
-      resourceVersion,
-    });
-  }
-
-  #changed(name: string | undefined): void {
-    this.#revision++;
-    for (const listener of this.#changeListeners) listener(name);
-  }
-
-  /** Puts a readable, wanted object into `views` (else records why it is unreadable). */
-  #read(object: unknown, views: Map<string, DgdView>, unreadable: Map<string, string>): void {
-    const name = (object as { metadata?: { name?: unknown } })?.metadata?.name;
-    if (typeof name !== "string" || !this.#options.filter(name)) return;
-    try {
-      views.set(name, viewDgd(object));
-      unreadable.delete(name);
-    } catch (error) {
-      views.delete(name);
-      unreadable.set(name, errorText(error));
-      this.#options.logger.warn("DGD cache: skipping a DynamoGraphDeployment it cannot read", {
-        dgd: `${this.namespace}/${name}`,
-        error: errorText(error),
-      });
-    }
+    if (event.type !== "BOOKMARK") this.#store.apply(event);
   }
 
   #target(version: DgdApiVersion, query: URLSearchParams) {
@@ -418,14 +340,7 @@ export class DgdCache {
   #closed(): void {
     if (this.#watching) this.#downSince = this.#clock();
     this.#watching = false;
-    for (const name of [...this.#followers.keys()]) this.#unfollowAll(name);
-  }
-
-  /** Tells every follower of `name` that this cache no longer follows it for them. */
-  #unfollowAll(name: string): void {
-    const followers = this.#followers.get(name);
-    this.#followers.delete(name);
-    for (const listener of followers ?? []) listener(undefined);
+    this.#store.unfollowAll();
   }
 
   #expired(detail: string): void {
@@ -487,14 +402,4 @@ function _retryable(error: unknown): boolean {
 
 function _backoffMs(failures: number): number {
   return backoffMs(failures, { firstMs: BACKOFF_FIRST_MS, maxMs: BACKOFF_MAX_MS });
-}
-
-/**
- * Whether resourceVersion `a` is known to be later than `b`. They are opaque to clients in
- * principle, but API servers hand out etcd revisions (integers); when either is not an integer
- * the answer is no, so the latest delivery wins.
- */
-function _after(a: string | undefined, b: string | undefined): boolean {
-  if (!a || !b || !/^\d+$/.test(a) || !/^\d+$/.test(b)) return false;
-  return BigInt(a) > BigInt(b);
 }
