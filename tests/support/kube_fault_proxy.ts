@@ -29,6 +29,8 @@ export function startKubeFaultProxy(
 ): KubeFaultProxy {
   const client = Deno.createHttpClient({ caCerts: [caPem] });
   const open = new Set<AbortController>();
+  /** Upstream bodies not read to the end: cancelled at `close()`, so none outlives the proxy. */
+  const unread = new Set<ReadableStreamDefaultReader<Uint8Array>>();
   const held = new Set<() => void>();
   const closing = new AbortController();
   let resumeHeld: (() => void) | undefined;
@@ -62,6 +64,7 @@ export function startKubeFaultProxy(
       proxy.cut();
       resumeHeld?.();
       await server.shutdown();
+      await Promise.all([...unread].map((reader) => reader.cancel().catch(() => {})));
       client.close();
     },
   };
@@ -116,6 +119,11 @@ export function startKubeFaultProxy(
     }
     // Chunks pass through unless the proxy hangs (held back, connection kept) or is cut.
     const reader = upstream.body!.getReader();
+    unread.add(reader);
+    const finished = () => {
+      open.delete(controller);
+      unread.delete(reader);
+    };
     const body = new ReadableStream<Uint8Array>({
       async pull(out) {
         try {
@@ -126,16 +134,20 @@ export function startKubeFaultProxy(
           ]);
           if (controller.signal.aborted) throw controller.signal.reason;
           if (done) {
-            open.delete(controller);
+            finished();
             out.close();
           } else out.enqueue(value);
         } catch (error) {
-          open.delete(controller);
+          // Cut, or the upstream body failed: release what is left of it.
+          finished();
+          reader.cancel(error).catch(() => {});
           out.error(error);
         }
       },
-      cancel() {
-        open.delete(controller);
+      cancel(reason) {
+        // The client went away: the rest of the upstream body is never read.
+        finished();
+        reader.cancel(reason).catch(() => {});
         controller.abort();
       },
     });
