@@ -19,6 +19,7 @@ import {
 } from "../support/dgd_fixtures.ts";
 import { type KubeCluster, startKubeCluster } from "../support/kube_cluster.ts";
 import { decode, eventsOn, policyConnector, prefill, scaleThrough } from "../support/policy_harness.ts";
+import { waitFor } from "../support/ports.ts";
 import { installRbac } from "../support/rbac.ts";
 
 // Deno 2.8+ runs tests with the op and resource sanitizers off unless asked; every child,
@@ -38,14 +39,26 @@ const scale = (
 // deno-lint-ignore no-explicit-any -- API objects
 const eventsOf = (cluster: KubeCluster, name: string): Promise<any[]> => eventsOn(cluster, NS, name);
 
+/**
+ * Sets annotations (null removes one). A decision that writes nothing is answered from a watched
+ * copy, so when `seenBy` already holds one of the DGD this waits until it shows the change.
+ */
 async function annotate(
   cluster: KubeCluster,
   version: string,
   name: string,
   annotations: Record<string, unknown>,
+  seenBy?: KubeConnector,
 ) {
   const r = await cluster.request("PATCH", DGD_PATH(version, NS, name), { metadata: { annotations } });
   assert.ok(r.ok, r.text);
+  const rv = r.json.metadata.resourceVersion;
+  const ref = { namespace: NS, name };
+  if (seenBy?.touched?.peek(ref) === undefined) return;
+  await waitFor(
+    () => seenBy.touched!.peek(ref)?.resourceVersion === rv,
+    `the watched copy of ${name} at resourceVersion ${rv}`,
+  );
 }
 
 Deno.test({
@@ -221,7 +234,7 @@ Deno.test({
       );
 
       await t.step("paused → rejected (says paused), current replicas, nothing written", async () => {
-        await annotate(cluster, "v1alpha1", "annotated", { [`${P}paused`]: "true" });
+        await annotate(cluster, "v1alpha1", "annotated", { [`${P}paused`]: "true" }, guarded);
         const before = await readDgd(cluster, "v1alpha1", NS, "annotated");
         for (let i = 0; i < 2; i++) {
           const response = await scale(guarded, {
@@ -240,11 +253,11 @@ Deno.test({
           (await readDgd(cluster, "v1alpha1", NS, "annotated")).metadata.resourceVersion,
           before.metadata.resourceVersion,
         );
-        await annotate(cluster, "v1alpha1", "annotated", { [`${P}paused`]: "false" });
+        await annotate(cluster, "v1alpha1", "annotated", { [`${P}paused`]: "false" }, guarded);
       });
 
       await t.step("max replicas: clamped, said in the message, current_replicas truthful", async () => {
-        await annotate(cluster, "v1alpha1", "annotated", { [`${P}prefill-max-replicas`]: "3" });
+        await annotate(cluster, "v1alpha1", "annotated", { [`${P}prefill-max-replicas`]: "3" }, guarded);
         const response = await scale(guarded, {
           graph_deployment_name: "annotated",
           target_replicas: prefill(5),
@@ -264,7 +277,13 @@ Deno.test({
       });
 
       await t.step("scale-down stabilization holds the highest recent recommendation", async () => {
-        await annotate(cluster, "v1alpha1", "annotated", { [`${P}scale-down-stabilization-seconds`]: "300" });
+        await annotate(
+          cluster,
+          "v1alpha1",
+          "annotated",
+          { [`${P}scale-down-stabilization-seconds`]: "300" },
+          guarded,
+        );
         const response = await scale(guarded, {
           graph_deployment_name: "annotated",
           target_replicas: decode(1),
@@ -279,7 +298,7 @@ Deno.test({
       });
 
       await t.step("a malformed annotation fails the request, naming it; nothing written", async () => {
-        await annotate(cluster, "v1alpha1", "annotated", { [`${P}scale-up-limit`]: "lots" });
+        await annotate(cluster, "v1alpha1", "annotated", { [`${P}scale-up-limit`]: "lots" }, guarded);
         const response = await scale(guarded, {
           graph_deployment_name: "annotated",
           target_replicas: prefill(1),
@@ -292,7 +311,7 @@ Deno.test({
           current_replicas: {},
         });
         assert.equal(replicasOf(await readDgd(cluster, "v1alpha1", NS, "annotated")).Pre, 3);
-        await annotate(cluster, "v1alpha1", "annotated", { [`${P}scale-up-limit`]: null });
+        await annotate(cluster, "v1alpha1", "annotated", { [`${P}scale-up-limit`]: null }, guarded);
       });
 
       await t.step(
@@ -372,7 +391,7 @@ Deno.test({
             cluster,
             v1alpha1Dgd("dry-adapted", NS, { P: { role: "prefill", replicas: 1, adapter: true } }),
           );
-          await annotate(cluster, "v1beta1", "dry", { [`${P}prefill-max-replicas`]: "4" });
+          await annotate(cluster, "v1beta1", "dry", { [`${P}prefill-max-replicas`]: "4" }, dry);
           const before = await readDgd(cluster, "v1beta1", NS, "dry");
           const response = await scale(dry, {
             graph_deployment_name: "dry",
@@ -415,7 +434,7 @@ Deno.test({
 
           // Refusals are what would have happened, too; and no Events are written.
           await createDgd(cluster, v1beta1Dgd("dry-paused", NS, { pre: { role: "prefill", replicas: 1 } }));
-          await annotate(cluster, "v1beta1", "dry-paused", { [`${P}paused`]: "true" });
+          await annotate(cluster, "v1beta1", "dry-paused", { [`${P}paused`]: "true" }, dry);
           const paused = await scale(dry, {
             graph_deployment_name: "dry-paused",
             target_replicas: prefill(2),
